@@ -1,0 +1,3 @@
+"""bench: a benchmark harness for training-data reconstruction attacks."""
+
+__version__ = "0.1.0"
