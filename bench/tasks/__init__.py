@@ -1,0 +1,3 @@
+"""Task declarations, one module per family; importing this package registers them all."""
+
+from bench.tasks import blobs  # noqa: F401

@@ -1,0 +1,204 @@
+"""The KKT residual of Haim et al. (2022) in closed form, for a population of candidate sets at once.
+
+A homogeneous ReLU MLP trained to near-zero logistic loss converges in direction to a KKT point of
+min ||theta||^2 s.t. y_i Phi(theta; x_i) >= 1, where
+
+    theta = sum_i lambda_i y_i grad_theta Phi(theta; x_i),   lambda_i >= 0.
+
+The attack searches candidates x_i and multipliers lambda_i that satisfy this. This module computes,
+without autograd's double backward and without forming per-sample gradients,
+
+    fit(x, lambda) = sum_l ||theta_l - G_l||^2 / ||theta||^2,   G_l = sum_i c_i grad_{theta_l} Phi(x_i),
+
+with c_i = lambda_i y_i. For a layer h_l = W_l a_{l-1} the per-sample gradient is the outer product
+g_l(x_i) a_{l-1}(x_i)^T, where g_l = dPhi/dh_l is the back-propagated signal, so G_l = (c * g_l)^T a_{l-1}
+is one matrix product. Following Haim et al., the ReLU derivative inside g_l is replaced by
+sigmoid(alpha * h_l) (the forward activations stay exact ReLU); alpha -> infinity recovers the true
+gradient. The square expands through m x m Gram matrices, never forming the H x H matrix G_l:
+
+    ||W_l - G_l||^2 = ||W_l||^2 - 2 sum_i c_i <g_l(x_i), W_l a_{l-1}(x_i)> + c^T (S_l * K_{l-1}) c
+
+with S_l = g_l g_l^T, K_{l-1} = a_{l-1} a_{l-1}^T (elementwise product), and W_l a_{l-1} = h_l - b_l
+already known from the forward pass. The Gram route costs ~2 m^2 (H_l + H_{l-1}) FLOPs per layer against
+2 m H_l H_{l-1} for forming G_l, so `method="auto"` picks per layer whichever is cheaper.
+
+Every tensor may carry leading population dimensions: x (..., m, d), c (..., m), alpha broadcastable to
+(..., 1, 1). Shapes: W_l (H_l, H_{l-1}); the last layer W_L is (1, H_{L-1}); optional first-layer bias b (H_1,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The attacked network's parameters: W_1..W_L and an optional first-layer bias (all detached)."""
+
+    mats: tuple[torch.Tensor, ...]
+    bias: torch.Tensor | None = None
+
+    @property
+    def depth(self) -> int:
+        return len(self.mats)
+
+    def sq_norm(self) -> torch.Tensor:
+        """||theta||^2 over all parameters (scalar)."""
+        total = sum((w * w).sum() for w in self.mats)
+        return total + ((self.bias * self.bias).sum() if self.bias is not None else 0.0)
+
+    def scaled(self, factor: float) -> Weights:
+        """Every layer (and the bias) times `factor`: Phi scales by factor^L."""
+        bias = None if self.bias is None else self.bias * factor
+        return Weights(tuple(w * factor for w in self.mats), bias)
+
+    def to(self, dtype: torch.dtype) -> Weights:
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return Weights(tuple(w.to(dtype) for w in self.mats), bias)
+
+
+def forward_signals(
+    w: Weights, x: torch.Tensor, alpha: torch.Tensor | float
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Forward pass with the modified backward signals.
+
+    Returns phi (..., m); acts [a_0 = x, a_1, ..., a_{L-1}] (..., m, H_l); pre [h_1, ..., h_{L-1}]
+    (pre-activations of the hidden layers, bias included); signals [g_1, ..., g_{L-1}] with
+    g_l = dPhi/dh_l computed with sigmoid(alpha h) in place of the ReLU derivative.
+    """
+    acts, pre = [x], []
+    h = x @ w.mats[0].T
+    if w.bias is not None:
+        h = h + w.bias
+    for mat in w.mats[1:]:
+        pre.append(h)
+        acts.append(torch.relu(h))
+        h = acts[-1] @ mat.T
+    phi = h.squeeze(-1)
+    signals: list[torch.Tensor] = []
+    g = w.mats[-1].squeeze(0) * torch.sigmoid(alpha * pre[-1])
+    signals.append(g)
+    for mat, h_l in zip(reversed(w.mats[1:-1]), reversed(pre[:-1]), strict=True):
+        g = (g @ mat) * torch.sigmoid(alpha * h_l)
+        signals.append(g)
+    signals.reverse()
+    return phi, acts, pre, signals
+
+
+def gradient_sums(
+    w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: torch.Tensor | float
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """G_l = sum_i c_i grad_{W_l} Phi(x_i) for every layer, and the first-layer bias sum (or None).
+
+    Explicit (..., H_l, H_{l-1}) matrices; used by tests and for inspection, and by `kkt_fit` where the
+    explicit route is cheaper.
+    """
+    _, acts, _, signals = forward_signals(w, x, alpha)
+    grads = [(c.unsqueeze(-1) * g).transpose(-1, -2) @ a for g, a in zip(signals, acts[:-1], strict=True)]
+    grads.append((c.unsqueeze(-1) * acts[-1]).sum(-2, keepdim=True))
+    bias = (c.unsqueeze(-1) * signals[0]).sum(-2) if w.bias is not None else None
+    return grads, bias
+
+
+def kkt_fit(
+    w: Weights,
+    x: torch.Tensor,
+    c: torch.Tensor,
+    alpha: torch.Tensor | float,
+    method: str = "auto",
+    theta_sq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """sum_l ||theta_l - G_l||^2 / ||theta||^2 for each candidate set: shape (...,).
+
+    `method`: "gram" (m x m Gram matrices), "explicit" (form G_l) or "auto" (cheaper of the two per layer).
+    """
+    theta_sq = w.sq_norm() if theta_sq is None else theta_sq
+    phi, acts, pre, signals = forward_signals(w, x, alpha)
+    m = x.shape[-2]
+    total = theta_sq
+    for layer, (g, a_prev, h) in enumerate(zip(signals, acts[:-1], pre, strict=True)):
+        out_dim, in_dim = w.mats[layer].shape
+        cg = c.unsqueeze(-1) * g
+        use_gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
+        has_bias = layer == 0 and w.bias is not None
+        if use_gram:
+            # <W_l, G_l> (+ <b, sum c g_1>) = sum_i c_i <g_l(x_i), h_l(x_i)>; h includes the bias.
+            cross = (cg * h).sum((-1, -2))
+            k_prev = a_prev @ a_prev.transpose(-1, -2)
+            if has_bias:
+                k_prev = k_prev + 1.0
+            quad = ((cg @ cg.transpose(-1, -2)) * k_prev).sum((-1, -2))
+            total = total - 2.0 * cross + quad
+        else:
+            grad = cg.transpose(-1, -2) @ a_prev
+            total = total + ((w.mats[layer] - grad) ** 2).sum((-1, -2)) - (w.mats[layer] ** 2).sum()
+            if has_bias:
+                total = total + ((w.bias - cg.sum(-2)) ** 2).sum(-1) - (w.bias**2).sum()
+    # Last layer: grad_{w_L} Phi(x_i) = a_{L-1}(x_i); <w_L, sum c_i a_{L-1}> = sum_i c_i Phi(x_i).
+    s_last = (c.unsqueeze(-1) * acts[-1]).sum(-2)
+    total = total - 2.0 * (c * phi).sum(-1) + (s_last * s_last).sum(-1)
+    return total / theta_sq
+
+
+def attack_loss(
+    w: Weights,
+    x: torch.Tensor,
+    l: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lam_scale: torch.Tensor | float,
+    lam_min: torch.Tensor | float,
+    alpha: torch.Tensor | float,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    lam_penalty: float = 5.0,
+    box_penalty: float = 1.0,
+    method: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reconstruction loss per candidate set (...,) and its KKT-fit part (...,).
+
+    lambda = lam_scale * l (see `lambda_scale`); loss = fit + lam_penalty * sum relu(lam_min - l)^2
+    + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2), sums over candidates and features.
+    lo, hi: (d,) bounds of the centred data (the data range minus the training mean). Population
+    hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1).
+    """
+    fit = kkt_fit(w, x, l * lam_scale * y, alpha, method=method)
+    lam_term = torch.relu(lam_min - l).pow(2).sum(-1)
+    box_term = (torch.relu(x - hi).pow(2) + torch.relu(lo - x).pow(2)).sum((-1, -2))
+    return fit + lam_penalty * lam_term + box_penalty * box_term, fit
+
+
+def lambda_scale(w: Weights, m: int) -> torch.Tensor:
+    """s = ||theta||^2 / (L m): the natural size of a multiplier.
+
+    For a degree-L homogeneous network <theta, grad Phi(x)> = L Phi(x), so at a KKT point
+    ||theta||^2 = L sum_i lambda_i y_i Phi(x_i); with margins near 1 the multipliers sum to ||theta||^2 / L.
+    Writing lambda = s l keeps the learned l of order 1 whatever the weights' scale.
+    """
+    return w.sq_norm() / (w.depth * m)
+
+
+def flops_per_step(d: int, widths: list[int], m: int, population: int = 1, method: str = "auto") -> int:
+    """Multiply-add FLOPs (2 per MAC) of one forward + backward step of `kkt_fit` (dominant GEMMs only).
+
+    `widths`: hidden widths [H_1, ..., H_{L-1}]. The backward into x and lambda costs two GEMMs per
+    forward GEMM (the input gradient, and the transposed product), except the first layer's
+    weight-gradient, which is not needed: x gets one GEMM there.
+    """
+    sizes = [d, *widths]
+    fwd = bwd = 0
+    for i in range(len(widths)):
+        fwd += 2 * m * sizes[i] * sizes[i + 1]  # h_{i+1} = a_i W^T
+        bwd += 2 * m * sizes[i] * sizes[i + 1]  # grad wrt a_i
+    for i in range(1, len(widths)):
+        fwd += 2 * m * sizes[i] * sizes[i + 1]  # g_i = g_{i+1} W_{i+1}
+        bwd += 2 * m * sizes[i] * sizes[i + 1]
+    for i in range(len(widths)):
+        out_dim, in_dim = sizes[i + 1], sizes[i]
+        gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
+        cost = 2 * m * m * (out_dim + in_dim) if gram else 2 * m * out_dim * in_dim
+        fwd += cost
+        bwd += 2 * cost
+    return population * (fwd + bwd)

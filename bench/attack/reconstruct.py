@@ -1,0 +1,183 @@
+"""The reconstruction loop: optimise candidates and multipliers against the KKT residual.
+
+One call runs a *population* of P hyperparameter settings (lr, init_scale, lam_min, alpha) on the same
+trained weights as one batched computation: every tensor carries a leading dimension P, the loss is the
+sum of the P independent losses, and the optimiser is written out here (Adam or SGD with momentum) so
+that each setting keeps its own learning rate. A single run is P = 1. A setting whose loss turns
+non-finite is frozen at its last finite state and reported as diverged; the others go on.
+
+Knows nothing of MLflow: progress and monitoring go through callbacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.attack.kkt import Weights, attack_loss, lambda_scale
+from bench.config import AttackConfig
+
+# (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
+Monitor = Callable[[int, np.ndarray], dict[str, np.ndarray]]
+
+SETTING_KEYS = ("lr", "init_scale", "lam_min", "alpha")
+
+
+@dataclass
+class AttackResult:
+    """Candidates of every setting. x: (P, m, d) in the centred data scale; y: (m,) in {-1, +1};
+    lam: (P, m) the multipliers lambda = s l; curves: name -> (steps (T,), values (P, T))."""
+
+    x: np.ndarray
+    y: np.ndarray
+    lam: np.ndarray
+    settings: list[dict[str, float]]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    diverged: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+def candidate_labels(m: int) -> np.ndarray:
+    """Balanced labels: the first half -1, the second +1 (Haim et al.)."""
+    return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+
+
+def reconstruct(
+    weights: Weights,
+    n_train: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    cfg: AttackConfig,
+    seed: int,
+    settings: Sequence[dict[str, float]] | None = None,
+    monitor: Monitor | None = None,
+    on_step: Callable[[int, np.ndarray], None] | None = None,
+) -> AttackResult:
+    """Run the attack for `cfg.steps` steps.
+
+    weights: the trained (and normalised) network; n_train: assumed training-set size (m = m_factor n);
+    lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
+    of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` every step; `monitor` every
+    `cfg.eval_every` steps and at the end.
+    """
+    import time
+
+    start = time.perf_counter()
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    settings = [dict(s) for s in (settings or [{}])]
+    for s in settings:
+        unknown = set(s) - set(SETTING_KEYS)
+        if unknown:
+            raise ValueError(f"unknown population keys {sorted(unknown)}; allowed: {SETTING_KEYS}")
+        for key in SETTING_KEYS:
+            s.setdefault(key, float(getattr(cfg, key)))
+    P, m = len(settings), cfg.m_factor * n_train
+    d = weights.mats[0].shape[1]
+    w = weights.to(dtype)
+
+    def col(key: str) -> torch.Tensor:
+        return torch.tensor([s[key] for s in settings], dtype=dtype)
+
+    lr, sigma, lam_min, alpha = (col(k) for k in SETTING_KEYS)
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(P, m, d, generator=gen, dtype=dtype) * sigma.view(P, 1, 1)).requires_grad_()
+    l = torch.rand(P, m, generator=gen, dtype=dtype).requires_grad_()
+    y = torch.tensor(candidate_labels(m), dtype=dtype)
+    lo_t, hi_t = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
+    scale = lambda_scale(w, m)
+    step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype)]
+    opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
+    alive = torch.ones(P, dtype=torch.bool)
+    last_good = [x.detach().clone(), l.detach().clone()]
+
+    loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
+    mon_steps: list[int] = []
+    mon_vals: dict[str, list[np.ndarray]] = {}
+
+    def run_monitor(step: int) -> None:
+        if monitor is None:
+            return
+        mon_steps.append(step)
+        for key, values in monitor(step, last_good[0].numpy()).items():
+            mon_vals.setdefault(key, []).append(np.asarray(values, dtype=float))
+
+    for step in range(cfg.steps):
+        if step % cfg.eval_every == 0:
+            run_monitor(step)
+        loss, fit = attack_loss(
+            w,
+            x,
+            l,
+            y,
+            lam_scale=scale,
+            lam_min=lam_min.view(P, 1),
+            alpha=alpha.view(P, 1, 1),
+            lo=lo_t,
+            hi=hi_t,
+            lam_penalty=cfg.lam_penalty,
+            box_penalty=cfg.box_penalty,
+        )
+        finite = torch.isfinite(loss.detach())
+        alive &= finite
+        loss_hist[:, step] = loss.detach().numpy()
+        fit_hist[:, step] = fit.detach().numpy()
+        if not alive.any():
+            break
+        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
+        opt.step(alive)
+        with torch.no_grad():
+            for good, cur in zip(last_good, (x, l), strict=True):
+                good[alive] = cur.detach()[alive]
+        if on_step is not None:
+            on_step(step, loss_hist[:, step])
+    run_monitor(cfg.steps)
+
+    steps = np.arange(cfg.steps)
+    curves = {"attack/loss": (steps, loss_hist), "attack/kkt_fit": (steps, fit_hist)}
+    for key, values in mon_vals.items():
+        curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
+    return AttackResult(
+        x=last_good[0].numpy().copy(),
+        y=candidate_labels(m),
+        lam=(last_good[1] * scale).numpy().copy(),
+        settings=settings,
+        curves=curves,
+        diverged=(~alive).numpy(),
+        seconds=time.perf_counter() - start,
+    )
+
+
+class _Optimizer:
+    """Adam or SGD-momentum over tensors with a leading population dimension and per-setting step sizes."""
+
+    def __init__(self, params: list[torch.Tensor], lrs: list[torch.Tensor], kind: str, momentum: float):
+        self.params, self.lrs, self.kind, self.momentum = params, lrs, kind, momentum
+        self.m1 = [torch.zeros_like(p) for p in params]
+        self.m2 = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, alive: torch.Tensor) -> None:
+        self.t += 1
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        for p, lr, m1, m2 in zip(self.params, self.lrs, self.m1, self.m2, strict=True):
+            grad = torch.nan_to_num(p.grad)
+            mask = alive.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+            if self.kind == "adam":
+                m1.mul_(b1).add_(grad, alpha=1 - b1)
+                m2.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                denom = (m2 / (1 - b2**self.t)).sqrt_().add_(eps)
+                p.sub_(mask * lr * (m1 / (1 - b1**self.t)) / denom)
+            else:
+                m1.mul_(self.momentum).add_(grad)
+                p.sub_(mask * lr * m1)
+            p.grad = None
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A draw log-uniform on [lo, hi] (for random populations)."""
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))

@@ -1,0 +1,213 @@
+"""The `bench` command line (Typer). Thin: parse, then call the library.
+
+Exit codes: 0 success; 2 bad usage or bad input (one line naming the key or file and the fix);
+1 a run that failed (its MLflow run is marked FAILED, with what it had logged kept).
+Heavy imports (torch, mlflow) happen inside commands so that `bench list` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from bench.errors import BenchInputError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark harness for training-data reconstruction attacks (Haim et al. 2022).",
+    pretty_exceptions_enable=False,
+)
+
+ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="smoke | quick | paper")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="override a config value: dotted.key=value (repeatable)")
+]
+UriOpt = Annotated[
+    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+]
+ExpOpt = Annotated[str | None, typer.Option("--experiment", help="MLflow experiment name (default: the task)")]
+
+
+def _fail_input(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2)
+
+
+def _overrides(pairs: list[str] | None) -> dict[str, str]:
+    from bench.config import parse_assignment
+
+    out: dict[str, str] = {}
+    for text in pairs or []:
+        key, value = parse_assignment(text)
+        out[key] = value
+    return out
+
+
+def _check_profile(task, profile: str) -> None:
+    if profile not in task.profiles:
+        raise BenchInputError(f"unknown profile '{profile}' for '--profile': use one of {', '.join(task.profiles)}")
+
+
+@app.command("list")
+def list_tasks() -> None:
+    """List the registered tasks, one line each."""
+    from bench.registry import all_tasks
+
+    for name, task in all_tasks().items():
+        typer.echo(f"{name:<18} {task.summary}")
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="task name (see `bench list`)")],
+    profile: ProfileOpt = "quick",
+    seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="seeds per series point")] = None,
+    set_: SetOpt = None,
+    population: Annotated[
+        list[str] | None,
+        typer.Option("--population", help="an attack setting 'lr=0.01,alpha=100' (repeatable): run them batched"),
+    ] = None,
+    tracking_uri: UriOpt = None,
+    experiment: ExpOpt = None,
+) -> None:
+    """Run a task's series (x seeds) and log every run to MLflow."""
+    from bench.registry import get_task
+
+    try:
+        spec = get_task(task)
+        _check_profile(spec, profile)
+        overrides = _overrides(set_)
+        settings = [_parse_setting(s) for s in population] if population else None
+        from bench.runner import plan
+
+        plan(spec, profile, seeds, overrides)  # validates every config before any work
+    except BenchInputError as e:
+        _fail_input(e)
+    from bench.runner import run_task
+
+    with _Progress() as progress:
+        try:
+            summary = run_task(spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks)
+        except BenchInputError as e:
+            progress.stop()
+            _fail_input(e)
+        except KeyboardInterrupt:
+            progress.stop()
+            typer.echo("interrupted: the current runs are marked FAILED in MLflow", err=True)
+            raise typer.Exit(1) from None
+        except Exception as e:
+            progress.stop()
+            typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
+            raise typer.Exit(1) from None
+    _print_summary(spec, summary)
+
+
+def _parse_setting(text: str) -> dict[str, float]:
+    from bench.attack.reconstruct import SETTING_KEYS
+
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in SETTING_KEYS:
+            raise BenchInputError(f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise BenchInputError(f"bad --population value '{part}': '{value}' is not a number") from None
+        if out[key] <= 0 and key != "lam_min":
+            raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
+    return out
+
+
+_SUMMARY_COLS = {
+    "series_value": "series",
+    "seed": "seed",
+    "train_loss": "train loss",
+    "test_accuracy": "test acc",
+    "error": "error",
+    "corr_mean": "corr",
+    "baseline/mean/dssim_mean": "mean-img",
+    "baseline/heldout/dssim_mean": "held-out",
+    "gain/heldout/dssim": "gain vs held-out",
+}
+
+
+def _print_summary(task, summary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = summary.table
+    show = [c for c in _SUMMARY_COLS if c in table]
+    primary = table["error"].name if "error" in table else ""
+    rich_table = Table(title=f"{task.name}: one row per run ({primary} = eval.primary; baselines in the same metric)")
+    for c in show:
+        rich_table.add_column(_SUMMARY_COLS[c], justify="right")
+    for _, row in table.iterrows():
+        rich_table.add_row(*[_fmt(row[c]) for c in show])
+    console = Console(width=max(120, Console().width))
+    console.print(rich_table)
+    for k, v in summary.trend.items():
+        console.print(f"{k} = {v:.4g}")
+    console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+class _Progress:
+    """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._bar = None
+
+    def __enter__(self) -> _Progress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+    def hooks(self, label: str, n_settings: int):
+        from bench.experiment import Hooks
+
+        state = {"bar": None}
+
+        def on_phase(phase: str, total: int) -> None:
+            if state["bar"] is not None:
+                self._progress.update(state["bar"], visible=True)
+            state["bar"] = self._progress.add_task(f"{label} {phase}", total=total, info="")
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            self._progress.update(state["bar"], completed=epoch, info=f"loss {loss:.2e}")
+
+        def on_step(step: int, losses) -> None:
+            if step % 10 == 0:
+                self._progress.update(state["bar"], completed=step + 1, info=f"loss {min(losses):.3g}")
+
+        return Hooks(on_epoch=on_epoch, on_step=on_step, on_phase=on_phase)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    sys.exit(app())

@@ -1,0 +1,262 @@
+"""Typed run configuration with dotted overrides (`--set attack.lr=0.05`).
+
+A run's configuration is a tree of dataclasses: `RunConfig` holds the task's data config (a dataclass
+declared by the task family) and the shared model, training, attack and evaluation configs. Overrides are
+strings `dotted.key=value`; the value is parsed by the field's declared type and every config checks its
+ranges in `check()`, so a typo or an impossible value fails before any work starts, naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """Homogeneous ReLU MLP d -> width^(depth-1) -> 1.
+
+    `depth` counts weight layers (2 = one hidden layer). `bias`: "none" makes the network exactly
+    homogeneous; "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
+    homogeneous jointly in (W1, b1, W2, ...), and the KKT sums include the bias gradient).
+    """
+
+    depth: int = 3
+    width: int = 1000
+    bias: Literal["none", "first"] = "none"
+
+    def check(self) -> None:
+        require(self.depth >= 2, "model.depth", self.depth, "an integer >= 2 (weight layers)")
+        require(self.width >= 1, "model.width", self.width, "a positive integer")
+
+
+@dataclass
+class TrainConfig:
+    """Full-batch gradient descent on the logistic loss, from a small first-layer init.
+
+    `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
+    default (Kaiming-uniform) init, as in Haim et al. Training stops at `target_loss` or `max_epochs`.
+    """
+
+    lr: float = 1.0
+    init_scale: float = 1e-4
+    target_loss: float = 1e-4
+    max_epochs: int = 20000
+    dtype: Literal["float32", "float64"] = "float64"
+    log_every: int = 10
+
+    def check(self) -> None:
+        require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
+        require(self.init_scale > 0, "train.init_scale", self.init_scale, "a positive std, e.g. 1e-4")
+        require(self.target_loss > 0, "train.target_loss", self.target_loss, "a positive loss")
+        require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "a positive integer")
+        require(self.log_every >= 1, "train.log_every", self.log_every, "a positive integer")
+
+
+@dataclass
+class AttackConfig:
+    """Haim et al.'s reconstruction: candidates x and multipliers lambda fitted to the KKT condition.
+
+    `m_factor`: candidates per training sample (m = m_factor * n, labels balanced +-1). `init_scale`:
+    std of the N(0, init_scale^2) init of x (centred data scale). `lam_min`: lower bound on the
+    normalised multipliers l (lambda = s * l, s = ||theta||^2 / (L m), see bench.attack.kkt).
+    `alpha`: slope of the sigmoid that replaces the ReLU derivative. `optimizer`: "adam" or "sgd"
+    (momentum 0.9, as in the reference code). `eval_every`: steps between DSSIM/L2 monitor points.
+    `normalize`: "margin" rescales the weights so the smallest training margin is 1 (the normalisation
+    of the max-margin problem whose KKT point the attack fits); "none" uses the weights as trained.
+    """
+
+    steps: int = 1000
+    m_factor: int = 2
+    lr: float = 1e-2
+    lr_lambda: float = 1e-2
+    init_scale: float = 1e-3
+    lam_min: float = 0.1
+    alpha: float = 100.0
+    lam_penalty: float = 5.0
+    box_penalty: float = 1.0
+    optimizer: Literal["adam", "sgd"] = "adam"
+    momentum: float = 0.9
+    dtype: Literal["float32", "float64"] = "float32"
+    normalize: Literal["margin", "none"] = "margin"
+    eval_every: int = 100
+
+    def check(self) -> None:
+        require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
+        require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
+        for key in ("lr", "lr_lambda", "init_scale", "alpha"):
+            require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")
+        require(self.lam_min >= 0, "attack.lam_min", self.lam_min, "a number >= 0")
+        require(0 <= self.momentum < 1, "attack.momentum", self.momentum, "a number in [0, 1)")
+        require(self.eval_every >= 1, "attack.eval_every", self.eval_every, "a positive integer")
+
+
+@dataclass
+class EvalConfig:
+    """Matching of reconstructions to training samples (see bench.evaluate).
+
+    `rescale`: "minmax" maps every image to [0, 1] before comparison (Haim et al.); "clip" clips to the
+    data range (tabular data). `ssim_window`: odd SSIM window side in pixels. `ssim_threshold`: a
+    training sample counts as reconstructed when its best SSIM exceeds it. `primary`: the metric that
+    series summaries and tuning call "the error".
+    """
+
+    rescale: Literal["minmax", "clip"] = "minmax"
+    ssim_window: int = 3
+    ssim_threshold: float = 0.4
+    top_k: int = 10
+    primary: str = "dssim_mean"
+
+    def check(self) -> None:
+        require(
+            self.ssim_window >= 3 and self.ssim_window % 2 == 1,
+            "eval.ssim_window",
+            self.ssim_window,
+            "an odd integer >= 3",
+        )
+        require(0 < self.ssim_threshold < 1, "eval.ssim_threshold", self.ssim_threshold, "in (0, 1)")
+        require(self.top_k >= 1, "eval.top_k", self.top_k, "a positive integer")
+
+
+@dataclass
+class RunConfig:
+    """Everything one (series point, seed) run needs. `data` is the task family's own dataclass."""
+
+    data: Any
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+    def check(self) -> None:
+        for part in (self.data, self.model, self.train, self.attack, self.eval):
+            if hasattr(part, "check"):
+                part.check()
+        primary_ok = self.eval.primary in PRIMARY_METRICS
+        require(primary_ok, "eval.primary", self.eval.primary, f"one of {sorted(PRIMARY_METRICS)}")
+
+
+# Metrics that may serve as "the error" (lower is better), computed by bench.evaluate.
+PRIMARY_METRICS = {"dssim_mean", "dssim_topk", "l2_mean", "mae_mean", "one_minus_corr"}
+
+
+def require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"bad value {value!r} for '{key}': expected {expected}")
+
+
+def to_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config tree to {'attack.lr': 0.01, ...} (for logging and printing)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(to_dict(value, key + "."))
+        else:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """Split 'a.b=value' into ('a.b', 'value'), with a clear error for anything else."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set attack.lr=0.05")
+    return key.strip(), value.strip()
+
+
+def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Return a copy of `cfg` with dotted overrides applied (values may be strings or typed), checked."""
+    cfg = _deepcopy(cfg)
+    for key, value in overrides.items():
+        _set(cfg, key, value)
+    cfg.check()
+    return cfg
+
+
+def _deepcopy(cfg: Any) -> Any:
+    changes = {
+        f.name: _deepcopy(getattr(cfg, f.name))
+        for f in dataclasses.fields(cfg)
+        if dataclasses.is_dataclass(getattr(cfg, f.name))
+    }
+    return dataclasses.replace(cfg, **changes)
+
+
+def _set(cfg: Any, key: str, value: Any) -> None:
+    *path, leaf = key.split(".")
+    node = cfg
+    for i, part in enumerate(path):
+        node = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
+        if node is None or not dataclasses.is_dataclass(node):
+            raise ConfigError(f"unknown config key '{key}': '{'.'.join(path[: i + 1])}' is not a section")
+    fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
+    if leaf not in fields or dataclasses.is_dataclass(getattr(node, leaf)):
+        section = ".".join(path)
+        names = [n for n, f in fields.items() if not dataclasses.is_dataclass(getattr(node, n))]
+        where = f"section '{section}'" if section else "the top level"
+        raise ConfigError(f"unknown config key '{key}': {where} has {', '.join(sorted(names))}")
+    hints = typing.get_type_hints(type(node))
+    setattr(node, leaf, coerce(value, hints[leaf], key))
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Parse `value` (a string from the command line, or a typed value) as type `tp`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        text = value if not isinstance(value, str) else value.strip()
+        for allowed in args:
+            if text == allowed or str(allowed) == str(text):
+                return allowed
+        raise ConfigError(f"bad value {value!r} for '{key}': expected one of {', '.join(map(str, args))}")
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, str) and value.lower() in ("none", "null", ""):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"bad value {value!r} for '{key}'")
+    if origin in (tuple, list):
+        items = value
+        if isinstance(value, str):
+            items = [v for v in value.strip("()[] ").split(",") if v.strip()]
+        inner = args[0] if args else str
+        return tuple(coerce(v, inner, key) for v in items)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"bad value {value!r} for '{key}': expected true or false")
+    if tp in (int, float, str):
+        try:
+            if tp is int and isinstance(value, str):
+                as_float = float(value)
+                if not as_float.is_integer():
+                    raise ValueError
+                return int(as_float)
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"bad value {value!r} for '{key}': expected {tp.__name__}") from None
+    raise ConfigError(f"'{key}' has a type bench cannot parse from the command line ({tp})")

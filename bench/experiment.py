@@ -1,0 +1,149 @@
+"""One experiment: data -> train -> attack -> evaluate. Used by `bench run`, `bench tune` and the tests.
+
+Knows nothing of MLflow, Optuna or Typer: it takes a task and a resolved config and returns arrays,
+curves and metrics; `Hooks` carry progress and incremental logging out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.config import RunConfig, apply_overrides
+from bench.data.base import Dataset
+from bench.registry import Task
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks: training epochs, attack steps (losses of every setting), monitor points."""
+
+    on_epoch: Callable[[int, float], None] | None = None
+    on_step: Callable[[int, np.ndarray], None] | None = None
+    on_monitor: Callable[[int, dict[str, np.ndarray]], None] | None = None
+    on_phase: Callable[[str, int], None] | None = None
+
+
+@dataclass
+class SettingResult:
+    """The attack's outcome for one hyperparameter setting of the population."""
+
+    setting: dict[str, float]
+    recon: np.ndarray  # (m, d) reconstructions in the data's own scale
+    lam: np.ndarray  # (m,)
+    metrics: dict[str, float]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
+    match_index: np.ndarray  # (n,) nearest reconstruction of each training sample
+    ssim: np.ndarray | None  # (n,) its SSIM
+
+
+@dataclass
+class ExperimentResult:
+    config: RunConfig
+    data: Dataset
+    model: Any
+    train_metrics: dict[str, float]
+    train_curve: tuple[np.ndarray, np.ndarray]
+    y_candidates: np.ndarray
+    settings: list[SettingResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_config(
+    task: Task,
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    series_value: Any = None,
+    seed: int = 0,
+) -> RunConfig:
+    """The task's defaults, then the profile's, then the user's overrides, then the series point and seed."""
+    steps: dict[str, Any] = {**task.defaults, **task.profiles[profile].overrides, **(overrides or {})}
+    if series_value is not None and task.series_key:
+        steps[task.series_key] = series_value
+    steps["seed"] = seed
+    return apply_overrides(RunConfig(data=task.data), steps)
+
+
+def run_experiment(
+    cfg: RunConfig, settings: Sequence[dict[str, float]] | None = None, hooks: Hooks | None = None
+) -> ExperimentResult:
+    """Run one (series point, seed): returns every setting's reconstructions, metrics and curves."""
+    import torch
+
+    from bench.attack.kkt import Weights
+    from bench.attack.reconstruct import reconstruct
+    from bench.evaluate import evaluate, quick_scores, rescale
+    from bench.train import train_classifier
+
+    hooks = hooks or Hooks()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = cfg.data.load(cfg.seed)
+    timings["data_s"] = time.perf_counter() - t0
+    mean = data.x_train.mean(axis=0)
+    xc, xtc = data.x_train - mean, data.x_test - mean
+
+    if hooks.on_phase:
+        hooks.on_phase("train", cfg.train.max_epochs)
+    tr = train_classifier(xc, data.y_train, cfg.model, cfg.train, cfg.seed, xtc, data.y_test, hooks.on_epoch)
+    timings["train_s"] = tr.seconds
+
+    weights = Weights(tuple(tr.model.weights()), tr.model.first_bias())
+    with torch.no_grad():
+        margins = data.y_train * tr.model(torch.as_tensor(xc, dtype=weights.mats[0].dtype)).numpy()
+    q_min = float(margins.min())
+    train_metrics = {**tr.metrics, "min_margin": q_min}
+    if cfg.attack.normalize == "margin" and q_min > 0:
+        weights = weights.scaled(q_min ** (-1.0 / weights.depth))
+    train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
+
+    lo = np.broadcast_to(np.asarray(data.lo, dtype=float), mean.shape)
+    hi = np.broadcast_to(np.asarray(data.hi, dtype=float), mean.shape)
+    train_scaled = rescale(data.x_train, cfg.eval.rescale, lo, hi)
+
+    def monitor(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
+        scores = [quick_scores(train_scaled, xp + mean, data.image_shape, cfg.eval, lo, hi) for xp in x]
+        out = {f"attack/{k}": np.array([s[k] for s in scores]) for k in scores[0]}
+        if hooks.on_monitor:
+            hooks.on_monitor(step, out)
+        return out
+
+    n = len(data.x_train)
+    if hooks.on_phase:
+        hooks.on_phase("attack", cfg.attack.steps)
+    att = reconstruct(weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step)
+    timings["attack_s"] = att.seconds
+
+    t0 = time.perf_counter()
+    m = len(att.y)
+    rng = np.random.default_rng([cfg.seed, 2])
+    baselines = {
+        "mean": mean[None, :],
+        "random": mean + cfg.attack.init_scale * rng.standard_normal((m, len(mean))),
+        "heldout": _heldout(data, m, rng),
+    }
+    result = ExperimentResult(cfg, data, tr.model, train_metrics, tr.curve, att.y, timings=timings)
+    for p, setting in enumerate(att.settings):
+        recon = att.x[p] + mean
+        ev = evaluate(data.x_train, data.y_train, recon, baselines, data.image_shape, cfg.eval, lo, hi)
+        metrics = {**ev.metrics, "diverged": float(att.diverged[p]), "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1])}
+        metrics["error"] = metrics[cfg.eval.primary]
+        curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
+        result.settings.append(
+            SettingResult(setting, recon, att.lam[p], metrics, curves, ev.match.index, ev.match.ssim)
+        )
+    timings["eval_s"] = time.perf_counter() - t0
+    return result
+
+
+def _heldout(data: Dataset, m: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to m held-out samples, balanced between the classes: the 'any sample of the class' baseline."""
+    parts = []
+    for sign in (-1, 1):
+        idx = np.flatnonzero(data.y_test == sign)
+        parts.append(data.x_test[rng.permutation(idx)[: m // 2]])
+    return np.concatenate(parts)

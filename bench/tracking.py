@@ -1,0 +1,179 @@
+"""Everything that touches MLflow.
+
+Default store: embedded SQLite at `mlruns/mlflow.db` (relative to the working directory), artifacts in
+`mlruns/artifacts/<experiment>/`. Browse with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
+Any MLflow tracking URI works too (another SQLite file, a tracking server `http://host:5000`).
+
+Layout: one experiment per task (or `--experiment`); one parent run per invocation; one child run per
+(series point, seed, setting), tagged `bench.task`, `bench.series_value`, `bench.seed`. Curves are sent
+while the run works, so a run that raises is marked FAILED with its partial curves kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchInputError
+
+DEFAULT_DIR = "mlruns"
+
+
+def default_tracking_uri() -> str:
+    """sqlite:///<abs cwd>/mlruns/mlflow.db (MLflow >= 3.7 refuses a bare file store)."""
+    return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+class Tracker:
+    """A connection to one tracking store, with bench's run layout."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or default_tracking_uri()
+        path = _sqlite_path(self.uri)
+        if self.uri.startswith("sqlite:") and path is None:
+            raise BenchInputError(f"bad tracking URI '{self.uri}': use sqlite:///PATH/TO/FILE.db (three slashes)")
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise BenchInputError(f"cannot create the folder of tracking store '{self.uri}': {e}") from None
+        elif self.uri.startswith("file:") or "://" not in self.uri:
+            raise BenchInputError(
+                f"unusable tracking URI '{self.uri}': MLflow refuses plain file stores; "
+                "use sqlite:///PATH.db or http://HOST:PORT"
+            )
+        self.client = MlflowClient(tracking_uri=self.uri)
+
+    def experiment(self, name: str) -> str:
+        """The id of experiment `name`, created (with artifacts beside a SQLite store) if absent."""
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            path = _sqlite_path(self.uri)
+            location = (path.parent / "artifacts" / name).resolve().as_uri() if path else None
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception as e:  # the first call that reaches the store: report it as bad input
+            raise BenchInputError(f"cannot use tracking URI '{self.uri}': {type(e).__name__}: {e}") from None
+
+    @contextmanager
+    def run(
+        self, experiment_id: str, name: str, tags: dict[str, Any], parent_id: str | None = None
+    ) -> Iterator[RunLog]:
+        """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises."""
+        all_tags = {k: str(v) for k, v in tags.items()}
+        if parent_id:
+            all_tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+        log = RunLog(self.client, run.info.run_id)
+        try:
+            yield log
+        except BaseException:
+            log.flush()
+            self.client.set_terminated(log.run_id, "FAILED")
+            raise
+        log.flush()
+        self.client.set_terminated(log.run_id, "FINISHED")
+
+
+class RunLog:
+    """Buffered logging into one run (metrics go out in batches of up to 1000)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self._metrics: list[Any] = []
+
+    def metric(self, key: str, value: float, step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        value = float(value)
+        if np.isfinite(value):
+            self._metrics.append(Metric(_key(key), value, 0, int(step)))
+        if len(self._metrics) >= 1000:
+            self.flush()
+
+    def metrics(self, values: dict[str, float], step: int = 0) -> None:
+        for key, value in values.items():
+            self.metric(key, value, step)
+        self.flush()
+
+    def curve(self, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+        for s, v in zip(steps, values, strict=True):
+            self.metric(key, v, int(s))
+        self.flush()
+
+    def flush(self) -> None:
+        if self._metrics:
+            self.client.log_batch(self.run_id, metrics=self._metrics)
+            self._metrics = []
+
+    def params(self, values: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(_key(k), str(v)[:6000]) for k, v in values.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def tags(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def artifact(self, local: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local), folder)
+
+    def figure(self, fig: Any, name: str) -> None:
+        self.client.log_figure(self.run_id, fig, name)
+
+    def text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def arrays(self, name: str, **arrays: np.ndarray) -> None:
+        """Save arrays as `<name>.npz` under the run's artifacts (name may contain a folder)."""
+        folder, _, stem = name.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{stem}.npz"
+            np.savez_compressed(path, **arrays)
+            self.artifact(path, folder or None)
+
+    def torch_state(self, state: dict[str, Any], name: str) -> None:
+        import torch
+
+        folder, _, stem = name.rpartition("/")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / stem
+            torch.save(state, path)
+            self.artifact(path, folder or None)
+
+
+def _key(key: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . space / : keep ours that way.
+    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in key)
+
+
+def load_arrays(client: Any, run_id: str, name: str) -> dict[str, np.ndarray]:
+    """Read back an `arrays/<name>.npz` artifact of a run (for tests and re-analysis)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, f"arrays/{name}.npz", tmp)
+        with np.load(local) as f:
+            return {k: f[k] for k in f.files}
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+def env_tracking_uri() -> str | None:
+    return os.environ.get("MLFLOW_TRACKING_URI")

@@ -1,0 +1,89 @@
+"""Classifier training: full-batch gradient descent on the logistic loss (the attack's premise).
+
+Knows nothing of MLflow: the loss curve is returned, and progress goes through a callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.config import ModelConfig, TrainConfig
+from bench.models import MLP, make_mlp
+
+
+@dataclass
+class TrainResult:
+    """The trained model and its record. curve: (epochs (T,), train loss (T,))."""
+
+    model: MLP
+    curve: tuple[np.ndarray, np.ndarray]
+    epochs: int
+    metrics: dict[str, float]
+    seconds: float
+
+
+def logistic_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean log(1 + exp(-y f)), y in {-1, +1} (= BCE-with-logits on {0, 1} labels)."""
+    return F.softplus(-y * logits).mean()
+
+
+def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(logistic loss, accuracy) of `model` on centred inputs x (n, d), labels y in {-1, +1}."""
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        logits = model(torch.as_tensor(x, dtype=dtype))
+        yt = torch.as_tensor(y, dtype=dtype)
+        return float(logistic_loss(logits, yt)), float(((logits > 0) == (yt > 0)).double().mean())
+
+
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    seed: int,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1}.
+
+    Runs until the training loss is below `cfg.target_loss` or `cfg.max_epochs`; raises if the loss
+    becomes non-finite (lower `train.lr`).
+    """
+    start = time.perf_counter()
+    dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    model = make_mlp(x.shape[1], model_cfg.depth, model_cfg.width, model_cfg.bias, cfg.init_scale, seed, dtype)
+    xt, yt = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    epochs, losses = [], []
+    epoch = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = logistic_loss(model(xt), yt)
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at epoch {epoch}: lower train.lr")
+        done = value < cfg.target_loss
+        if epoch % cfg.log_every == 0 or epoch == 1 or done:
+            epochs.append(epoch)
+            losses.append(value)
+            if on_epoch is not None:
+                on_epoch(epoch, value)
+        if done:
+            break
+        loss.backward()
+        opt.step()
+    model.eval()
+    train_loss, train_acc = evaluate_classifier(model, x, y)
+    metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "train_epochs": float(epoch)}
+    if x_test is not None and y_test is not None and len(x_test):
+        metrics["test_loss"], metrics["test_accuracy"] = evaluate_classifier(model, x_test, y_test)
+    metrics["reached_target"] = float(train_loss < cfg.target_loss)
+    return TrainResult(model, (np.array(epochs), np.array(losses)), epoch, metrics, time.perf_counter() - start)
