@@ -130,9 +130,8 @@ _SUMMARY_COLS = {
     "test_accuracy": "test acc",
     "error": "error",
     "corr_mean": "corr",
-    "baseline/mean/dssim_mean": "mean-img",
-    "baseline/heldout/dssim_mean": "held-out",
-    "gain/heldout/dssim": "gain vs held-out",
+    "baseline/mean/PRIMARY": "mean-img",
+    "baseline/heldout/PRIMARY": "held-out",
 }
 
 
@@ -141,11 +140,12 @@ def _print_summary(task, summary) -> None:
     from rich.table import Table
 
     table = summary.table
-    show = [c for c in _SUMMARY_COLS if c in table]
-    primary = table["error"].name if "error" in table else ""
-    rich_table = Table(title=f"{task.name}: one row per run ({primary} = eval.primary; baselines in the same metric)")
+    primary = str(table["primary"].iloc[0]) if "primary" in table else "error"
+    cols = {k.replace("PRIMARY", primary): v for k, v in _SUMMARY_COLS.items()}
+    show = [c for c in cols if c in table]
+    rich_table = Table(title=f"{task.name}: one row per run (error = {primary}, baselines in the same metric)")
     for c in show:
-        rich_table.add_column(_SUMMARY_COLS[c], justify="right")
+        rich_table.add_column(cols[c], justify="right")
     for _, row in table.iterrows():
         rich_table.add_row(*[_fmt(row[c]) for c in show])
     console = Console(width=max(120, Console().width))

@@ -62,7 +62,9 @@ def resolve_config(
 ) -> RunConfig:
     """The task's defaults, then the profile's, then the user's overrides, then the series point and seed."""
     steps: dict[str, Any] = {**task.defaults, **task.profiles[profile].overrides, **(overrides or {})}
-    if series_value is not None and task.series_key:
+    if isinstance(series_value, dict):
+        steps.update(series_value)
+    elif series_value is not None and task.series_key:
         steps[task.series_key] = series_value
     steps["seed"] = seed
     return apply_overrides(RunConfig(data=task.data), steps)

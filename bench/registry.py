@@ -8,6 +8,7 @@ import only light modules at import time so that `bench list` stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,11 @@ PROFILES = ("smoke", "quick", "paper")
 
 @dataclass(frozen=True)
 class Profile:
-    """Overrides for one scale of a task, the series values at that scale, and the default seed count."""
+    """Overrides for one scale of a task, the series values at that scale, and the default seed count.
+
+    A series value is either a plain value for the task's `series_key`, or a dict of dotted overrides
+    (a grid point such as {"reduce.name": "pca", "data.selection": "dissimilar"}).
+    """
 
     overrides: dict[str, Any] = field(default_factory=dict)
     series: tuple[Any, ...] = ()
@@ -35,6 +40,11 @@ class Task:
     series_key: str | None = None
     series_label: str = ""
     family: str = ""
+    # Per (run, setting): extra metrics from the finished experiment, e.g. a baseline classifier's accuracy.
+    # Called as post(result, setting_result) -> {name: value}; logged with the child and in the table.
+    post: Callable[[Any, Any], dict[str, float]] | None = None
+    # On the parent: extra artifacts from the finished series table, report(table) -> {file name: text}.
+    report: Callable[[Any], dict[str, str]] | None = None
 
 
 _TASKS: dict[str, Task] = {}

@@ -70,13 +70,14 @@ def run_task(
             | {f"population.{i}": s for i, s in enumerate(settings or [])}
         )
         for value, seed, cfg in points:
-            series_value = value if value is not None else _lookup(cfg, task.series_key)
+            series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
             label = f"{task.series_label or 'point'}={series_value} seed={seed}"
             hooks = progress(label, len(settings or [None])) if progress else Hooks()
             result, ids = _run_child(tracker, exp_id, parent.run_id, task, profile, cfg, series_value, settings, hooks)
             child_ids.extend(ids)
             for p, sr in enumerate(result.settings):
-                row = {"series_value": series_value, "seed": seed, "setting": p, **sr.setting}
+                row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
+                row.update(sr.setting)
                 row.update(result.data.stats)
                 row.update({k: v for k, v in result.train_metrics.items()})
                 row.update(sr.metrics)
@@ -84,6 +85,11 @@ def run_task(
         table = pd.DataFrame(rows)
         trend = log_series_summary(parent, table, task)
     return RunSummary(parent.run_id, exp_id, table, trend, child_ids)
+
+
+def series_label(value: Any) -> Any:
+    """A series point as logged: the value itself, or 'a/b' for a grid point {key: a, key2: b}."""
+    return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else value
 
 
 def _lookup(cfg: RunConfig, key: str | None) -> Any:
@@ -152,6 +158,8 @@ def _run_child(
         data = result.data
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         for log, sr in zip(logs, result.settings, strict=True):
+            if task.post is not None:
+                sr.metrics.update(task.post(result, sr))
             steps, fit = sr.curves["attack/kkt_fit"]
             log.curve("attack/kkt_fit", steps, fit)
             log.metrics(sr.metrics | result.train_metrics | data.stats | result.timings)
@@ -207,6 +215,9 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     trend: dict[str, float] = {}
     csv = table.to_csv(index=False)
     parent.text(csv, "series.csv")
+    if task.report is not None:
+        for name, text in task.report(table).items():
+            parent.text(text, name)
     if "series_value" not in table or table["series_value"].isna().all():
         return trend
     x = pd.to_numeric(table["series_value"], errors="coerce").to_numpy(dtype=float)
