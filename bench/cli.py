@@ -23,12 +23,16 @@ app = typer.Typer(
 
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="smoke | quick | paper")]
 SetOpt = Annotated[
-    list[str] | None, typer.Option("--set", "-s", help="override a config value: dotted.key=value (repeatable)")
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a config value: dotted.key=value (repeatable)"),
 ]
 UriOpt = Annotated[
-    str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)")
+    str | None,
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlruns/mlflow.db)"),
 ]
-ExpOpt = Annotated[str | None, typer.Option("--experiment", help="MLflow experiment name (default: the task)")]
+ExpOpt = Annotated[
+    str | None, typer.Option("--experiment", help="MLflow experiment name (default: the task)")
+]
 
 
 def _fail_input(err: Exception) -> None:
@@ -48,7 +52,9 @@ def _overrides(pairs: list[str] | None) -> dict[str, str]:
 
 def _check_profile(task, profile: str) -> None:
     if profile not in task.profiles:
-        raise BenchInputError(f"unknown profile '{profile}' for '--profile': use one of {', '.join(task.profiles)}")
+        raise BenchInputError(
+            f"unknown profile '{profile}' for '--profile': use one of {', '.join(task.profiles)}"
+        )
 
 
 @app.command("list")
@@ -68,7 +74,9 @@ def run(
     set_: SetOpt = None,
     population: Annotated[
         list[str] | None,
-        typer.Option("--population", help="an attack setting 'lr=0.01,alpha=100' (repeatable): run them batched"),
+        typer.Option(
+            "--population", help="an attack setting 'lr=0.01,alpha=100' (repeatable): run them batched"
+        ),
     ] = None,
     tracking_uri: UriOpt = None,
     experiment: ExpOpt = None,
@@ -90,7 +98,9 @@ def run(
 
     with _Progress() as progress:
         try:
-            summary = run_task(spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks)
+            summary = run_task(
+                spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks
+            )
         except BenchInputError as e:
             progress.stop()
             _fail_input(e)
@@ -113,7 +123,9 @@ def _parse_setting(text: str) -> dict[str, float]:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in SETTING_KEYS:
-            raise BenchInputError(f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}")
+            raise BenchInputError(
+                f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
+            )
         try:
             out[key] = float(value)
         except ValueError:
@@ -143,7 +155,9 @@ def _print_summary(task, summary) -> None:
     primary = str(table["primary"].iloc[0]) if "primary" in table else "error"
     cols = {k.replace("PRIMARY", primary): v for k, v in _SUMMARY_COLS.items()}
     show = [c for c in cols if c in table]
-    rich_table = Table(title=f"{task.name}: one row per run (error = {primary}, baselines in the same metric)")
+    rich_table = Table(
+        title=f"{task.name}: one row per run (error = {primary}, baselines in the same metric)"
+    )
     for c in show:
         rich_table.add_column(cols[c], justify="right")
     for _, row in table.iterrows():

@@ -218,9 +218,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
                 return allowed
         raise ConfigError(f"bad value {value!r} for '{key}': expected one of {', '.join(map(str, args))}")
     if origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and value.lower() in ("none", "null", ""):
-            if type(None) in args:
-                return None
+        if isinstance(value, str) and value.lower() in ("none", "null", "") and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):

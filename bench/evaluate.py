@@ -36,7 +36,9 @@ class Match:
     ssim: np.ndarray | None
 
 
-def rescale(x: np.ndarray, mode: str, lo: np.ndarray | float = 0.0, hi: np.ndarray | float = 1.0) -> np.ndarray:
+def rescale(
+    x: np.ndarray, mode: str, lo: np.ndarray | float = 0.0, hi: np.ndarray | float = 1.0
+) -> np.ndarray:
     """(k, d) samples in the data scale -> the scale they are compared in (see module docstring)."""
     x = np.asarray(x, dtype=np.float64)
     if mode == "clip":
@@ -63,7 +65,11 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 3, data_range: float = 1.0)
 
 
 def match(
-    train: np.ndarray, cands: np.ndarray, image_shape: tuple[int, int] | None, cfg: EvalConfig, data_range: float
+    train: np.ndarray,
+    cands: np.ndarray,
+    image_shape: tuple[int, int] | None,
+    cfg: EvalConfig,
+    data_range: float,
 ) -> Match:
     """Nearest candidate of each training sample; both (n, d) / (k, d) already rescaled."""
     corr = correlation(train, cands)
@@ -135,7 +141,7 @@ def evaluate(
 
     `baselines`: name -> candidate set (k', d) in the data scale, scored the same way. Metrics: the
     attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...; class1 is y = +1), each
-    baseline's (`baseline/<name>/dssim_mean`, ...) and the attack's gain over it
+    baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's gain over it
     (`gain/<name>/dssim` = baseline DSSIM - attack DSSIM, `gain/<name>/corr` = attack corr - baseline
     corr; positive means the attack recovers more than the baseline).
     """
@@ -149,8 +155,14 @@ def evaluate(
         if mask.any():
             metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, cfg, mask).items()})
     for name, cands in baselines.items():
-        base = summarise(match(train_s, rescale(cands, cfg.rescale, lo, hi), image_shape, cfg, data_range), cfg)
+        base_match = match(train_s, rescale(cands, cfg.rescale, lo, hi), image_shape, cfg, data_range)
+        base = summarise(base_match, cfg)
         metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
+        for cls, sign in ((0, -1), (1, 1)):
+            mask = train_y == sign
+            if mask.any():
+                per_class = summarise(base_match, cfg, mask)
+                metrics.update({f"baseline/{name}/class{cls}/{k}": v for k, v in per_class.items()})
         metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
         metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]
         if "dssim_mean" in base:
@@ -159,7 +171,12 @@ def evaluate(
 
 
 def quick_scores(
-    train_scaled: np.ndarray, recon_x: np.ndarray, image_shape: tuple[int, int] | None, cfg: EvalConfig, lo, hi
+    train_scaled: np.ndarray,
+    recon_x: np.ndarray,
+    image_shape: tuple[int, int] | None,
+    cfg: EvalConfig,
+    lo,
+    hi,
 ) -> dict[str, float]:
     """DSSIM (if images) and L2 to the nearest training sample: the monitor of the attack curves."""
     data_range = 1.0 if cfg.rescale == "minmax" else float(np.max(np.asarray(hi) - np.asarray(lo)))

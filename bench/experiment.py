@@ -70,15 +70,37 @@ def resolve_config(
     return apply_overrides(RunConfig(data=task.data), steps)
 
 
+@dataclass
+class Prepared:
+    """Data and trained classifier of one (series point, seed): what every attack on them shares.
+
+    `mean`: (d,) per-feature training mean (the model sees x - mean); `weights`: the trained network as
+    `bench.attack.kkt.Weights`, not yet margin-normalised; `min_margin`: smallest y f(x) on the training set.
+    """
+
+    config: RunConfig
+    data: Dataset
+    mean: np.ndarray
+    model: Any
+    train_metrics: dict[str, float]
+    train_curve: tuple[np.ndarray, np.ndarray]
+    weights: Any
+    min_margin: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
 def run_experiment(
     cfg: RunConfig, settings: Sequence[dict[str, float]] | None = None, hooks: Hooks | None = None
 ) -> ExperimentResult:
     """Run one (series point, seed): returns every setting's reconstructions, metrics and curves."""
+    return attack_and_evaluate(prepare(cfg, hooks), cfg, settings, hooks)
+
+
+def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
+    """Load the data and train the classifier (uses cfg's data, model, train and seed; not attack/eval)."""
     import torch
 
     from bench.attack.kkt import Weights
-    from bench.attack.reconstruct import reconstruct
-    from bench.evaluate import evaluate, quick_scores, rescale
     from bench.train import train_classifier
 
     hooks = hooks or Hooks()
@@ -99,6 +121,29 @@ def run_experiment(
         margins = data.y_train * tr.model(torch.as_tensor(xc, dtype=weights.mats[0].dtype)).numpy()
     q_min = float(margins.min())
     train_metrics = {**tr.metrics, "min_margin": q_min}
+    return Prepared(cfg, data, mean, tr.model, train_metrics, tr.curve, weights, q_min, timings)
+
+
+def attack_and_evaluate(
+    prepared: Prepared,
+    cfg: RunConfig | None = None,
+    settings: Sequence[dict[str, float]] | None = None,
+    hooks: Hooks | None = None,
+) -> ExperimentResult:
+    """Attack a prepared classifier and evaluate the reconstructions.
+
+    `cfg` (default: the prepared one) may differ from `prepared.config` only in `attack.*` and `eval.*`,
+    so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
+    """
+    from bench.attack.reconstruct import reconstruct
+    from bench.evaluate import evaluate, quick_scores, rescale
+
+    cfg = cfg or prepared.config
+    _check_same_classifier(prepared.config, cfg)
+    hooks = hooks or Hooks()
+    data, mean, weights, q_min = prepared.data, prepared.mean, prepared.weights, prepared.min_margin
+    timings = dict(prepared.timings)
+    train_metrics = dict(prepared.train_metrics)
     if cfg.attack.normalize == "margin" and q_min > 0:
         weights = weights.scaled(q_min ** (-1.0 / weights.depth))
     train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
@@ -117,7 +162,9 @@ def run_experiment(
     n = len(data.x_train)
     if hooks.on_phase:
         hooks.on_phase("attack", cfg.attack.steps)
-    att = reconstruct(weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step)
+    att = reconstruct(
+        weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step
+    )
     timings["attack_s"] = att.seconds
 
     t0 = time.perf_counter()
@@ -128,11 +175,17 @@ def run_experiment(
         "random": mean + cfg.attack.init_scale * rng.standard_normal((m, len(mean))),
         "heldout": _heldout(data, m, rng),
     }
-    result = ExperimentResult(cfg, data, tr.model, train_metrics, tr.curve, att.y, timings=timings)
+    result = ExperimentResult(
+        cfg, data, prepared.model, train_metrics, prepared.train_curve, att.y, timings=timings
+    )
     for p, setting in enumerate(att.settings):
         recon = att.x[p] + mean
         ev = evaluate(data.x_train, data.y_train, recon, baselines, data.image_shape, cfg.eval, lo, hi)
-        metrics = {**ev.metrics, "diverged": float(att.diverged[p]), "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1])}
+        metrics = {
+            **ev.metrics,
+            "diverged": float(att.diverged[p]),
+            "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
+        }
         metrics["error"] = metrics[cfg.eval.primary]
         curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
         result.settings.append(
@@ -140,6 +193,19 @@ def run_experiment(
         )
     timings["eval_s"] = time.perf_counter() - t0
     return result
+
+
+def _check_same_classifier(a: RunConfig, b: RunConfig) -> None:
+    """Raise ValueError when b would need another classifier than a (anything beyond attack.* / eval.*)."""
+    from bench.config import to_dict
+
+    def key(c: RunConfig) -> dict[str, Any]:
+        return {k: v for k, v in to_dict(c).items() if not k.startswith(("attack.", "eval."))}
+
+    ka, kb = key(a), key(b)
+    if ka != kb:
+        diff = sorted(k for k in ka.keys() | kb.keys() if ka.get(k) != kb.get(k))
+        raise ValueError(f"attack_and_evaluate: config differs from the prepared one in {diff}")
 
 
 def _heldout(data: Dataset, m: int, rng: np.random.Generator) -> np.ndarray:

@@ -46,7 +46,9 @@ class MLP(nn.Module):
         return None if b is None else b.detach()
 
 
-def make_mlp(d: int, depth: int, width: int, bias: str, init_scale: float, seed: int, dtype: torch.dtype) -> MLP:
+def make_mlp(
+    d: int, depth: int, width: int, bias: str, init_scale: float, seed: int, dtype: torch.dtype
+) -> MLP:
     """Build the MLP with the small first-layer init, deterministically for `seed`."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)

@@ -68,7 +68,11 @@ def series_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: s
     for v in xs:
         vals = y[x == v]
         mu = vals.mean()
-        half = stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0
+        half = (
+            stats.t.ppf(0.975, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))
+            if len(vals) > 1
+            else 0.0
+        )
         means.append(mu)
         lows.append(mu - half)
         highs.append(mu + half)

@@ -71,5 +71,7 @@ def all_tasks() -> dict[str, Task]:
 def get_task(name: str) -> Task:
     tasks = all_tasks()
     if name not in tasks:
-        raise BenchInputError(f"unknown task '{name}': run 'bench list' to see the tasks ({', '.join(tasks)})")
+        raise BenchInputError(
+            f"unknown task '{name}': run 'bench list' to see the tasks ({', '.join(tasks)})"
+        )
     return tasks[name]

@@ -30,7 +30,9 @@ class RunSummary:
     child_run_ids: list[str] = field(default_factory=list)
 
 
-def plan(task: Task, profile: str, seeds: int | None, overrides: dict[str, Any]) -> list[tuple[Any, int, RunConfig]]:
+def plan(
+    task: Task, profile: str, seeds: int | None, overrides: dict[str, Any]
+) -> list[tuple[Any, int, RunConfig]]:
     """Every (series value, seed, resolved config), all validated before any work starts."""
     series: Sequence[Any] = task.profiles[profile].series or (None,)
     if task.series_key and task.series_key in overrides:
@@ -65,7 +67,12 @@ def run_task(
     parent_tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "parent"}
     with tracker.run(exp_id, f"{task.name}-{profile}", parent_tags) as parent:
         parent.params(
-            {"task": task.name, "profile": profile, "seeds": len({p[1] for p in points}), "series_key": task.series_key}
+            {
+                "task": task.name,
+                "profile": profile,
+                "seeds": len({p[1] for p in points}),
+                "series_key": task.series_key,
+            }
             | {f"set.{k}": v for k, v in overrides.items()}
             | {f"population.{i}": s for i, s in enumerate(settings or [])}
         )
@@ -73,7 +80,9 @@ def run_task(
             series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
             label = f"{task.series_label or 'point'}={series_value} seed={seed}"
             hooks = progress(label, len(settings or [None])) if progress else Hooks()
-            result, ids = _run_child(tracker, exp_id, parent.run_id, task, profile, cfg, series_value, settings, hooks)
+            result, ids = _run_child(
+                tracker, exp_id, parent.run_id, task, profile, cfg, series_value, settings, hooks
+            )
             child_ids.extend(ids)
             for p, sr in enumerate(result.settings):
                 row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}

@@ -44,12 +44,16 @@ class Tracker:
         self.uri = uri or default_tracking_uri()
         path = _sqlite_path(self.uri)
         if self.uri.startswith("sqlite:") and path is None:
-            raise BenchInputError(f"bad tracking URI '{self.uri}': use sqlite:///PATH/TO/FILE.db (three slashes)")
+            raise BenchInputError(
+                f"bad tracking URI '{self.uri}': use sqlite:///PATH/TO/FILE.db (three slashes)"
+            )
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise BenchInputError(f"cannot create the folder of tracking store '{self.uri}': {e}") from None
+                raise BenchInputError(
+                    f"cannot create the folder of tracking store '{self.uri}': {e}"
+                ) from None
         elif self.uri.startswith("file:") or "://" not in self.uri:
             raise BenchInputError(
                 f"unusable tracking URI '{self.uri}': MLflow refuses plain file stores; "

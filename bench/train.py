@@ -59,7 +59,9 @@ def train_classifier(
     """
     start = time.perf_counter()
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    model = make_mlp(x.shape[1], model_cfg.depth, model_cfg.width, model_cfg.bias, cfg.init_scale, seed, dtype)
+    model = make_mlp(
+        x.shape[1], model_cfg.depth, model_cfg.width, model_cfg.bias, cfg.init_scale, seed, dtype
+    )
     xt, yt = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     epochs, losses = [], []
@@ -86,4 +88,6 @@ def train_classifier(
     if x_test is not None and y_test is not None and len(x_test):
         metrics["test_loss"], metrics["test_accuracy"] = evaluate_classifier(model, x_test, y_test)
     metrics["reached_target"] = float(train_loss < cfg.target_loss)
-    return TrainResult(model, (np.array(epochs), np.array(losses)), epoch, metrics, time.perf_counter() - start)
+    return TrainResult(
+        model, (np.array(epochs), np.array(losses)), epoch, metrics, time.perf_counter() - start
+    )

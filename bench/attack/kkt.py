@@ -12,9 +12,10 @@ without autograd's double backward and without forming per-sample gradients,
 
 with c_i = lambda_i y_i. For a layer h_l = W_l a_{l-1} the per-sample gradient is the outer product
 g_l(x_i) a_{l-1}(x_i)^T, where g_l = dPhi/dh_l is the back-propagated signal, so G_l = (c * g_l)^T a_{l-1}
-is one matrix product. Following Haim et al., the ReLU derivative inside g_l is replaced by
-sigmoid(alpha * h_l) (the forward activations stay exact ReLU); alpha -> infinity recovers the true
-gradient. The square expands through m x m Gram matrices, never forming the H x H matrix G_l:
+is one matrix product. Following Haim et al., the ReLU's derivative is replaced by sigmoid(alpha * h)
+wherever it is differentiated: inside g_l and in the backward from the loss into x (their modified ReLU
+acts in both passes of the double backward); the forward values stay exact ReLU, and alpha -> infinity
+recovers the true gradient. The square expands through m x m Gram matrices, never forming the H x H matrix G_l:
 
     ||W_l - G_l||^2 = ||W_l||^2 - 2 sum_i c_i <g_l(x_i), W_l a_{l-1}(x_i)> + c^T (S_l * K_{l-1}) c
 
@@ -68,23 +69,37 @@ def forward_signals(
     (pre-activations of the hidden layers, bias included); signals [g_1, ..., g_{L-1}] with
     g_l = dPhi/dh_l computed with sigmoid(alpha h) in place of the ReLU derivative.
     """
-    acts, pre = [x], []
+    acts, pre, slopes = [x], [], []
     h = x @ w.mats[0].T
     if w.bias is not None:
         h = h + w.bias
     for mat in w.mats[1:]:
         pre.append(h)
-        acts.append(torch.relu(h))
+        slopes.append(torch.sigmoid(alpha * h))
+        acts.append(_SurrogateReLU.apply(h, slopes[-1]))
         h = acts[-1] @ mat.T
     phi = h.squeeze(-1)
-    signals: list[torch.Tensor] = []
-    g = w.mats[-1].squeeze(0) * torch.sigmoid(alpha * pre[-1])
-    signals.append(g)
-    for mat, h_l in zip(reversed(w.mats[1:-1]), reversed(pre[:-1]), strict=True):
-        g = (g @ mat) * torch.sigmoid(alpha * h_l)
+    g = w.mats[-1].squeeze(0) * slopes[-1]
+    signals = [g]
+    for mat, slope in zip(reversed(w.mats[1:-1]), reversed(slopes[:-1]), strict=True):
+        g = (g @ mat) * slope
         signals.append(g)
     signals.reverse()
     return phi, acts, pre, signals
+
+
+class _SurrogateReLU(torch.autograd.Function):
+    """relu(h) whose derivative is the given slope sigmoid(alpha h), as everywhere in the reference code."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(slope)
+        return h.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None
 
 
 def gradient_sums(

@@ -84,8 +84,12 @@ def reconstruct(
 
     lr, sigma, lam_min, alpha = (col(k) for k in SETTING_KEYS)
     gen = torch.Generator().manual_seed(seed)
-    x = (torch.randn(P, m, d, generator=gen, dtype=dtype) * sigma.view(P, 1, 1)).requires_grad_()
-    l = torch.rand(P, m, generator=gen, dtype=dtype).requires_grad_()
+    # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
+    # population follows exactly the path it follows alone with the same seed.
+    x0 = torch.randn(m, d, generator=gen, dtype=dtype)
+    l0 = torch.rand(m, generator=gen, dtype=dtype)
+    x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
+    l = l0.repeat(P, 1).requires_grad_()
     y = torch.tensor(candidate_labels(m), dtype=dtype)
     lo_t, hi_t = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
     scale = lambda_scale(w, m)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,8 @@ class Dataset:
     distribution (test accuracy and the held-out baseline). `lo`, `hi`: the data range (scalars or (d,)).
     `image_shape`: (h, w) when a row is an image, else None. `stats`: numbers describing the data
     (spatial correlation, class variances) that are logged with the run. `source`: where the data came
-    from, in words (stand-ins say so).
+    from, in words (stand-ins say so). `extras`: task-private objects the task's `post` hook needs (fitted
+    scalers or reducers, gene-space arrays); never logged.
     """
 
     x_train: np.ndarray
@@ -27,6 +29,7 @@ class Dataset:
     hi: float | np.ndarray = 1.0
     stats: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def d(self) -> int:
@@ -50,7 +53,9 @@ def balanced_split(
     for cls in (0, 1):
         idx = np.flatnonzero(labels == cls)
         if len(idx) < n_train + 1:
-            raise ValueError(f"class {cls} has {len(idx)} samples; n_per_class={n_train} needs at least {n_train + 1}")
+            raise ValueError(
+                f"class {cls} has {len(idx)} samples; n_per_class={n_train} needs at least {n_train + 1}"
+            )
         idx = rng.permutation(idx)
         tr.append(idx[:n_train])
         te.append(idx[n_train : n_train + n_test])

@@ -24,7 +24,9 @@ def control_image(rng: np.random.Generator, n_pixels: int = 100, side: int = 28)
     return img.reshape(side, side)
 
 
-def blob_image(rng: np.random.Generator, blob_size: int, shape: str, n_pixels: int = 100, side: int = 28) -> np.ndarray:
+def blob_image(
+    rng: np.random.Generator, blob_size: int, shape: str, n_pixels: int = 100, side: int = 28
+) -> np.ndarray:
     """(side, side) image with n_pixels on-pixels in non-touching blobs of blob_size pixels."""
     if shape not in ("rect", "walk"):
         raise ValueError(f"unknown blob shape {shape!r}: expected 'rect' or 'walk'")
@@ -111,7 +113,12 @@ def morans_i(img: np.ndarray) -> float:
 
 
 def make_blob_classes(
-    rng: np.random.Generator, n_per_class: int, blob_size: int, shape: str, n_pixels: int = 100, side: int = 28
+    rng: np.random.Generator,
+    n_per_class: int,
+    blob_size: int,
+    shape: str,
+    n_pixels: int = 100,
+    side: int = 28,
 ) -> tuple[np.ndarray, np.ndarray]:
     """n_per_class control images then n_per_class blob images: x (2n, side*side) in {0, 1}, labels (2n,) 0/1."""
     control = [control_image(rng, n_pixels, side) for _ in range(n_per_class)]

@@ -35,9 +35,13 @@ class BlobData:
             self.n_pixels,
             f"in [1, {self.side**2 // 3}] (a third of the {self.side}x{self.side} grid)",
         )
-        require(1 <= self.blob_size <= self.n_pixels, "data.blob_size", self.blob_size, "in [1, data.n_pixels]")
+        require(
+            1 <= self.blob_size <= self.n_pixels, "data.blob_size", self.blob_size, "in [1, data.n_pixels]"
+        )
         require(self.n_per_class >= 1, "data.n_per_class", self.n_per_class, "a positive integer")
-        require(self.n_test_per_class >= 1, "data.n_test_per_class", self.n_test_per_class, "a positive integer")
+        require(
+            self.n_test_per_class >= 1, "data.n_test_per_class", self.n_test_per_class, "a positive integer"
+        )
 
     def load(self, seed: int) -> Dataset:
         from bench.data.blobs import make_blob_classes, morans_i
@@ -73,7 +77,12 @@ _QUICK = {
     "model.width": 1000,
     "attack.steps": 1000,
 }
-_PAPER = {"data.n_per_class": 50, "data.n_test_per_class": 100, "attack.steps": 5000, "attack.eval_every": 250}
+_PAPER = {
+    "data.n_per_class": 50,
+    "data.n_test_per_class": 100,
+    "attack.steps": 5000,
+    "attack.eval_every": 250,
+}
 
 for _shape, _name in (("rect", "blobs-rect"), ("walk", "blobs-walk")):
     register(

@@ -1,0 +1,66 @@
+"""The reference formulation of the attack loss (as in Haim et al.'s code): autograd's double backward.
+
+G = grad_theta sum_i lambda_i y_i Phi(theta; x_i) is taken with `create_graph=True` through a ReLU whose
+backward is sigmoid(alpha h), and the loss is then differentiated again. Slow (it builds per-parameter
+gradients and, as in the reference code, can back-propagate into the parameters too), but independent
+of bench's closed form: the tests check `bench.attack.kkt` against it and `bench perf` times it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench.attack.kkt import Weights
+
+
+class _ModifiedReLU(torch.autograd.Function):
+    """relu forward; backward grad * sigmoid(alpha h), itself differentiable (for double backward)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(h)
+        ctx.alpha = alpha
+        return h.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (h,) = ctx.saved_tensors
+        return grad * torch.sigmoid(ctx.alpha * h), None
+
+
+def phi(params: list[torch.Tensor], x: torch.Tensor, alpha: float, has_bias: bool) -> torch.Tensor:
+    """Network output (m,) from params [W_1, (b_1), W_2, ..., W_L] with the modified ReLU."""
+    mats = [params[0]] + params[2 if has_bias else 1 :]
+    h = x @ mats[0].T
+    if has_bias:
+        h = h + params[1]
+    for mat in mats[1:]:
+        h = _ModifiedReLU.apply(h, alpha) @ mat.T
+    return h.squeeze(-1)
+
+
+def reference_fit(w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: float) -> torch.Tensor:
+    """sum_l ||theta_l - G_l||^2 / ||theta||^2 by double backward; x (m, d), c (m,) = lambda * y.
+
+    As in the reference code the parameters are leaves that require grad, so `.backward()` on the result
+    also fills parameter gradients (wasted work that bench's closed form avoids).
+    """
+    params = _leaves(w)
+    out = (c * phi(params, x, alpha, w.bias is not None)).sum()
+    grads = torch.autograd.grad(out, params, create_graph=True)
+    theta_sq = sum((p.detach() ** 2).sum() for p in params)
+    return sum((p - g).pow(2).sum() for p, g in zip(params, grads, strict=True)) / theta_sq
+
+
+def _leaves(w: Weights) -> list[torch.Tensor]:
+    params = [w.mats[0]] + ([w.bias] if w.bias is not None else []) + list(w.mats[1:])
+    return [p.detach().clone().requires_grad_() for p in params]
+
+
+def per_sample_gradient_sums(
+    w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: float
+) -> list[torch.Tensor]:
+    """[G_1, (G_b), G_2, ..., G_L] by autograd (no create_graph): the ground truth for `gradient_sums`."""
+    params = _leaves(w)
+    out = (c * phi(params, x, alpha, w.bias is not None)).sum()
+    return list(torch.autograd.grad(out, params))

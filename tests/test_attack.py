@@ -1,0 +1,63 @@
+"""The attack on a really trained model: the KKT residual falls, populations equal single runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.attack.kkt import Weights
+from bench.attack.reconstruct import reconstruct
+from bench.config import AttackConfig, ModelConfig, TrainConfig
+from bench.data.blobs import make_blob_classes
+from bench.train import train_classifier
+
+
+@pytest.fixture(scope="module")
+def trained():
+    x, lab = make_blob_classes(np.random.default_rng(0), 5, 25, "rect")
+    y = np.where(lab > 0, 1.0, -1.0)
+    mean = x.mean(0)
+    res = train_classifier(x - mean, y, ModelConfig(depth=2, width=100), TrainConfig(max_epochs=3000), seed=0)
+    return res, x - mean, y
+
+
+def test_training_reaches_the_target_loss(trained) -> None:
+    res, _, _ = trained
+    assert res.metrics["train_loss"] < 1e-4 and res.metrics["train_accuracy"] == 1.0
+    epochs, losses = res.curve
+    assert losses[-1] < losses[0] and epochs[-1] == res.epochs
+
+
+def test_kkt_residual_falls_during_reconstruction(trained) -> None:
+    res, xc, y = trained
+    w = Weights(tuple(res.model.weights()))
+    cfg = AttackConfig(steps=200, eval_every=50)
+    out = reconstruct(w, len(y), -np.ones(784), np.ones(784), cfg, seed=0)
+    fit = out.curves["attack/kkt_fit"][1][0]
+    assert fit[0] > 0.5  # random candidates explain little of theta
+    assert fit[-1] < 0.5 * fit[0]
+    assert out.x.shape == (1, 20, 784) and out.lam.shape == (1, 20)
+    assert not out.diverged.any()
+
+
+def test_population_equals_settings_run_one_by_one(trained) -> None:
+    res, xc, y = trained
+    w = Weights(tuple(res.model.weights()))
+    cfg = AttackConfig(steps=20, dtype="float64")
+    settings = [{"lr": 0.01, "alpha": 50.0}, {"lr": 0.003, "alpha": 200.0, "lam_min": 0.2}]
+    box = (-np.ones(784), np.ones(784))
+    together = reconstruct(w, len(y), *box, cfg, seed=1, settings=settings)
+    for p, s in enumerate(settings):
+        alone = reconstruct(w, len(y), *box, cfg, seed=1, settings=[s])
+        np.testing.assert_allclose(together.x[p], alone.x[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(together.lam[p], alone.lam[0], rtol=1e-9, atol=1e-12)
+    assert together.curves["attack/loss"][1].shape == (2, 20)
+
+
+def test_a_diverging_setting_is_frozen_not_fatal(trained) -> None:
+    res, _, y = trained
+    w = Weights(tuple(res.model.weights()))
+    cfg = AttackConfig(steps=30, optimizer="sgd", momentum=0.9)
+    out = reconstruct(w, len(y), -np.ones(784), np.ones(784), cfg, 0, settings=[{"lr": 1e-3}, {"lr": 1e12}])
+    assert list(out.diverged) == [False, True]
+    assert np.isfinite(out.x).all()
