@@ -39,8 +39,12 @@ class Tracker:
     """A connection to one tracking store, with bench's run layout."""
 
     def __init__(self, uri: str | None = None) -> None:
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        for name in ("mlflow", "alembic"):  # table migrations of a new store print INFO lines
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = uri or default_tracking_uri()
         path = _sqlite_path(self.uri)
         if self.uri.startswith("sqlite:") and path is None:
@@ -75,14 +79,27 @@ class Tracker:
 
     @contextmanager
     def run(
-        self, experiment_id: str, name: str, tags: dict[str, Any], parent_id: str | None = None
+        self,
+        experiment_id: str,
+        name: str,
+        tags: dict[str, Any],
+        parent_id: str | None = None,
+        resume_id: str | None = None,
     ) -> Iterator[RunLog]:
-        """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises."""
+        """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises.
+
+        `resume_id`: reopen that existing run (status RUNNING again, tags updated) instead of creating one.
+        """
         all_tags = {k: str(v) for k, v in tags.items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
-        log = RunLog(self.client, run.info.run_id)
+        if resume_id:
+            self.client.update_run(resume_id, status="RUNNING")
+            log = RunLog(self.client, resume_id)
+            log.tags(all_tags)
+        else:
+            run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+            log = RunLog(self.client, run.info.run_id)
         try:
             yield log
         except BaseException:
@@ -91,6 +108,28 @@ class Tracker:
             raise
         log.flush()
         self.client.set_terminated(log.run_id, "FINISHED")
+
+    def find_run(self, experiment_id: str, tags: dict[str, Any]) -> str | None:
+        """The newest run of the experiment carrying all these tags, or None."""
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"]
+        )
+        return runs[0].info.run_id if runs else None
+
+    def run_exists(self, run_id: str, experiment_id: str | None = None) -> bool:
+        """Whether run_id is a run of this store (and of that experiment, if given)."""
+        try:
+            run = self.client.get_run(run_id)
+        except Exception:
+            return False
+        return experiment_id is None or run.info.experiment_id == experiment_id
+
+    def mark(self, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
+        """End a run another process left open (e.g. a killed worker's): status FAILED, FINISHED or KILLED."""
+        for k, v in (tags or {}).items():
+            self.client.set_tag(run_id, k, str(v))
+        self.client.set_terminated(run_id, status)
 
 
 class RunLog:

@@ -1,0 +1,231 @@
+"""`bench perf`: the attack step's speed against the reference formulation and the machine's GEMM peak.
+
+On identical inputs (a random MLP d -> H^(depth-1) -> 1, candidates x (P, m, d), multipliers l (P, m)):
+- bench's step: `attack_loss` forward + backward into x and l only (closed form, Gram matrices where
+  cheaper), in the chosen dtype, for a population of P settings at once;
+- the reference formulation (Haim et al.'s code): autograd double backward of the same loss in float64,
+  with the parameters as leaves that require grad, so the outer backward fills their (unused) gradients;
+  for P > 1 it runs the P settings one after another;
+- a plain (m, H) @ (H, H) matmul in the same dtype: the machine's GEMM rate at this shape ("peak").
+FLOPs per step come from `bench.attack.kkt.flops_per_step` (checked against torch's FLOP counter in the
+tests). Times are medians over `repeats` after `warmup` steps.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from bench.attack.kkt import Weights, attack_loss, flops_per_step, lambda_scale
+from bench.attack.reference import reference_fit
+
+
+@dataclass
+class PerfReport:
+    depth: int
+    width: int
+    d: int
+    n: int
+    m: int
+    population: int
+    dtype: str
+    threads: int
+    flops_per_step: int
+    s_per_step: float
+    gflops: float
+    gemm_gflops: float
+    fraction_of_peak: float
+    reference_s_per_step: float | None
+    reference_flops_per_step: int
+    speedup_vs_reference: float | None
+    sequential_s_per_step: float | None
+    population_speedup: float | None
+    peak_rss_mb: float
+
+    def as_dict(self) -> dict[str, float | int | str | None]:
+        return asdict(self)
+
+
+def _median_time(fn: Callable[[], None], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def random_weights(d: int, depth: int, width: int, dtype: torch.dtype, seed: int = 0) -> Weights:
+    """A PyTorch-default-initialised MLP's weights (scale does not change the cost)."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = [d] + [width] * (depth - 1) + [1]
+    mats = tuple(
+        (torch.rand(sizes[i + 1], sizes[i], generator=g, dtype=dtype) * 2 - 1) / sizes[i] ** 0.5
+        for i in range(depth)
+    )
+    return Weights(mats)
+
+
+def reference_flops(d: int, widths: list[int], m: int) -> int:
+    """FLOPs of the reference step as its autograd computes it (after facts.md's count for d -> H -> H -> 1,
+    2m(6dH + 9H^2 + 7H)): 6 per first-layer weight, 9 per hidden-to-hidden weight, 7 per output weight."""
+    sizes = [d, *widths]
+    first = d * widths[0]
+    hidden = sum(sizes[i] * sizes[i + 1] for i in range(1, len(widths)))
+    return int(2 * m * (6 * first + 9 * hidden + 7 * widths[-1]))
+
+
+def step_fn(
+    w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, alpha: float, method: str = "auto"
+) -> Callable[[], None]:
+    """One bench step (loss + backward into x and l) on fixed inputs."""
+    scale = lambda_scale(w, x.shape[-2])
+    d = x.shape[-1]
+    lo, hi = -torch.ones(d, dtype=x.dtype), torch.ones(d, dtype=x.dtype)
+
+    def step() -> None:
+        loss, _ = attack_loss(
+            w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method
+        )
+        loss.sum().backward()
+        x.grad = None
+        l.grad = None
+
+    return step
+
+
+def reference_step_fn(
+    w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, alpha: float
+) -> Callable[[], None]:
+    """One reference step (double backward, float64, gradients into the parameters as well)."""
+    w64 = w.to(torch.float64)
+    x64 = x.detach().to(torch.float64).requires_grad_()
+    l64 = l.detach().to(torch.float64).requires_grad_()
+    scale = float(lambda_scale(w64, x.shape[-2]))
+
+    def step() -> None:
+        fit = reference_fit(w64, x64, l64 * scale * y.to(torch.float64), alpha)
+        loss = (
+            fit
+            + 5.0 * torch.relu(0.1 - l64).pow(2).sum()
+            + (torch.relu(x64 - 1) ** 2 + torch.relu(-1 - x64) ** 2).sum()
+        )
+        loss.backward()
+        x64.grad = None
+        l64.grad = None
+
+    return step
+
+
+def measure(
+    depth: int = 3,
+    width: int = 1000,
+    d: int = 784,
+    n: int = 100,
+    m: int | None = None,
+    dtype: str = "float32",
+    threads: int = 1,
+    population: int = 1,
+    repeats: int = 5,
+    warmup: int = 2,
+    reference: bool = True,
+    sequential: bool = True,
+    method: str = "auto",
+) -> PerfReport:
+    """Time bench's step, the reference step and the GEMM peak on one configuration."""
+    torch.set_num_threads(threads)
+    tdtype = torch.float64 if dtype == "float64" else torch.float32
+    m = m or 2 * n
+    w = random_weights(d, depth, width, tdtype)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).requires_grad_()
+    l = torch.rand(population, m, generator=g, dtype=tdtype).requires_grad_()
+    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(tdtype)
+    alpha = 100.0
+
+    s_step = _median_time(step_fn(w, x, l, y, alpha, method), repeats, warmup)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    widths = [width] * (depth - 1)
+    flops = flops_per_step(d, widths, m, population, method)
+
+    a = torch.randn(m, width, dtype=tdtype)
+    b = torch.randn(width, width, dtype=tdtype)
+    gemm_s = _median_time(lambda: torch.mm(a, b), max(repeats, 10), warmup)
+    gemm_gflops = 2 * m * width * width / gemm_s / 1e9
+
+    seq_s = None
+    if sequential and population > 1:
+        x1 = x[:1].detach().clone().requires_grad_()
+        l1 = l[:1].detach().clone().requires_grad_()
+        seq_s = population * _median_time(step_fn(w, x1, l1, y, alpha, method), repeats, warmup)
+
+    ref_s = None
+    if reference:
+        ref_one = _median_time(reference_step_fn(w, x[0], l[0], y, alpha), max(2, repeats // 2), 1)
+        ref_s = population * ref_one
+    gflops = flops / s_step / 1e9
+    return PerfReport(
+        depth=depth,
+        width=width,
+        d=d,
+        n=n,
+        m=m,
+        population=population,
+        dtype=dtype,
+        threads=threads,
+        flops_per_step=flops,
+        s_per_step=s_step,
+        gflops=gflops,
+        gemm_gflops=gemm_gflops,
+        fraction_of_peak=gflops / gemm_gflops,
+        reference_s_per_step=ref_s,
+        reference_flops_per_step=population * reference_flops(d, widths, m),
+        speedup_vs_reference=(ref_s / s_step) if ref_s else None,
+        sequential_s_per_step=seq_s,
+        population_speedup=(seq_s / s_step) if seq_s else None,
+        peak_rss_mb=rss,
+    )
+
+
+def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
+    """Log a report as one run of the MLflow experiment `perf`; returns the run id."""
+    from bench.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment("perf")
+    values = report.as_dict()
+    params = {k: values[k] for k in ("depth", "width", "d", "n", "m", "population", "dtype", "threads")}
+    name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
+    with tracker.run(exp, name, {"bench.kind": "perf"}) as log:
+        log.params(params)
+        log.metrics({k: float(v) for k, v in values.items() if k not in params and v is not None})
+        return log.run_id
+
+
+def format_report(r: PerfReport) -> str:
+    lines = [
+        f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
+        f"{r.dtype} threads={r.threads}",
+        f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
+        f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",
+        f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype}",
+    ]
+    if r.reference_s_per_step is not None:
+        lines.append(
+            f"reference     {r.reference_s_per_step * 1e3:.2f} ms (double backward, float64)   "
+            f"speed-up {r.speedup_vs_reference:.2f}x"
+        )
+    if r.sequential_s_per_step is not None:
+        lines.append(
+            f"population    {r.population} settings batched {r.s_per_step * 1e3:.2f} ms vs one after another "
+            f"{r.sequential_s_per_step * 1e3:.2f} ms: {r.population_speedup:.2f}x throughput"
+        )
+    lines.append(f"peak memory   {r.peak_rss_mb:.0f} MB resident (process peak after bench's step)")
+    return "\n".join(lines)

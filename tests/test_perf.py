@@ -1,0 +1,62 @@
+"""`bench perf`: the FLOP formula against torch's FLOP counter, and the command's JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from typer.testing import CliRunner
+
+from bench.attack.kkt import flops_per_step
+from bench.cli import app
+from bench.perf import random_weights, step_fn
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "d", "m", "population", "method"),
+    [
+        (3, 300, 200, 40, 1, "gram"),
+        (3, 300, 200, 40, 1, "explicit"),
+        (2, 500, 784, 40, 3, "auto"),
+        (4, 100, 50, 300, 2, "auto"),
+    ],
+)
+def test_flop_formula_matches_torchs_counter(depth, width, d, m, population, method) -> None:
+    w = random_weights(d, depth, width, torch.float32)
+    x = torch.randn(population, m, d).requires_grad_()
+    l = torch.rand(population, m).requires_grad_()
+    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0)
+    with FlopCounterMode(display=False) as counter:
+        step_fn(w, x, l, y, 100.0, method)()
+    expected = flops_per_step(d, [width] * (depth - 1), m, population, method)
+    assert counter.get_total_flops() == pytest.approx(expected, rel=0.01)
+
+
+def test_perf_prints_one_json_object_and_logs_it(tracking_uri: str) -> None:
+    args = [
+        "perf",
+        "--depth",
+        "3",
+        "--width",
+        "64",
+        "--d",
+        "50",
+        "--n",
+        "10",
+        "--population",
+        "2",
+        "--repeats",
+        "2",
+    ]
+    out = CliRunner().invoke(app, [*args, "--json", "--tracking-uri", tracking_uri])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    assert report["s_per_step"] > 0 and report["m"] == 20 and report["population"] == 2
+    assert report["speedup_vs_reference"] > 0 and 0 < report["fraction_of_peak"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("perf").experiment_id])
+    assert len(runs) == 1 and runs[0].data.metrics["s_per_step"] == pytest.approx(report["s_per_step"])
