@@ -64,3 +64,16 @@ def per_sample_gradient_sums(
     params = _leaves(w)
     out = (c * phi(params, x, alpha, w.bias is not None)).sum()
     return list(torch.autograd.grad(out, params))
+
+
+def haim_loss(
+    w: Weights, x: torch.Tensor, lam: torch.Tensor, y: torch.Tensor, alpha: float, lam_min: float
+) -> torch.Tensor:
+    """The reference code's loss, unnormalised: sum_params ||theta - (1/m) grad sum_i lam_i y_i Phi(x_i)||^2
+    + sum relu(x - 1)^2 + sum relu(-1 - x)^2 + 5 sum relu(lam_min - lam)^2 (x (m, d), lam (m,))."""
+    params = _leaves(w)
+    out = (lam * y * phi(params, x, alpha, w.bias is not None)).sum() / x.shape[0]
+    grads = torch.autograd.grad(out, params, create_graph=True)
+    fit = sum((p - g).pow(2).sum() for p, g in zip(params, grads, strict=True))
+    box = (torch.relu(x - 1) ** 2 + torch.relu(-1 - x) ** 2).sum()
+    return fit + box + 5.0 * torch.relu(lam_min - lam).pow(2).sum()
