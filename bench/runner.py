@@ -37,6 +37,10 @@ def plan(
     series: Sequence[Any] = task.profiles[profile].series or (None,)
     if task.series_key and task.series_key in overrides:
         series = (None,)  # the user pinned the axis: one point, their value
+    elif any(isinstance(v, dict) for v in series):
+        # grid points: keys the user pinned leave the grid (their value holds), duplicates go
+        pruned = [{k: v for k, v in point.items() if k not in overrides} for point in series]
+        series = [p for i, p in enumerate(pruned) if p and p not in pruned[:i]] or [None]
     n_seeds = seeds or task.profiles[profile].seeds
     return [
         (value, seed, resolve_config(task, profile, overrides, value, seed))
@@ -230,6 +234,8 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     if "series_value" not in table or table["series_value"].isna().all():
         return trend
     x = pd.to_numeric(table["series_value"], errors="coerce").to_numpy(dtype=float)
+    if np.isnan(x).all():  # a categorical axis (e.g. patient selection): the table is the summary
+        return trend
     axes = {task.series_label or task.series_key or "series": x}
     if "moran_i/class1" in table:
         axes["Moran's I of class 1 (spatial correlation)"] = table["moran_i/class1"].to_numpy(dtype=float)

@@ -1,0 +1,174 @@
+"""Genetic tasks: GDC-format fixture through the CLI, fit/scaling policy, table 1, GSE7390 stand-in."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from gdc_fixture import write_gdc_fixture
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.config import EvalConfig
+from bench.data.genetic import as_square_images, table1
+from bench.evaluate import evaluate
+from bench.experiment import resolve_config
+from bench.registry import get_task
+from bench.tracking import load_arrays
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def gdc_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 samples (20 tumour, 12 normal) x 200 genes in the exact GDC download layout."""
+    return write_gdc_fixture(tmp_path_factory.mktemp("gdc"), n_tumour=20, n_normal=12, n_genes=200).root
+
+
+def _text(client: MlflowClient, run_id: str, name: str, tmp: Path) -> str:
+    return Path(client.download_artifacts(run_id, name, str(tmp))).read_text()
+
+
+def test_cli_genetic_pca_smoke_logs_table1_and_reproducible_metrics(
+    gdc_dir: Path, tracking_uri: str, tmp_path: Path
+) -> None:
+    args = ["run", "genetic-pca", "--profile", "smoke", "--set", f"data.path={gdc_dir}"]
+    out = runner.invoke(app, [*args, "--tracking-uri", tracking_uri])
+    assert out.exit_code == 0, out.output
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("genetic-pca")
+    runs = client.search_runs([exp.experiment_id])
+    parent = next(r for r in runs if r.data.tags["bench.kind"] == "parent")
+    children = [r for r in runs if r.data.tags["bench.kind"] == "child"]
+    assert sorted(r.data.tags["bench.series_value"] for r in children) == ["dissimilar", "random"]
+
+    t1 = pd.read_csv(io.StringIO(_text(client, parent.info.run_id, "table1.csv", tmp_path)))
+    assert list(zip(t1.reducer, t1.selection, strict=True)) == [("pca", "random"), ("pca", "dissimilar")]
+    assert (t1.n_seeds == 1).all() and t1.resnet_test_accuracy.between(0, 1).all()
+    assert t1.mlp_train_error.between(0, 1).all() and (t1.mae_mean > 0).all()
+    assert "| pca | dissimilar |" in _text(client, parent.info.run_id, "table1.md", tmp_path)
+
+    child = children[0]
+    m = child.data.metrics
+    assert {
+        "resnet/test_accuracy",
+        "resnet/train_accuracy",
+        "gene/mae_mean",
+        "class_variance/inter_class",
+    } <= set(m)
+    assert m["error"] == m["mae_mean"] and m["reduce/dim"] == 16
+    train = load_arrays(client, child.info.run_id, "train")
+    recon = load_arrays(client, child.info.run_id, "reconstruction")
+    assert train["x"].shape == (8, 16) and train["x"].min() == 0.0 and train["x"].max() == 1.0
+    ev = evaluate(train["x"], train["y"], recon["x"], {}, None, EvalConfig(rescale="clip"), 0.0, 1.0)
+    assert ev.metrics["mae_mean"] == pytest.approx(m["mae_mean"], rel=1e-9)
+    row = t1.set_index("selection").loc[child.data.tags["bench.series_value"]]
+    assert row.mae_mean == pytest.approx(m["mae_mean"])
+
+
+def test_bad_path_exits_2_naming_it(tracking_uri: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_download"
+    args = ["run", "genetic-deg", "--profile", "smoke", "--set", f"data.path={missing}"]
+    out = runner.invoke(app, [*args, "--tracking-uri", tracking_uri])
+    assert out.exit_code == 2
+    assert str(missing) in out.output and "Traceback" not in out.output
+
+
+def test_unset_path_says_how_to_set_it() -> None:
+    out = runner.invoke(app, ["run", "genetic-pca", "--profile", "smoke"])
+    assert out.exit_code == 2
+    assert "--set data.path=DIR" in out.output and "data.source=gse7390" in out.output
+
+
+def test_impossible_pca_dim_exits_2_with_the_fix(gdc_dir: Path, tracking_uri: str) -> None:
+    args = ["run", "genetic-pca", "--profile", "smoke", "--set", f"data.path={gdc_dir}"]
+    args += ["--set", "data.reduce.dim=100", "--set", "data.selection=random", "--tracking-uri", tracking_uri]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 2, out.output
+    assert "--set data.reduce.dim=N with N <= 24" in out.output
+    assert "data.reduce.on_too_few=pad" in out.output
+
+
+def test_fit_and_scaling_policy(gdc_dir: Path) -> None:
+    """Disjoint held-out patients, [0, 1] features fitted on training, DEG fitted on training only."""
+    from bench.reduce import DEGSelector
+
+    task = get_task("genetic-deg")
+    data = {}
+    for sel in ("dissimilar", "similar"):
+        cfg = resolve_config(task, "smoke", {"data.path": str(gdc_dir)}, sel, seed=1)
+        data[sel] = cfg.data.load(cfg.seed)
+    ds = data["dissimilar"]
+    g_tr, g_te = ds.extras["genes_train"], ds.extras["genes_test"]
+    assert not (g_tr[:, None, :] == g_te[None, :, :]).all(axis=2).any()  # no patient in both sets
+    assert np.allclose(ds.x_train.min(axis=0), 0) and np.allclose(ds.x_train.max(axis=0), 1)
+    assert ds.x_test.min() >= 0 and ds.x_test.max() <= 1
+    assert list(ds.y_train) == [-1] * 4 + [1] * 4 and (ds.y_test == -1).sum() == (ds.y_test == 1).sum()
+    deg = ds.extras["pipeline"].reducer
+    ref = DEGSelector(n_components=16).fit(g_tr, (ds.y_train > 0).astype(int))
+    assert np.array_equal(deg.selected_, ref.selected_)
+    assert ds.stats["class_variance/inter_class"] > 0
+    # same seed -> same balanced cohort and gene space; dissimilar pairs are further apart than similar ones
+    inter = {k: v.stats["class_variance/inter_class"] for k, v in data.items()}
+    assert data["similar"].stats["cohort/n_genes"] == ds.stats["cohort/n_genes"]
+    assert inter["dissimilar"] > inter["similar"]
+
+
+def test_pca_inverts_to_gene_space(gdc_dir: Path) -> None:
+    task = get_task("genetic-pca")
+    cfg = resolve_config(task, "smoke", {"data.path": str(gdc_dir), "data.reduce.dim": 23}, "random", 0)
+    ds = cfg.data.load(0)
+    pipe = ds.extras["pipeline"]
+    back = pipe.to_genes(ds.x_train)
+    assert back.shape == ds.extras["genes_train"].shape
+    assert np.abs(back - ds.extras["genes_train"]).max() < 1e-6  # 23 components of 24 samples: exact
+
+
+def test_table1_from_grid_labels() -> None:
+    rows = []
+    for red in ("sdae", "pca"):
+        for sel in ("dissimilar", "random"):
+            for seed in (0, 1):
+                for setting, mae in ((0, 0.5), (1, 0.3)):  # the best setting per run is kept
+                    rows.append(
+                        {
+                            "series_value": f"{red}/{sel}",
+                            "seed": seed,
+                            "setting": setting,
+                            "mae_mean": mae + seed / 10,
+                            "mae_std": 0.01,
+                            "train_accuracy": 1.0,
+                            "test_accuracy": 0.75,
+                            "baseline/heldout/mae_mean": 0.6,
+                            "resnet/test_accuracy": 0.9,
+                        }  # fmt: skip
+                    )
+    t1 = table1(pd.DataFrame(rows))
+    assert list(t1.reducer) == ["pca", "pca", "sdae", "sdae"]
+    assert list(t1.selection) == ["random", "dissimilar"] * 2
+    assert t1.mae_mean.tolist() == pytest.approx([0.35] * 4) and (t1.n_seeds == 2).all()
+    assert t1.mlp_test_error.tolist() == pytest.approx([0.25] * 4) and t1.gene_mae.isna().all()
+
+
+def test_square_images_pad_to_the_next_square() -> None:
+    x, side = as_square_images(np.ones((3, 76)))
+    assert side == 9 and x.shape == (3, 81) and x[:, 76:].sum() == 0
+    assert as_square_images(np.ones((2, 784)))[1] == 28
+
+
+def test_gse7390_stand_in_smoke(tracking_uri: str) -> None:
+    pytest.importorskip("sksurv")
+    args = ["run", "genetic-sdae", "--profile", "smoke", "--set", "data.source=gse7390"]
+    args += ["--set", "data.selection=dissimilar", "--tracking-uri", tracking_uri]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("genetic-sdae")
+    child = next(r for r in client.search_runs([exp.experiment_id]) if r.data.tags["bench.kind"] == "child")
+    assert "stand-in: GSE7390" in child.data.tags["bench.source"]
+    assert child.data.metrics["cohort/n_per_class"] == 64  # 64 ER-negative of 198 tumours
+    assert child.data.metrics["cohort/n_genes"] == 76 and "gene/mae_mean" in child.data.metrics
