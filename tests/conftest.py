@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def _prepared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty SQLite MLflow store with its tables migrated (creating one costs seconds; copying, nothing)."""
-    from mlflow.tracking import MlflowClient
-
-    folder = tmp_path_factory.mktemp("store")
-    db = folder / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
+from mlflow_store import fresh_store
 
 
 @pytest.fixture
-def tracking_uri(tmp_path: Path, _prepared_store: Path) -> str:
-    """sqlite:///<tmp>/mlruns/mlflow.db, a fresh copy of the prepared store."""
-    target = tmp_path / "mlruns" / "mlflow.db"
-    target.parent.mkdir()
-    shutil.copy(_prepared_store, target)
-    return f"sqlite:///{target}"
+def tracking_uri(tmp_path: Path) -> str:
+    """sqlite:///<tmp>/mlruns/mlflow.db, a fresh copy of the prepared store (see mlflow_store.py)."""
+    folder = tmp_path / "mlruns"
+    folder.mkdir()
+    return fresh_store(folder)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from mlflow_store import fresh_store
 
 from bench.evaluate import evaluate
 from bench.experiment import resolve_config, run_experiment
@@ -15,18 +16,11 @@ from bench.tracking import load_arrays
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    import shutil
-
     import torch
-    from mlflow.tracking import MlflowClient as _C
 
     torch.set_num_threads(1)
-    db = tmp_path_factory.mktemp("smoke") / "mlflow.db"
-    uri = f"sqlite:///{db}"
-    _C(uri).search_experiments()
-    summary = run_task(get_task("blobs-rect"), "smoke", tracking_uri=uri)
-    yield uri, summary
-    shutil.rmtree(db.parent, ignore_errors=True)
+    uri = fresh_store(tmp_path_factory.mktemp("smoke"))
+    return uri, run_task(get_task("blobs-rect"), "smoke", tracking_uri=uri)
 
 
 def test_large_blobs_beat_the_mean_image(smoke) -> None:

@@ -135,18 +135,19 @@ def kkt_fit(
     total = theta_sq
     for layer, (g, a_prev, h) in enumerate(zip(signals, acts[:-1], pre, strict=True)):
         out_dim, in_dim = w.mats[layer].shape
-        cg = c.unsqueeze(-1) * g
         use_gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
         has_bias = layer == 0 and w.bias is not None
         if use_gram:
             # <W_l, G_l> (+ <b, sum c g_1>) = sum_i c_i <g_l(x_i), h_l(x_i)>; h includes the bias.
-            cross = (cg * h).sum((-1, -2))
+            cross = (c * (g * h).sum(-1)).sum(-1)
             k_prev = a_prev @ a_prev.transpose(-1, -2)
             if has_bias:
                 k_prev = k_prev + 1.0
-            quad = ((cg @ cg.transpose(-1, -2)) * k_prev).sum((-1, -2))
+            gram = (g @ g.transpose(-1, -2)) * k_prev  # (S_l * K_{l-1}), m x m
+            quad = (c * (gram @ c.unsqueeze(-1)).squeeze(-1)).sum(-1)
             total = total - 2.0 * cross + quad
         else:
+            cg = c.unsqueeze(-1) * g
             grad = cg.transpose(-1, -2) @ a_prev
             total = total + ((w.mats[layer] - grad) ** 2).sum((-1, -2)) - (w.mats[layer] ** 2).sum()
             if has_bias:
@@ -181,7 +182,8 @@ def attack_loss(
     """
     fit = kkt_fit(w, x, l * lam_scale * y, alpha, method=method)
     lam_term = torch.relu(lam_min - l).pow(2).sum(-1)
-    box_term = (torch.relu(x - hi).pow(2) + torch.relu(lo - x).pow(2)).sum((-1, -2))
+    outside = x - torch.clamp(x, lo, hi)  # relu(x - hi) - relu(lo - x): one of the two is zero
+    box_term = (outside * outside).sum((-1, -2))
     return fit + lam_penalty * lam_term + box_penalty * box_term, fit
 
 

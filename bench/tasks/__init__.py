@@ -1,3 +1,3 @@
 """Task declarations, one module per family; importing this package registers them all."""
 
-from bench.tasks import blobs, genetic  # noqa: F401
+from bench.tasks import blobs, genetic, medmnist_pair, offline  # noqa: F401

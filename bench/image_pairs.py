@@ -1,0 +1,227 @@
+"""Two-class image tasks (MedMNIST pairs, digits, faces): the measures of the paper's section 4.1.
+
+Pure numpy/pandas: no MLflow, no Typer. The task modules plug these in as a `Task`'s `post` and
+`report` hooks and build their `Dataset` with `pair_dataset`.
+
+Definitions (lower DSSIM / L2 is better throughout):
+
+* **Inter-class variance** (`class_var/*`, in `Dataset.stats`), on the training images in the data's own
+  [0, 1] pixel scale, as `bench.data.selection.class_variance` defines it for the genetic tasks:
+  `class_var/inter` = Euclidean distance between the two class-mean images; `class_var/intra0`,
+  `class_var/intra1` = mean Euclidean distance of a class's images to its own mean; `class_var/ratio` =
+  inter / mean(intra0, intra1), the between-class distance in units of within-class spread (a Fisher-like,
+  scale-free number; > 1 means the class means lie further apart than a typical image from its mean).
+  Spatial correlation (`moran_i/class0`, `moran_i/class1`, `moran_i/mean`: Moran's I with rook weights,
+  averaged over the training images) is logged beside it.
+* **Steadiness** of a monitor curve v_1..v_T (`attack/dssim_mean`, `attack/l2_mean`, measured every
+  `attack.eval_every` steps; the point at step 0, the random initialisation, is left out because its drop
+  would dwarf every later wiggle): `steadiness/<name>` = (max v - min v) / sum |v_t+1 - v_t|, the share of
+  the curve's total movement that is net progress across its range: 1 for a monotone curve, towards 0 for
+  a zig-zag (a flat curve counts as 1). `worsening/<name>` = the fraction of monitor intervals in which the
+  curve goes up (gets worse). Both are scale-free, so DSSIM and L2 can be compared directly (fig 3).
+* **Collapse to the class mean** (`collapse/class0`, `collapse/class1`): for the training images of a class,
+  take each one's matched (nearest by correlation) reconstruction; in the evaluation scale (per-image
+  min-max, as every score), `collapse/classK` = mean L2 distance of those reconstructions to the class's
+  training-mean image / mean L2 distance of the class's training images to that same mean image. Near 0:
+  the reconstructions sit on the class mean (the paper's BreastMNIST observation); near 1: they are as far
+  from the mean as real images are (they keep individual content); > 1: further away than real images
+  (typically noise; read it with the quality metrics). `collapse/classK_frac_mean` = the fraction of those
+  reconstructions that correlate better with the class-mean image than with the training image they
+  are matched to.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from bench.data.base import Dataset, to_pm1
+
+
+def pair_stats(x: np.ndarray, labels01: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
+    """Inter-class variance and spatial correlation of training images x (n, d) with labels in {0, 1}."""
+    from bench.data.blobs import morans_i
+    from bench.data.selection import class_variance
+
+    cv = class_variance(x, labels01)
+    moran = np.array([morans_i(img.reshape(shape)) for img in x])
+    return {
+        "class_var/inter": cv["inter_class"],
+        "class_var/intra0": cv["intra_class_0"],
+        "class_var/intra1": cv["intra_class_1"],
+        "class_var/ratio": cv["ratio"],
+        "moran_i/class0": float(moran[labels01 == 0].mean()),
+        "moran_i/class1": float(moran[labels01 == 1].mean()),
+        "moran_i/mean": float(moran.mean()),
+    }
+
+
+def pair_dataset(
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    shape: tuple[int, int],
+    source: str,
+) -> Dataset:
+    """A `Dataset` from (class 0, class 1) image stacks (k, h, w) in [0, 1]: class 0 -> y = -1, class 1 -> +1."""
+    x_tr = np.concatenate([a.reshape(len(a), -1) for a in train]).astype(np.float64)
+    x_te = np.concatenate([a.reshape(len(a), -1) for a in test]).astype(np.float64)
+    lab_tr = np.repeat([0, 1], [len(a) for a in train])
+    lab_te = np.repeat([0, 1], [len(a) for a in test])
+    stats = pair_stats(x_tr, lab_tr, shape)
+    return Dataset(x_tr, to_pm1(lab_tr), x_te, to_pm1(lab_te), shape, 0.0, 1.0, stats, source)
+
+
+def split_class(images: np.ndarray, n_train: int, n_test: int, rng: np.random.Generator, what: str):
+    """Disjoint random (train, test) draws from one class's images; test may be short but not empty."""
+    from bench.errors import BenchInputError
+
+    if len(images) < n_train + 1:
+        raise BenchInputError(
+            f"{what} has {len(images)} images; data.n_per_class={n_train} needs at least {n_train + 1} "
+            "(one left for the held-out baseline): lower data.n_per_class"
+        )
+    idx = rng.permutation(len(images))
+    return images[idx[:n_train]], images[idx[n_train : n_train + n_test]]
+
+
+# --- steadiness of a curve ---------------------------------------------------------------------------------
+
+
+def steadiness(values: np.ndarray, skip_first: bool = True) -> float:
+    """(max - min) / total variation of a curve: 1 = monotone, towards 0 = zig-zag (see module docstring)."""
+    v = _curve(values, skip_first)
+    if len(v) < 2:
+        return float("nan")
+    tv = float(np.abs(np.diff(v)).sum())
+    return 1.0 if tv == 0 else float((v.max() - v.min()) / tv)
+
+
+def worsening(values: np.ndarray, skip_first: bool = True) -> float:
+    """Fraction of monitor intervals in which a lower-is-better curve goes up."""
+    v = _curve(values, skip_first)
+    if len(v) < 2:
+        return float("nan")
+    return float((np.diff(v) > 0).mean())
+
+
+def _curve(values: np.ndarray, skip_first: bool) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    v = v[1:] if skip_first and len(v) > 2 else v
+    return v[np.isfinite(v)]
+
+
+# --- collapse to the class mean ----------------------------------------------------------------------------
+
+
+def collapse_ratios(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    recon_matched: np.ndarray,
+    mode: str = "minmax",
+    lo: float | np.ndarray = 0.0,
+    hi: float | np.ndarray = 1.0,
+) -> dict[str, float]:
+    """`collapse/classK` and `collapse/classK_frac_mean` (see module docstring).
+
+    x_train (n, d) and recon_matched (n, d), row i the reconstruction matched to training sample i, both in
+    the data scale; y_train in {-1, +1} (class 0 is -1).
+    """
+    from bench.evaluate import correlation, rescale
+
+    train_s = rescale(x_train, mode, lo, hi)
+    recon_s = rescale(recon_matched, mode, lo, hi)
+    out: dict[str, float] = {}
+    for cls, sign in ((0, -1), (1, 1)):
+        mask = np.asarray(y_train) == sign
+        if not mask.any():
+            continue
+        mean_s = rescale(x_train[mask].mean(axis=0, keepdims=True), mode, lo, hi)
+        d_rec = np.linalg.norm(recon_s[mask] - mean_s, axis=1).mean()
+        d_tr = np.linalg.norm(train_s[mask] - mean_s, axis=1).mean()
+        out[f"collapse/class{cls}"] = float(d_rec / d_tr) if d_tr > 0 else float("nan")
+        c_mean = correlation(recon_s[mask], mean_s)[:, 0]
+        c_own = np.sum(_standardise(recon_s[mask]) * _standardise(train_s[mask]), axis=1) / train_s.shape[1]
+        out[f"collapse/class{cls}_frac_mean"] = float((c_mean > c_own).mean())
+    return out
+
+
+def _standardise(v: np.ndarray) -> np.ndarray:
+    v = v - v.mean(axis=1, keepdims=True)
+    sd = v.std(axis=1, keepdims=True)
+    return v / np.where(sd > 0, sd, 1.0)
+
+
+# --- task hooks --------------------------------------------------------------------------------------------
+
+
+def pair_post(result: Any, sr: Any) -> dict[str, float]:
+    """Task `post` hook: steadiness of the DSSIM and L2 curves and collapse to the class means."""
+    out: dict[str, float] = {}
+    for name in ("dssim", "l2"):
+        key = f"attack/{name}_mean"
+        if key in sr.curves:
+            _, values = sr.curves[key]
+            out[f"steadiness/{name}"] = steadiness(values)
+            out[f"worsening/{name}"] = worsening(values)
+    data, cfg = result.data, result.config
+    out.update(
+        collapse_ratios(
+            data.x_train, data.y_train, sr.recon[sr.match_index], cfg.eval.rescale, data.lo, data.hi
+        )
+    )
+    return out
+
+
+# Quality columns of the series table correlated with the inter-class variance (all higher = better).
+QUALITY_COLUMNS = ("ssim_mean", "corr_mean", "frac_reconstructed", "gain/heldout/dssim", "gain/mean/dssim")
+VARIANCE_COLUMN = "class_var/ratio"
+
+
+def variance_vs_quality(table: Any) -> tuple[Any, dict[str, Any]]:
+    """Per (setting, series point): mean inter-class variance and quality; Spearman rho across points.
+
+    Returns (per-point DataFrame, {"setting<p>/<quality>": {"spearman_rho", "spearman_p", "n_points"}}).
+    Seeds are averaged first: the variance is a property of the pair, so each pair is one point.
+    """
+    from scipy import stats
+
+    cols = [c for c in (VARIANCE_COLUMN, "class_var/inter", "moran_i/mean", *QUALITY_COLUMNS) if c in table]
+    keys = [k for k in ("setting", "series_value") if k in table]
+    per_point = table.groupby(keys, sort=False)[cols].mean().reset_index()
+    per_point.insert(len(keys), "n_runs", table.groupby(keys, sort=False).size().to_numpy())
+    correlations: dict[str, Any] = {}
+    if VARIANCE_COLUMN not in per_point:
+        return per_point, correlations
+    for setting, group in per_point.groupby("setting") if "setting" in per_point else [(0, per_point)]:
+        for q in QUALITY_COLUMNS:
+            if q not in group:
+                continue
+            x = group[VARIANCE_COLUMN].to_numpy(dtype=float)
+            y = group[q].to_numpy(dtype=float)
+            ok = np.isfinite(x) & np.isfinite(y)
+            rho = p = float("nan")
+            if ok.sum() >= 2 and len(np.unique(x[ok])) > 1 and len(np.unique(y[ok])) > 1:
+                res = stats.spearmanr(x[ok], y[ok])
+                rho, p = float(res.statistic), float(res.pvalue)
+            correlations[f"setting{setting}/{q}"] = {
+                "spearman_rho": rho,
+                "spearman_p": p,
+                "n_points": int(ok.sum()),
+            }
+    return per_point, correlations
+
+
+def variance_report(table: Any) -> dict[str, str]:
+    """Task `report` hook: `variance_vs_quality.csv` (one row per pair) and `variance_vs_quality.json`."""
+    per_point, correlations = variance_vs_quality(table)
+    doc = {
+        "x": f"{VARIANCE_COLUMN} (distance between class means / mean within-class distance to the mean)",
+        "points": "one per (setting, series point), seeds averaged",
+        "correlations": correlations,
+    }
+    return {
+        "variance_vs_quality.csv": per_point.to_csv(index=False),
+        "variance_vs_quality.json": json.dumps(doc, indent=2, sort_keys=True, default=str),
+    }
