@@ -223,5 +223,162 @@ class _Progress:
         return Hooks(on_epoch=on_epoch, on_step=on_step, on_phase=on_phase)
 
 
+@app.command()
+def perf(
+    depth: Annotated[int, typer.Option(min=2, help="weight layers")] = 3,
+    width: Annotated[int, typer.Option(min=1)] = 1000,
+    d: Annotated[int, typer.Option(min=1, help="input features")] = 784,
+    n: Annotated[int, typer.Option(min=1, help="training samples (m = 2n unless --m)")] = 100,
+    m: Annotated[int | None, typer.Option(min=2, help="candidates")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
+    threads: Annotated[int, typer.Option(min=1)] = 1,
+    population: Annotated[int, typer.Option(min=1, help="settings batched in one step")] = 1,
+    repeats: Annotated[int, typer.Option(min=1)] = 5,
+    reference: Annotated[bool, typer.Option(help="also time the reference formulation")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    time_to_quality: Annotated[
+        int | None,
+        typer.Option(
+            help="instead: race bench against the reference procedure for this many reference steps"
+        ),
+    ] = None,
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Time the attack step against the reference formulation and the GEMM peak; log to experiment `perf`."""
+    import json
+
+    from bench.perf import format_report, log_report, measure
+
+    if time_to_quality is not None:
+        from bench.perf import time_to_quality as race
+
+        result = race(reference_steps=time_to_quality, threads=threads)
+        typer.echo(
+            json.dumps(
+                result.as_dict()
+                if as_json
+                else {k: v for k, v in result.as_dict().items() if "curve" not in k}
+            )
+        )
+        return
+    if dtype not in ("float32", "float64"):
+        _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32 or float64"))
+    try:
+        report = measure(depth, width, d, n, m, dtype, threads, population, repeats, reference=reference)
+        log_report(report, tracking_uri)
+    except BenchInputError as e:
+        _fail_input(e)
+    typer.echo(json.dumps(report.as_dict()) if as_json else format_report(report))
+
+
+@app.command()
+def tune(
+    task: Annotated[str, typer.Argument(help="task name (see `bench list`)")],
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage", help="classifier (lowest training loss) | attack | both (classifier, then attack)"
+        ),
+    ] = "attack",
+    n_trials: Annotated[
+        int,
+        typer.Option("--n-trials", "-n", help="the study's TOTAL target of finished trials (rerun = resume)"),
+    ] = 20,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="seconds after which this process starts no new trial")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage: an RDB URL (postgresql+psycopg2://U:P@HOST/DB) or journal:PATH "
+            "(default: a journal file mlruns/optuna/<study>.journal beside the tracking store)",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", help="study name (default TASK-PROFILE-STAGE; NAME-STAGE for both)"),
+    ] = None,
+    n_jobs: Annotated[
+        int, typer.Option("--n-jobs", "-j", help="trials run in parallel threads of this process")
+    ] = 1,
+    objective: Annotated[
+        str, typer.Option("--objective", help="attack stage: oracle (the run's error) | kkt (KKT residual)")
+    ] = "oracle",
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | grid")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="median | none")] = "median",
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="sampler seed (one process; omit for workers)")
+    ] = None,
+    space: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--space",
+            help="search KEY=log:LOW:HIGH | float:LOW:HIGH | int:LOW:HIGH | cat:A,B | off (repeatable)",
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        int,
+        typer.Option(
+            "--heartbeat", help="seconds between trial heartbeats; silent 3x as long = dead, retried"
+        ),
+    ] = 10,
+    profile: ProfileOpt = "quick",
+    set_: SetOpt = None,
+    tracking_uri: UriOpt = None,
+    experiment: ExpOpt = None,
+) -> None:
+    """Search classifier and/or attack hyperparameters with Optuna (see docs/tuning.md)."""
+    from bench.tuning import TuneError, TuneOptions, parse_space, tune
+
+    try:
+        opts = TuneOptions(
+            task=task,
+            stage=stage,
+            n_trials=n_trials,
+            timeout=timeout,
+            storage=storage,
+            study=study,
+            n_jobs=n_jobs,
+            objective=objective,
+            sampler=sampler,
+            pruner=pruner,
+            seed=seed,
+            profile=profile,
+            overrides=_overrides(set_),
+            space=parse_space(space),
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            heartbeat=heartbeat,
+        )
+        results = tune(opts, echo=lambda line: typer.echo(line, err=True))
+    except BenchInputError as e:
+        _fail_input(e)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the running trial is FAILED and enqueued again; rerun to resume", err=True)
+        raise typer.Exit(1) from None
+    except TuneError as e:
+        typer.echo(f"tune failed: {e}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as e:
+        typer.echo(f"tune failed: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(1) from None
+    for r in results:
+        done = r.n_complete + r.n_pruned
+        typer.echo(
+            f"{r.stage} study '{r.study}': {done}/{r.n_target} finished ({r.n_pruned} pruned, "
+            f"{r.n_failed} failed); parent run {r.parent_run_id} in experiment {r.experiment_id}"
+        )
+        if r.best_trial is not None:
+            typer.echo(f"  best trial {r.best_trial}: value {r.best_value:.6g}  {r.best_params}")
+        if r.spearman is not None:
+            typer.echo(f"  Spearman rho (kkt residual vs oracle error) over the trials: {r.spearman:.3f}")
+        if not r.finished:
+            typer.echo("  not finished (timeout): rerun the same command to continue")
+    if results and results[-1].command:
+        typer.echo("best config as a run:")
+        typer.echo(f"  {results[-1].command}")
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     sys.exit(app())

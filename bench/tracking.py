@@ -73,7 +73,13 @@ class Tracker:
                 return exp.experiment_id
             path = _sqlite_path(self.uri)
             location = (path.parent / "artifacts" / name).resolve().as_uri() if path else None
-            return self.client.create_experiment(name, artifact_location=location)
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # another process created it meanwhile (`bench tune` workers start together)
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                return exp.experiment_id
         except Exception as e:  # the first call that reaches the store: report it as bad input
             raise BenchInputError(f"cannot use tracking URI '{self.uri}': {type(e).__name__}: {e}") from None
 
