@@ -11,15 +11,6 @@ from bench.errors import BenchInputError
 from bench.reduce import SDAE, DEGSelector, Identity, PCAReducer, make_reducer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: thread-pool overhead dominates on a busy 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _de_data(n=40, g=300, n_de=15, seed=0):
     rng = np.random.default_rng(seed)
     y = np.array([0, 1] * (n // 2))

@@ -10,15 +10,6 @@ from bench.errors import BenchInputError
 from bench.resnet import ResNet18, count_parameters, train_resnet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one thread is faster and far steadier than several on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def resnet18_parameters(in_channels: int, num_classes: int, width: int, stem_kernel: int = 3) -> int:
     """Closed-form parameter count: stem conv + BN, 4 stages of 2 BasicBlocks, linear head.
 

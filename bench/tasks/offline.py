@@ -103,25 +103,7 @@ _DIGITS = {
     },
 }
 _FACES = {
-    "smoke": {
-        "data.n_per_class": 5,
-        "data.n_test_per_class": 20,
-        "model.depth": 2,
-        "model.width": 200,
-        "train.max_epochs": 3000,
-        "train.target_loss": 1e-3,
-        "attack.steps": 300,
-        "attack.eval_every": 50,
-        "attack.lr": 1e-2,
-    },
-    "quick": {"model.depth": 2, "model.width": 1000, "attack.steps": 1000, "attack.eval_every": 50},
-    "paper": {
-        "data.n_per_class": 50,
-        "model.depth": 3,
-        "model.width": 1000,
-        "attack.steps": 5000,
-        "attack.eval_every": 100,
-    },
+    name: overrides | ({"attack.lr": 1e-2} if name == "smoke" else {}) for name, overrides in _DIGITS.items()
 }
 
 register(
