@@ -178,22 +178,8 @@ def _run_child(
             log.metrics(sr.metrics | result.train_metrics | data.stats | result.timings)
             log.tags({"bench.source": data.source})
             log.arrays("arrays/train", x=data.x_train, y=data.y_train)
-            log.arrays("arrays/reconstruction", x=sr.recon, y=result.y_candidates, lam=sr.lam)
+            log_reconstruction(log, result, sr, f"{task.name} {series_value} seed {cfg.seed}")
             log.torch_state(state, "model/weights.pt")
-            log.text(_dump_cfg(cfg, sr.setting), "config.json")
-            score = sr.ssim if sr.ssim is not None else None
-            from bench.evaluate import correlation, rescale
-
-            lo, hi = data.lo, data.hi
-            train_s = rescale(data.x_train, cfg.eval.rescale, lo, hi)
-            recon_s = rescale(sr.recon, cfg.eval.rescale, lo, hi)[sr.match_index]
-            if score is None:
-                score = np.diag(correlation(train_s, recon_s))
-            fig = plots.reconstruction_grid(
-                train_s, recon_s, score, data.image_shape, f"{task.name} {series_value} seed {cfg.seed}"
-            )
-            log.figure(fig, "reconstructions.png")
-            plots.close(fig)
             monitored = {k: v for k, v in sr.curves.items() if k not in ("attack/loss", "attack/kkt_fit")}
             if monitored:
                 fig = plots.curves(monitored, "distance to the nearest training sample")
@@ -202,10 +188,27 @@ def _run_child(
     return result, [log.run_id for log in logs]
 
 
-def _dump_cfg(cfg: RunConfig, setting: dict[str, float]) -> str:
+def log_reconstruction(log: Any, result: ExperimentResult, sr: Any, title: str, lock: Any = None) -> None:
+    """A setting's reconstruction arrays, config.json and reconstructions figure (run and tune alike).
+
+    `lock`: held while plotting when several threads log at once (matplotlib is not thread-safe).
+    """
+    from contextlib import nullcontext
+
+    from bench import plots
+    from bench.evaluate import correlation, rescale
     from bench.tracking import dump_json
 
-    return dump_json({"config": to_dict(cfg), "setting": setting})
+    data, cfg = result.data, result.config
+    log.arrays("arrays/reconstruction", x=sr.recon, y=result.y_candidates, lam=sr.lam)
+    log.text(dump_json({"config": to_dict(cfg), "setting": sr.setting}), "config.json")
+    train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
+    recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
+    score = sr.ssim if sr.ssim is not None else np.diag(correlation(train_s, recon_s))
+    with lock or nullcontext():
+        fig = plots.reconstruction_grid(train_s, recon_s, score, data.image_shape, title)
+        log.figure(fig, "reconstructions.png")
+        plots.close(fig)
 
 
 def trend_statistics(x: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -45,6 +45,7 @@ from bench.config import RunConfig, apply_overrides, to_dict
 from bench.errors import BenchInputError
 from bench.experiment import Hooks, Prepared, attack_and_evaluate, prepare, resolve_config
 from bench.registry import Task
+from bench.runner import log_reconstruction
 
 Stage = Literal["classifier", "attack"]
 STAGES = ("classifier", "attack", "both")
@@ -843,7 +844,7 @@ class _TrialRunner:
             | result.timings
             | {"objective/oracle": oracle, "objective/kkt": kkt}
         )
-        _log_reconstruction(log, result, sr, self.task.name)
+        log_reconstruction(log, result, sr, self.task.name, _PLOT_LOCK)
         trial.set_user_attr("oracle", oracle)
         trial.set_user_attr("kkt", kkt)
         if sr.metrics.get("diverged"):
@@ -852,24 +853,6 @@ class _TrialRunner:
 
 
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe (--n-jobs > 1)
-
-
-def _log_reconstruction(log: Any, result: Any, sr: Any, title: str) -> None:
-    """Reconstruction arrays, config.json and the reconstructions figure (as `bench run` logs them)."""
-    from bench import plots
-    from bench.evaluate import correlation, rescale
-    from bench.tracking import dump_json
-
-    data, cfg = result.data, result.config
-    log.arrays("arrays/reconstruction", x=sr.recon, y=result.y_candidates, lam=sr.lam)
-    log.text(dump_json({"config": to_dict(cfg), "setting": sr.setting}), "config.json")
-    train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
-    recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
-    score = sr.ssim if sr.ssim is not None else np.diag(correlation(train_s, recon_s))
-    with _PLOT_LOCK:
-        fig = plots.reconstruction_grid(train_s, recon_s, score, data.image_shape, title)
-        log.figure(fig, "reconstructions.png")
-        plots.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------------
