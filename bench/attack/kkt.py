@@ -29,6 +29,7 @@ Every tensor may carry leading population dimensions: x (..., m, d), c (..., m),
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -46,7 +47,11 @@ class Weights:
         return len(self.mats)
 
     def sq_norm(self) -> torch.Tensor:
-        """||theta||^2 over all parameters (scalar)."""
+        """||theta||^2 over all parameters (scalar), computed once (the weights never change)."""
+        return self._sq_norm
+
+    @functools.cached_property
+    def _sq_norm(self) -> torch.Tensor:
         total = sum((w * w).sum() for w in self.mats)
         return total + ((self.bias * self.bias).sum() if self.bias is not None else 0.0)
 
@@ -153,7 +158,7 @@ def kkt_fit(
             if has_bias:
                 total = total + ((w.bias - cg.sum(-2)) ** 2).sum(-1) - (w.bias**2).sum()
     # Last layer: grad_{w_L} Phi(x_i) = a_{L-1}(x_i); <w_L, sum c_i a_{L-1}> = sum_i c_i Phi(x_i).
-    s_last = (c.unsqueeze(-1) * acts[-1]).sum(-2)
+    s_last = (c.unsqueeze(-2) @ acts[-1]).squeeze(-2)
     total = total - 2.0 * (c * phi).sum(-1) + (s_last * s_last).sum(-1)
     return total / theta_sq
 
