@@ -7,7 +7,6 @@ Heavy imports (torch, mlflow) happen inside commands so that `bench list` stays 
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -378,7 +377,3 @@ def tune(
     if results and results[-1].command:
         typer.echo("best config as a run:")
         typer.echo(f"  {results[-1].command}")
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    sys.exit(app())

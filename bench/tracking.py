@@ -2,7 +2,8 @@
 
 Default store: embedded SQLite at `mlruns/mlflow.db` (relative to the working directory), artifacts in
 `mlruns/artifacts/<experiment>/`. Browse with `mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db`.
-Any MLflow tracking URI works too (another SQLite file, a tracking server `http://host:5000`).
+Any MLflow tracking URI works too (another SQLite file, a tracking server `http://host:5000`), given by
+`--tracking-uri` or, failing that, the environment variable MLFLOW_TRACKING_URI.
 
 Layout: one experiment per task (or `--experiment`); one parent run per invocation; one child run per
 (series point, seed, setting), tagged `bench.task`, `bench.series_value`, `bench.seed`. Curves are sent
@@ -45,7 +46,7 @@ class Tracker:
 
         for name in ("mlflow", "alembic"):  # table migrations of a new store print INFO lines
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.uri = uri or default_tracking_uri()
+        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
         path = _sqlite_path(self.uri)
         if self.uri.startswith("sqlite:") and path is None:
             raise BenchInputError(
@@ -222,7 +223,3 @@ def load_arrays(client: Any, run_id: str, name: str) -> dict[str, np.ndarray]:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
-
-
-def env_tracking_uri() -> str | None:
-    return os.environ.get("MLFLOW_TRACKING_URI")

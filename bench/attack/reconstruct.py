@@ -11,7 +11,6 @@ Knows nothing of MLflow: progress and monitoring go through callbacks.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -180,8 +179,3 @@ class _Optimizer:
                 m1.mul_(self.momentum).add_(grad)
                 p.sub_(mask * lr * m1)
             p.grad = None
-
-
-def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    """A draw log-uniform on [lo, hi] (for random populations)."""
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
