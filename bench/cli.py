@@ -205,18 +205,20 @@ class _Progress:
     def hooks(self, label: str, n_settings: int):
         from bench.experiment import Hooks
 
-        state = {"bar": None}
+        state: dict = {"bar": None, "total": 0}
 
         def on_phase(phase: str, total: int) -> None:
-            if state["bar"] is not None:
-                self._progress.update(state["bar"], visible=True)
+            if state["bar"] is not None:  # the last phase stopped early (target loss reached): close its bar
+                done = next(t.completed for t in self._progress.tasks if t.id == state["bar"])
+                self._progress.update(state["bar"], total=done, completed=done)
+            state["total"] = total
             state["bar"] = self._progress.add_task(f"{label} {phase}", total=total, info="")
 
         def on_epoch(epoch: int, loss: float) -> None:
             self._progress.update(state["bar"], completed=epoch, info=f"loss {loss:.2e}")
 
         def on_step(step: int, losses) -> None:
-            if step % 10 == 0:
+            if step % 10 == 0 or step == state["total"] - 1:
                 self._progress.update(state["bar"], completed=step + 1, info=f"loss {min(losses):.3g}")
 
         return Hooks(on_epoch=on_epoch, on_step=on_step, on_phase=on_phase)
