@@ -169,6 +169,8 @@ def _print_summary(task, summary) -> None:
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -324,6 +326,14 @@ def tune(
             "--heartbeat", help="seconds between trial heartbeats; silent 3x as long = dead, retried"
         ),
     ] = 10,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            help="attack stage: P trials at once as one batched attack (searches attack.lr, "
+            "init_scale, lam_min, alpha only)",
+        ),
+    ] = 1,
     profile: ProfileOpt = "quick",
     set_: SetOpt = None,
     tracking_uri: UriOpt = None,
@@ -351,6 +361,7 @@ def tune(
             tracking_uri=tracking_uri,
             experiment=experiment,
             heartbeat=heartbeat,
+            batch=batch,
         )
         results = tune(opts, echo=lambda line: typer.echo(line, err=True))
     except BenchInputError as e:
