@@ -367,7 +367,7 @@ def tune(
     except BenchInputError as e:
         _fail_input(e)
     except KeyboardInterrupt:
-        typer.echo("interrupted: the running trial is FAILED and enqueued again; rerun to resume", err=True)
+        typer.echo("interrupted: the running trials are FAILED and enqueued again; rerun to resume", err=True)
         raise typer.Exit(1) from None
     except TuneError as e:
         typer.echo(f"tune failed: {e}", err=True)

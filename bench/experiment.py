@@ -170,16 +170,14 @@ def attack_and_evaluate(
     t0 = time.perf_counter()
     m = len(att.y)
     rng = np.random.default_rng([cfg.seed, 2])
-    baselines = {
-        "mean": mean[None, :],
-        "random": mean + cfg.attack.init_scale * rng.standard_normal((m, len(mean))),
-        "heldout": _heldout(data, m, rng),
-    }
+    noise = rng.standard_normal((m, len(mean)))  # untrained candidates, scaled by each setting's init
+    shared = {"mean": mean[None, :], "heldout": _heldout(data, m, rng)}
     result = ExperimentResult(
         cfg, data, prepared.model, train_metrics, prepared.train_curve, att.y, timings=timings
     )
     for p, setting in enumerate(att.settings):
         recon = att.x[p] + mean
+        baselines = shared | {"random": mean + setting["init_scale"] * noise}
         ev = evaluate(data.x_train, data.y_train, recon, baselines, data.image_shape, cfg.eval, lo, hi)
         metrics = {
             **ev.metrics,

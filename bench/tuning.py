@@ -21,6 +21,10 @@ beating (killed) is failed and re-enqueued with the same parameters by the next 
 `n_trials` is the study's target: a worker runs trials until the study holds that many finished
 (complete or pruned) trials, so rerunning a command resumes; failed trials do not count. MLflow: one
 parent run per study (found again on resume through the study's user attribute), one child per trial.
+
+`--batch P` (attack stage): a worker asks for P trials at once and runs their settings as one attack
+population (`_TrialRunner._run_batch`); only the population keys (attack.lr, init_scale, lam_min,
+alpha) may be searched. A pruned trial runs to the end of its batch and is told PRUNED.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +47,15 @@ import numpy as np
 
 from bench.config import RunConfig, apply_overrides, to_dict
 from bench.errors import BenchInputError
-from bench.experiment import Hooks, Prepared, attack_and_evaluate, prepare, resolve_config
+from bench.experiment import (
+    ExperimentResult,
+    Hooks,
+    Prepared,
+    SettingResult,
+    attack_and_evaluate,
+    prepare,
+    resolve_config,
+)
 from bench.registry import Task
 from bench.runner import log_reconstruction
 
@@ -196,6 +208,19 @@ def check_space(cfg: RunConfig, space: dict[str, Dim], stage: Stage) -> None:
         raise BenchInputError(f"nothing to search in the {stage} stage: every key is pinned or off")
 
 
+def check_batchable(space: dict[str, Dim]) -> None:
+    """`--batch > 1` runs trials as one attack population: only its per-setting keys may be searched."""
+    from bench.attack.reconstruct import SETTING_KEYS
+
+    for key in space:
+        if key.removeprefix("attack.") not in SETTING_KEYS:
+            allowed = ", ".join(f"attack.{k}" for k in SETTING_KEYS)
+            raise BenchInputError(
+                f"bad --batch with --space key '{key}': a batch shares everything but {allowed}; "
+                f"use --batch 1, or pin it with --set {key}=VALUE"
+            )
+
+
 # ----------------------------------------------------------------------------------------------------
 # Options and results
 
@@ -221,6 +246,7 @@ class TuneOptions:
     tracking_uri: str | None = None
     experiment: str | None = None
     heartbeat: int = 10
+    batch: int = 1
 
 
 @dataclass
@@ -414,9 +440,12 @@ def _check_options(task: Task, opts: TuneOptions) -> None:
         ("--n-trials", opts.n_trials),
         ("--n-jobs", opts.n_jobs),
         ("--heartbeat", opts.heartbeat),
+        ("--batch", opts.batch),
     ):
         if value < 1:
             raise BenchInputError(f"bad {name} {value}: must be >= 1")
+    if opts.batch > 1 and opts.stage == "classifier":
+        raise BenchInputError("bad --batch: it batches attack trials; use --stage attack or both")
     if opts.stage != "both":
         for key in opts.space:
             if key.startswith("attack.") != (opts.stage == "attack"):
@@ -453,6 +482,8 @@ def _plan_stage(
     cfg = resolve_config(task, opts.profile, overrides, series_value, seed)
     space = stage_space(stage, opts.space, set(overrides))
     check_space(cfg, space, stage)
+    if stage == "attack" and opts.batch > 1:
+        check_batchable(space)
     if opts.study is None:
         name = f"{task.name}-{opts.profile}-{stage}"
     else:
@@ -483,6 +514,8 @@ def _make_sampler(opts: TuneOptions, space: dict[str, Dim]) -> Any:
         return optuna.samplers.RandomSampler(seed=opts.seed)
     if opts.sampler == "grid":
         return optuna.samplers.GridSampler({k: d.grid() for k, d in space.items()}, seed=opts.seed)
+    # Optuna 5: multivariate TPE with the constant liar, which keeps the pending trials of a batch (or
+    # of other workers) apart.
     return optuna.samplers.TPESampler(seed=opts.seed)
 
 
@@ -503,6 +536,8 @@ def _run_stage(task: Task, opts: TuneOptions, plan: _Plan, echo: Callable[[str],
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # --batch asks and tells trials itself, running their heartbeats as study.optimize does
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
     tracker = Tracker(opts.tracking_uri)
     exp_id = tracker.experiment(opts.experiment or task.name)
     storage, storage_desc = open_storage(opts.storage, plan.study, tracker.uri, opts.heartbeat)
@@ -682,6 +717,7 @@ class _TrialRunner:
         import optuna
 
         poll = min(2.0, float(self.opts.heartbeat))
+        batched = self.plan.stage == "attack" and self.opts.batch > 1
         while self.fatal is None:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 return
@@ -692,23 +728,25 @@ class _TrialRunner:
             if c["done"] + c["running"] >= self.n_target and c["waiting"] == 0:
                 time.sleep(poll)  # the last trials run elsewhere; if their worker dies, we retry them
                 continue
-            self.study.optimize(self._objective, n_trials=1, catch=(Exception,), callbacks=[self._after])
+            if batched:  # no more trials than the study still needs (at least one: a waiting retry)
+                self._run_batch(min(self.opts.batch, max(1, self.n_target - c["done"] - c["running"])))
+            else:
+                self.study.optimize(self._objective, n_trials=1, catch=(Exception,), callbacks=[self._after])
 
     def _after(self, study: Any, trial: Any) -> None:
-        from optuna.trial import TrialState
-
+        """`study.optimize` callback: print the trial's outcome, count failures in a row."""
         if trial.user_attrs.get("bench.surplus"):
             return
+        self._echo_outcome(study, trial)
+        self._count_failures([trial])
+
+    def _echo_outcome(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
         if trial.state == TrialState.FAIL:
-            reason = trial.system_attrs.get("fail_reason", "unknown error")
+            reason = _fail_reason(trial)
             self.echo(f"trial {trial.number} FAILED: {reason.strip().splitlines()[-1] if reason else ''}")
-            with self._lock:
-                self._failures += 1
-                if self._failures >= MAX_CONSECUTIVE_FAILURES:
-                    self.fatal = f"{self._failures} trials in a row failed; the last: {reason.strip()}"
             return
-        with self._lock:
-            self._failures = 0
         try:
             best = f" (best {study.best_value:.4g} at trial {study.best_trial.number})"
         except ValueError:
@@ -716,12 +754,48 @@ class _TrialRunner:
         value = "" if trial.value is None else f" value {trial.value:.4g}"
         self.echo(f"trial {trial.number} {trial.state.name}{value}{best}")
 
+    def _count_failures(self, trials: list[Any]) -> None:
+        """One attempt (a trial, or a batch) failed when all its trials failed; give up after
+        MAX_CONSECUTIVE_FAILURES failed attempts in a row."""
+        from optuna.trial import TrialState
+
+        with self._lock:
+            if not all(t.state == TrialState.FAIL for t in trials):
+                self._failures = 0
+                return
+            self._failures += 1
+            if self._failures >= MAX_CONSECUTIVE_FAILURES:
+                unit = "batches" if self.plan.stage == "attack" and self.opts.batch > 1 else "trials"
+                self.fatal = f"{self._failures} {unit} in a row failed; the last: {_fail_reason(trials[-1])}"
+
     # -- one trial
     def _objective(self, trial: Any) -> float:
         import optuna
 
         self._check_surplus(trial)
-        params: dict[str, Any] = {}
+        setup = self._setup(trial)
+        pruned: BaseException | None = None
+        value = float("nan")
+        try:
+            with self._child_run(trial, setup) as log:
+                try:
+                    run = self._classifier_trial if self.plan.stage == "classifier" else self._attack_trial
+                    value = run(trial, setup.cfg, log)
+                    log.metrics({"objective": value})
+                    log.tags({"bench.trial_state": "COMPLETE"})
+                except optuna.TrialPruned as e:
+                    pruned = e
+                    log.tags({"bench.trial_state": "PRUNED", "bench.pruned_because": str(e)})
+        except KeyboardInterrupt:
+            # Optuna fails an interrupted trial without retry: enqueue its parameters again ourselves.
+            self.study.enqueue_trial(setup.params, user_attrs={"bench.trial_number": setup.origin})
+            raise
+        if pruned is not None:
+            raise pruned
+        return value
+
+    def _setup(self, trial: Any) -> _TrialSetup:
+        """Suggest the trial's parameters; close the dead run of the trial it retries, if any."""
         params = {k: d.suggest(trial, k) for k, d in self.plan.space.items()}
         first = trial.user_attrs.get("bench.trial_number")
         old_run = trial.user_attrs.get("bench.mlflow_run_id")
@@ -744,27 +818,15 @@ class _TrialRunner:
             tags["bench.retry_of_trial"] = first
         if self.plan.fingerprint["series_value"] is not None:
             tags["bench.series_value"] = self.plan.fingerprint["series_value"]
-        pruned: BaseException | None = None
-        value = float("nan")
-        try:
-            with self.tracker.run(self.exp_id, f"trial {trial.number}", tags, self.parent_id) as log:
-                trial.set_user_attr("bench.mlflow_run_id", log.run_id)
-                log.params(to_dict(cfg) | {f"trial.{k}": v for k, v in params.items()})
-                try:
-                    run = self._classifier_trial if self.plan.stage == "classifier" else self._attack_trial
-                    value = run(trial, cfg, log)
-                    log.metrics({"objective": value})
-                    log.tags({"bench.trial_state": "COMPLETE"})
-                except optuna.TrialPruned as e:
-                    pruned = e
-                    log.tags({"bench.trial_state": "PRUNED", "bench.pruned_because": str(e)})
-        except KeyboardInterrupt:
-            # Optuna fails an interrupted trial without retry: enqueue its parameters again ourselves.
-            self.study.enqueue_trial(params, user_attrs={"bench.trial_number": first or trial.number})
-            raise
-        if pruned is not None:
-            raise pruned
-        return value
+        return _TrialSetup(params, cfg, tags, trial.number if first is None else first)
+
+    @contextlib.contextmanager
+    def _child_run(self, trial: Any, setup: _TrialSetup) -> Any:
+        """The trial's MLflow child run (FAILED if the block raises), with its config as params."""
+        with self.tracker.run(self.exp_id, f"trial {trial.number}", setup.tags, self.parent_id) as log:
+            trial.set_user_attr("bench.mlflow_run_id", log.run_id)
+            log.params(to_dict(setup.cfg) | {f"trial.{k}": v for k, v in setup.params.items()})
+            yield log
 
     def _check_surplus(self, trial: Any) -> None:
         from optuna.trial import TrialState
@@ -805,33 +867,59 @@ class _TrialRunner:
     def _attack_trial(self, trial: Any, cfg: RunConfig, log: Any) -> float:
         import optuna
 
-        prep = self.prepared()
-        last_loss = [float("nan")]
-        primary = cfg.eval.primary
-        oracle_key = {"l2_mean": "attack/l2_mean", "one_minus_corr": "attack/corr_mean"}.get(
-            primary, "attack/dssim_mean"
-        )
+        last_loss = np.full(1, np.nan)
 
         def on_step(step: int, losses: np.ndarray) -> None:
-            last_loss[0] = float(losses[0])
+            last_loss[:] = losses
 
         def on_monitor(step: int, values: dict[str, np.ndarray]) -> None:
-            for key, vals in values.items():
-                log.metric(key, vals[0], step)
-            log.flush()
-            if self.opts.objective == "kkt":
-                value = last_loss[0]
-            else:
-                key = oracle_key if oracle_key in values else "attack/l2_mean"
-                value = float(values[key][0])
-                value = 1.0 - value if key == "attack/corr_mean" else value
-            if step > 0 and math.isfinite(value):
-                trial.report(value, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"{self.opts.objective} intermediate {value:.3g} at step {step}")
+            why = self._monitor(trial, log, step, values, 0, last_loss)
+            if why is not None:
+                raise optuna.TrialPruned(why)
 
-        result = attack_and_evaluate(prep, cfg, None, Hooks(on_step=on_step, on_monitor=on_monitor))
-        sr = result.settings[0]
+        result = attack_and_evaluate(
+            self.prepared(), cfg, None, Hooks(on_step=on_step, on_monitor=on_monitor)
+        )
+        value = self._log_attack(trial, log, result, result.settings[0])
+        if result.settings[0].metrics.get("diverged"):
+            raise optuna.TrialPruned("the attack diverged (non-finite loss)")
+        return value
+
+    def _monitor(
+        self,
+        trial: Any,
+        log: Any,
+        step: int,
+        values: dict[str, np.ndarray],
+        p: int,
+        last_loss: np.ndarray,
+        report: bool = True,
+    ) -> str | None:
+        """Log setting p's monitor values (each (P,)) and report its intermediate objective: the monitored
+        error, or for `kkt` the last attack loss (last_loss (P,)). Returns why to prune it, or None."""
+        for key, vals in values.items():
+            log.metric(key, vals[p], step)
+        log.flush()
+        if not report:
+            return None
+        if self.opts.objective == "kkt":
+            value = float(last_loss[p])
+        else:
+            primary = self.plan.cfg.eval.primary
+            key = {"l2_mean": "attack/l2_mean", "one_minus_corr": "attack/corr_mean"}.get(
+                primary, "attack/dssim_mean"
+            )
+            key = key if key in values else "attack/l2_mean"
+            value = float(values[key][p])
+            value = 1.0 - value if key == "attack/corr_mean" else value
+        if step > 0 and math.isfinite(value):
+            trial.report(value, step)
+            if trial.should_prune():
+                return f"{self.opts.objective} intermediate {value:.3g} at step {step}"
+        return None
+
+    def _log_attack(self, trial: Any, log: Any, result: ExperimentResult, sr: SettingResult) -> float:
+        """Log one setting's outcome on its trial's run (`result.config`: the trial's config); its value."""
         if self.task.post is not None:
             sr.metrics.update(self.task.post(result, sr))
         for key in ("attack/loss", "attack/kkt_fit"):
@@ -847,9 +935,132 @@ class _TrialRunner:
         log_reconstruction(log, result, sr, self.task.name, _PLOT_LOCK)
         trial.set_user_attr("oracle", oracle)
         trial.set_user_attr("kkt", kkt)
-        if sr.metrics.get("diverged"):
-            raise optuna.TrialPruned("the attack diverged (non-finite loss)")
         return oracle if self.opts.objective == "oracle" else kkt
+
+    # -- a batch of attack trials (--batch P)
+    def _run_batch(self, size: int) -> None:
+        """Ask up to `size` trials, attack their settings as ONE population on the shared classifier, and
+        tell each trial its own outcome (one MLflow child run each, as for a single trial).
+
+        Pruning: a setting cannot leave the population early. A trial the pruner stops reports no more
+        intermediate values, runs to the end with the others, is logged in full and is told PRUNED (its
+        value: the last intermediate value it reported); so is a diverged one.
+        """
+        from optuna.storages._heartbeat import get_heartbeat_thread
+        from optuna.trial import TrialState
+
+        trials: list[Any] = []
+        for _ in range(size):
+            trial = self.study.ask()
+            try:
+                self._check_surplus(trial)
+            except _Surplus:  # another worker took the last slots: nothing runs
+                _tell(self.study, trial, None, TrialState.FAIL)
+                break
+            trials.append(trial)
+        if not trials:
+            return
+        setups: list[_TrialSetup] = []
+        try:
+            setups = [self._setup(t) for t in trials]
+            with contextlib.ExitStack() as beats:
+                for t in trials:
+                    beats.enter_context(get_heartbeat_thread(t._trial_id, self.study._storage))
+                outcomes = self._attack_batch(trials, setups)
+        except KeyboardInterrupt:  # as for one trial: fail them and enqueue their parameters again
+            for setup in setups:
+                self.study.enqueue_trial(setup.params, user_attrs={"bench.trial_number": setup.origin})
+            for trial in trials:
+                _tell(self.study, trial, None, TrialState.FAIL)
+            raise
+        except Exception as e:  # the population failed as a whole
+            outcomes = [(TrialState.FAIL, None, f"{type(e).__name__}: {e}")] * len(trials)
+        told = []
+        for trial, (state, value, reason) in zip(trials, outcomes, strict=True):
+            if reason:  # as Optuna's optimize() did, for _echo_outcome
+                with contextlib.suppress(Exception):
+                    self.study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason)
+            # (a trial another worker already failed as stale stays failed: its retry runs again)
+            told.append(_tell(self.study, trial, value, state))
+        for frozen in told:
+            self._echo_outcome(self.study, frozen)
+        self._count_failures(told)
+
+    def _attack_batch(
+        self, trials: list[Any], setups: list[_TrialSetup]
+    ) -> list[tuple[Any, float | None, str]]:
+        """Run the population of the trials' settings; (state, value, fail reason) per trial."""
+        from optuna.trial import TrialState
+
+        prep = self.prepared()
+        size = len(trials)
+        last_loss = np.full(size, np.nan)
+        prune: list[str | None] = [None] * size  # why the pruner stopped each trial
+        settings = [{k.removeprefix("attack."): v for k, v in s.params.items()} for s in setups]
+        outcomes: list[tuple[Any, float | None, str]] = []
+        with contextlib.ExitStack() as runs:
+            logs = [runs.enter_context(self._child_run(t, s)) for t, s in zip(trials, setups, strict=True)]
+
+            def on_step(step: int, losses: np.ndarray) -> None:
+                last_loss[:] = losses
+
+            def on_monitor(step: int, values: dict[str, np.ndarray]) -> None:
+                for p, (trial, log) in enumerate(zip(trials, logs, strict=True)):
+                    # a pruned trial reports no more: its value stays the last one it reported
+                    why = self._monitor(trial, log, step, values, p, last_loss, report=prune[p] is None)
+                    prune[p] = prune[p] or why
+
+            result = attack_and_evaluate(
+                prep, self.plan.cfg, settings, Hooks(on_step=on_step, on_monitor=on_monitor)
+            )
+            for p, (trial, log, setup) in enumerate(zip(trials, logs, setups, strict=True)):
+                sr = result.settings[p]
+                try:
+                    value = self._log_attack(trial, log, replace(result, config=setup.cfg), sr)
+                except Exception as e:
+                    log.tags({"bench.trial_state": "FAIL"})
+                    outcomes.append((TrialState.FAIL, None, f"{type(e).__name__}: {e}"))
+                    continue
+                if sr.metrics.get("diverged") and prune[p] is None:
+                    prune[p] = "the attack diverged (non-finite loss)"
+                if prune[p] is None:
+                    log.metrics({"objective": value})
+                    log.tags({"bench.trial_state": "COMPLETE"})
+                    outcomes.append((TrialState.COMPLETE, value, ""))
+                else:
+                    log.tags({"bench.trial_state": "PRUNED", "bench.pruned_because": prune[p]})
+                    outcomes.append((TrialState.PRUNED, None, ""))
+        for log, (state, _, _) in zip(logs, outcomes, strict=True):
+            if state == TrialState.FAIL:  # its run closed FINISHED with the others
+                self.tracker.mark(log.run_id, "FAILED")
+        return outcomes
+
+
+@dataclass
+class _TrialSetup:
+    params: dict[str, Any]  # the suggested values, by dotted key
+    cfg: RunConfig  # the study's config with params applied
+    tags: dict[str, Any]  # of the trial's MLflow run
+    origin: int  # the number of the trial this one retries, else its own
+
+
+def _tell(study: Any, trial: Any, value: float | None, state: Any) -> Any:
+    """`study.tell` for a trial asked outside `study.optimize`; returns the FrozenTrial.
+
+    A trial another worker already failed as stale stays failed (its retry runs). GridSampler calls
+    `study.stop()` once the grid is done, which Optuna refuses outside `optimize`: the trial is stored by
+    then, and the worker loop stops by itself (the target is the grid's size).
+    """
+    try:
+        return study.tell(trial, value, state=state, skip_if_finished=True)
+    except RuntimeError as e:
+        if "Study.stop" not in str(e):
+            raise
+        return study.get_trials(deepcopy=False)[trial.number]
+
+
+def _fail_reason(trial: Any) -> str:
+    return str(trial.system_attrs.get("fail_reason", "unknown error"))
 
 
 _PLOT_LOCK = threading.Lock()  # pyplot is not thread-safe (--n-jobs > 1)

@@ -137,6 +137,9 @@ def test_tune_both_end_to_end(tracking_uri: str, tmp_path: Path) -> None:
         (["--set", "seed=3"], "seed"),
         (["--objective", "truth"], "--objective"),
         (["--storage", "nowhere"], "--storage"),
+        (["--batch", "2", "--space", "attack.optimizer=cat:adam,sgd"], "attack.optimizer"),
+        (["--batch", "2", "--stage", "classifier"], "--batch"),
+        (["--batch", "0"], "--batch"),
     ],
 )
 def test_tune_bad_input_exits_2(tracking_uri: str, extra: list[str], message: str) -> None:
@@ -145,12 +148,83 @@ def test_tune_bad_input_exits_2(tracking_uri: str, extra: list[str], message: st
     assert message in res.output
 
 
+def test_tune_batch(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--batch: trials asked P at a time, run as one attack population, told and logged one by one; each
+    trial's result is the one its parameters give unbatched; a pruned trial finishes with its batch."""
+    import numpy as np
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench import tuning
+    from bench.config import apply_overrides
+    from bench.experiment import attack_and_evaluate, prepare, resolve_config
+    from bench.registry import get_task
+
+    class PruneTrial6(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            return trial.number == 6
+
+    monkeypatch.setattr(tuning, "_make_pruner", lambda opts, plan: PruneTrial6())
+    args = ["tune", TASK, "--stage", "attack", "--batch", "3", "--sampler", "random", "--study", "batched"]
+    # float64: a population is then bit-exact (float32 batched kernels round differently, ~1e-6)
+    sets = ["attack.steps=30", "attack.dtype=float64"]
+    args += [*TINY, "--set", sets[0], "--set", sets[1], "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, [*args, "--n-trials", "5", "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    study = _study(None, "batched", tracking_uri)
+    info = _check_no_lost_or_duplicated(study, tracking_uri, 5)
+    assert [t.state for t in info["trials"]] == [TrialState.COMPLETE] * 5
+    assert len({tuple(sorted(t.params.items())) for t in info["trials"]}) == 5
+    # batches of 3 then 2 (min(P, remaining)): a batch's trials share one attack and its timing
+    seconds = [info["children"][n][0].data.metrics["attack_s"] for n in range(5)]
+    assert len({*seconds[:3]}) == 1 and len({*seconds[3:]}) == 1 and seconds[0] != seconds[3]
+    for t in info["finished"]:
+        run = info["children"][t.number][0]
+        assert run.data.metrics["objective"] == pytest.approx(t.value)
+        assert float(run.data.params["attack.lr"]) == pytest.approx(t.params["attack.lr"])
+        assert len(_client(tracking_uri).get_metric_history(run.info.run_id, "attack/dssim_mean")) == 4
+        assert sorted(t.intermediate_values) == [10, 20, 30]
+
+    # Resume to 7 trials: one batch of 2, in which the pruner stops trial 6 at its first report.
+    res = CliRunner().invoke(app, [*args, "--n-trials", "7", "--seed", "1"])
+    assert res.exit_code == 0, res.output
+    study = _study(None, "batched", tracking_uri)
+    info = _check_no_lost_or_duplicated(study, tracking_uri, 7)
+    pruned = info["trials"][6]
+    assert [t.state for t in info["trials"][5:]] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert pruned.intermediate_values == {10: pruned.value}  # it reported no more
+    run = info["children"][6][0]
+    assert run.data.tags["bench.trial_state"] == "PRUNED" and "objective" not in run.data.metrics
+    assert run.data.metrics["objective/oracle"] == pytest.approx(pruned.user_attrs["oracle"])
+
+    # Each trial's result is what its parameters give alone (the population path is exact).
+    overrides = dict(a.split("=") for a in [*TINY, *sets] if "=" in a)
+    cfg = resolve_config(get_task(TASK), "smoke", overrides, 25, 0)
+    prep = prepare(cfg)
+    for t in [info["trials"][n] for n in (0, 5, 6)]:  # from the batch of 3, the batch of 2
+        alone = attack_and_evaluate(prep, apply_overrides(cfg, t.params)).settings[0]
+        np.testing.assert_allclose(alone.metrics["error"], t.user_attrs["oracle"], rtol=1e-12)
+        np.testing.assert_allclose(alone.metrics["kkt_fit_final"], t.user_attrs["kkt"], rtol=1e-12)
+
+
+def test_tune_batch_grid(tracking_uri: str) -> None:
+    """--batch with --sampler grid: the 4-point grid runs as batches of 3 and 1, each point once."""
+    args = ["tune", TASK, "--stage", "attack", "--batch", "3", "--sampler", "grid", "--n-trials", "10"]
+    args += ["--space", "attack.lr=cat:0.01,0.1", "--space", "attack.init_scale=cat:1e-4,1e-3"]
+    args += ["--space", "attack.lam_min=off", "--space", "attack.alpha=off", "--study", "grid"]
+    args += [*TINY, "--set", "attack.steps=10", "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    info = _check_no_lost_or_duplicated(_study(None, "grid", tracking_uri), tracking_uri, 4)
+    assert len({tuple(sorted(t.params.items())) for t in info["finished"]}) == 4
+
+
 def _wait_for(predicate, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def test_resume_after_sigkill(tracking_uri: str, tmp_path: Path) -> None:
@@ -159,7 +233,7 @@ def test_resume_after_sigkill(tracking_uri: str, tmp_path: Path) -> None:
 
     study_name = "killed"
     args = ["tune", TASK, "--stage", "attack", "--n-trials", "3", "--pruner", "none", "--study", study_name]
-    args += [*TINY, "--set", "attack.steps=300", "--tracking-uri", tracking_uri]
+    args += [*TINY, "--set", "attack.steps=1000", "--tracking-uri", tracking_uri]
     with open(tmp_path / "worker.log", "w") as out:
         proc = subprocess.Popen([BENCH, *args], stdout=out, stderr=subprocess.STDOUT, env=ENV)
     try:
@@ -170,9 +244,14 @@ def test_resume_after_sigkill(tracking_uri: str, tmp_path: Path) -> None:
                 states = [t.state for t in _study(None, study_name, tracking_uri).get_trials(deepcopy=False)]
             except Exception:  # not created yet
                 return False
-            return TrialState.COMPLETE in states and TrialState.RUNNING in states
+            if not (TrialState.COMPLETE in states and TrialState.RUNNING in states):
+                return False
+            # kill only once the running trial's MLflow run exists (before that, there is nothing to mark)
+            running = {str(i) for i, st in enumerate(states) if st == TrialState.RUNNING}
+            runs = _runs(tracking_uri, **{"bench.kind": "tune-trial", "bench.study": study_name})
+            return any(r.data.tags.get("bench.trial") in running for r in runs)
 
-        _wait_for(mid_trial, 60, "a running trial after a complete one")
+        _wait_for(mid_trial, 60, "a running trial (with its MLflow run) after a complete one")
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()

@@ -84,7 +84,8 @@ def reconstruct(
     lr, sigma, lam_min, alpha = (col(k) for k in SETTING_KEYS)
     gen = torch.Generator().manual_seed(seed)
     # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
-    # population follows exactly the path it follows alone with the same seed.
+    # population follows the path it follows alone with the same seed (bit for bit in float64; in float32
+    # the batched kernels round differently, and the attack may amplify that).
     x0 = torch.randn(m, d, generator=gen, dtype=dtype)
     l0 = torch.rand(m, generator=gen, dtype=dtype)
     x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
