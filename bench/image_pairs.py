@@ -39,6 +39,18 @@ import numpy as np
 
 from bench.data.base import Dataset, to_pm1
 
+# Small MLPs and short attacks for CI: the smoke profile of every image-pair task.
+SMOKE_OVERRIDES = {
+    "data.n_per_class": 5,
+    "data.n_test_per_class": 10,
+    "model.depth": 2,
+    "model.width": 200,
+    "train.max_epochs": 3000,
+    "train.target_loss": 1e-3,
+    "attack.steps": 300,
+    "attack.eval_every": 50,
+}
+
 
 def pair_stats(x: np.ndarray, labels01: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
     """Inter-class variance and spatial correlation of training images x (n, d) with labels in {0, 1}."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset
-from bench.image_pairs import pair_dataset, pair_post, split_class, variance_report
+from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class, variance_report
 from bench.registry import Profile, Task, register
 
 SIZES_2D = (28, 64)
@@ -121,17 +121,7 @@ def _classes_text(classes: tuple[int, ...]) -> str:
     return f"classes {list(classes)}" if classes else "(all classes)"
 
 
-# Small MLPs and short attacks for CI; 2 hidden-layer width-1000 nets as in Haim et al. for `paper`.
-_SMOKE = {
-    "data.n_per_class": 5,
-    "data.n_test_per_class": 10,
-    "model.depth": 2,
-    "model.width": 200,
-    "train.max_epochs": 3000,
-    "train.target_loss": 1e-3,
-    "attack.steps": 300,
-    "attack.eval_every": 50,
-}
+# 2 hidden-layer width-1000 nets as in Haim et al. for `paper` (smoke: bench.image_pairs.SMOKE_OVERRIDES).
 _QUICK = {
     "data.n_per_class": 10,
     "data.n_test_per_class": 50,
@@ -157,7 +147,7 @@ register(
         summary="BreastMNIST vs OrganCMNIST (any two 2D flags): grid, DSSIM/L2 curves, steadiness, collapse (figs 2-3)",
         data=MedMNISTPairData(),
         profiles={
-            "smoke": Profile(_SMOKE),
+            "smoke": Profile(SMOKE_OVERRIDES),
             "quick": Profile(_QUICK),
             "paper": Profile(_PAPER, seeds=3),
         },
@@ -198,7 +188,8 @@ register(
         series_label="flag pair",
         profiles={
             "smoke": Profile(
-                _SMOKE, series=(_pair("breastmnist", "organcmnist"), _pair("pneumoniamnist", "organcmnist"))
+                SMOKE_OVERRIDES,
+                series=(_pair("breastmnist", "organcmnist"), _pair("pneumoniamnist", "organcmnist")),
             ),
             "quick": Profile(_QUICK, series=_PAIRS_QUICK),
             "paper": Profile(_PAPER, series=_PAIRS_PAPER, seeds=3),

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset
-from bench.image_pairs import pair_dataset, pair_post, split_class
+from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class
 from bench.registry import Profile, Task, register
 
 
@@ -83,16 +83,7 @@ class FacesPairData:
 # smoke profiles stop training at loss 1e-3 (7x fewer epochs, same scores) and keep lr 1e-2 for 300 steps.
 _FACES_DEFAULTS = {"attack.lr": 3e-3}
 _DIGITS = {
-    "smoke": {
-        "data.n_per_class": 5,
-        "data.n_test_per_class": 20,
-        "model.depth": 2,
-        "model.width": 200,
-        "train.max_epochs": 3000,
-        "train.target_loss": 1e-3,
-        "attack.steps": 300,
-        "attack.eval_every": 50,
-    },
+    "smoke": SMOKE_OVERRIDES | {"data.n_test_per_class": 20},
     "quick": {"model.depth": 2, "model.width": 1000, "attack.steps": 1000, "attack.eval_every": 50},
     "paper": {
         "data.n_per_class": 50,
