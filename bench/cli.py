@@ -233,7 +233,9 @@ def perf(
     d: Annotated[int, typer.Option(min=1, help="input features")] = 784,
     n: Annotated[int, typer.Option(min=1, help="training samples (m = 2n unless --m)")] = 100,
     m: Annotated[int | None, typer.Option(min=2, help="candidates")] = None,
-    dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
+    dtype: Annotated[
+        str, typer.Option(help="float32 | float64 | bfloat16 (bf16 products, float32 state)")
+    ] = "float32",
     threads: Annotated[int, typer.Option(min=1)] = 1,
     population: Annotated[int, typer.Option(min=1, help="settings batched in one step")] = 1,
     repeats: Annotated[int, typer.Option(min=1)] = 5,
@@ -264,8 +266,8 @@ def perf(
             )
         )
         return
-    if dtype not in ("float32", "float64"):
-        _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32 or float64"))
+    if dtype not in ("float32", "float64", "bfloat16"):
+        _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32, float64 or bfloat16"))
     try:
         report = measure(depth, width, d, n, m, dtype, threads, population, repeats, reference=reference)
         log_report(report, tracking_uri)

@@ -67,6 +67,8 @@ class AttackConfig:
     normalised multipliers l (lambda = s * l, s = ||theta||^2 / (L m), see bench.attack.kkt).
     `alpha`: slope of the sigmoid that replaces the ReLU derivative. `optimizer`: "adam" or "sgd"
     (momentum 0.9, as in the reference code). `eval_every`: steps between DSSIM/L2 monitor points.
+    `dtype`: "bfloat16" keeps x, lambda and the optimiser in float32 and runs the matrix products in
+    bfloat16 (CPU autocast; fast where the CPU has AMX or AVX512-BF16).
     `normalize`: "margin" rescales the weights so the smallest training margin is 1 (the normalisation
     of the max-margin problem whose KKT point the attack fits); "none" uses the weights as trained.
     """
@@ -82,7 +84,7 @@ class AttackConfig:
     box_penalty: float = 1.0
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
-    dtype: Literal["float32", "float64"] = "float32"
+    dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     normalize: Literal["margin", "none"] = "margin"
     eval_every: int = 100
 

@@ -85,17 +85,24 @@ def reference_flops(d: int, widths: list[int], m: int) -> int:
 
 
 def step_fn(
-    w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, alpha: float, method: str = "auto"
+    w: Weights,
+    x: torch.Tensor,
+    l: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float,
+    method: str = "auto",
+    mixed: bool = False,
 ) -> Callable[[], None]:
-    """One bench step (loss + backward into x and l) on fixed inputs."""
+    """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products."""
     scale = lambda_scale(w, x.shape[-2])
     d = x.shape[-1]
     lo, hi = -torch.ones(d, dtype=x.dtype), torch.ones(d, dtype=x.dtype)
 
     def step() -> None:
-        loss, _ = attack_loss(
-            w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method
-        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            loss, _ = attack_loss(
+                w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method
+            )
         loss.sum().backward()
         x.grad = None
         l.grad = None
@@ -144,6 +151,7 @@ def measure(
     """Time bench's step, the reference step and the GEMM peak on one configuration."""
     torch.set_num_threads(threads)
     tdtype = torch.float64 if dtype == "float64" else torch.float32
+    gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
     w = random_weights(d, depth, width, tdtype)
     g = torch.Generator().manual_seed(1)
@@ -152,13 +160,14 @@ def measure(
     y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(tdtype)
     alpha = 100.0
 
-    s_step = _median_time(step_fn(w, x, l, y, alpha, method), repeats, warmup)
+    step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16")
+    s_step = _median_time(step, repeats, warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
     flops = flops_per_step(d, widths, m, population, method)
 
-    a = torch.randn(m, width, dtype=tdtype)
-    b = torch.randn(width, width, dtype=tdtype)
+    a = torch.randn(m, width, dtype=gemm_dtype)
+    b = torch.randn(width, width, dtype=gemm_dtype)
     gemm_s = _median_time(lambda: torch.mm(a, b), max(repeats, 10), warmup)
     gemm_gflops = 2 * m * width * width / gemm_s / 1e9
 
@@ -166,7 +175,8 @@ def measure(
     if sequential and population > 1:
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
-        seq_s = population * _median_time(step_fn(w, x1, l1, y, alpha, method), repeats, warmup)
+        one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16")
+        seq_s = population * _median_time(one, repeats, warmup)
 
     ref_s = None
     if reference:

@@ -1,4 +1,5 @@
-"""Does float32 change reconstruction quality? The quick blob series, same seeds, float32 vs float64 attack.
+"""Does precision change reconstruction quality? The quick blob series, same seeds: float32, float64 and
+bfloat16 (mixed: bf16 matrix products, float32 state) attacks.
 
 Usage: .venv/bin/python benchmarks/dtype_quality.py [task] [seeds]
 """
@@ -18,7 +19,7 @@ keys = ["dssim_mean", "corr_mean", "l2_mean", "kkt_fit_final"]
 print(f"{'size':>5} {'seed':>4} {'dtype':>8} {'attack s':>8} " + " ".join(f"{k:>14}" for k in keys))
 for size in task.profiles["quick"].series:
     for seed in range(seeds):
-        for dtype in ("float32", "float64"):
+        for dtype in ("float32", "float64", "bfloat16"):
             cfg = resolve_config(task, "quick", {"attack.dtype": dtype}, size, seed)
             t0 = time.perf_counter()
             res = run_experiment(cfg)

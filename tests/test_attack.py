@@ -28,10 +28,11 @@ def test_training_reaches_the_target_loss(trained) -> None:
     assert losses[-1] < losses[0] and epochs[-1] == res.epochs
 
 
-def test_kkt_residual_falls_during_reconstruction(trained) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_kkt_residual_falls_during_reconstruction(trained, dtype: str) -> None:
     res, xc, y = trained
     w = Weights(tuple(res.model.weights()))
-    cfg = AttackConfig(steps=200, eval_every=50)
+    cfg = AttackConfig(steps=200, eval_every=50, dtype=dtype)
     out = reconstruct(w, len(y), -np.ones(784), np.ones(784), cfg, seed=0)
     fit = out.curves["attack/kkt_fit"][1][0]
     assert fit[0] > 0.5  # random candidates explain little of theta

@@ -67,6 +67,7 @@ def reconstruct(
 
     start = time.perf_counter()
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    mixed = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -112,23 +113,24 @@ def reconstruct(
     for step in range(cfg.steps):
         if step % cfg.eval_every == 0:
             run_monitor(step)
-        loss, fit = attack_loss(
-            w,
-            x,
-            l,
-            y,
-            lam_scale=scale,
-            lam_min=lam_min.view(P, 1),
-            alpha=alpha.view(P, 1, 1),
-            lo=lo_t,
-            hi=hi_t,
-            lam_penalty=cfg.lam_penalty,
-            box_penalty=cfg.box_penalty,
-        )
+        with mixed:  # a no-op unless attack.dtype=bfloat16
+            loss, fit = attack_loss(
+                w,
+                x,
+                l,
+                y,
+                lam_scale=scale,
+                lam_min=lam_min.view(P, 1),
+                alpha=alpha.view(P, 1, 1),
+                lo=lo_t,
+                hi=hi_t,
+                lam_penalty=cfg.lam_penalty,
+                box_penalty=cfg.box_penalty,
+            )
         finite = torch.isfinite(loss.detach())
         alive &= finite
-        loss_hist[:, step] = loss.detach().numpy()
-        fit_hist[:, step] = fit.detach().numpy()
+        loss_hist[:, step] = loss.detach().double().numpy()
+        fit_hist[:, step] = fit.detach().double().numpy()
         if not alive.any():
             break
         torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
