@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from bench.data.checks import fitted_features
 from bench.errors import BenchInputError
 
 __all__ = [
@@ -82,12 +83,7 @@ class MinMaxPerGene(BaseEstimator, TransformerMixin):
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """(n, n_genes) -> (n, n_genes) float64, fitted genes in [0, 1]."""
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.n_features_in_:
-            raise BenchInputError(
-                f"MinMaxPerGene.transform: x has shape {x.shape}, fitted on {self.n_features_in_} genes; "
-                "fix: transform data with the same genes"
-            )
+        x = fitted_features(x, self, "genes")
         out = (x - self.min_) / self.scale_
         out[:, self.constant_] = 0.0
         return np.clip(out, 0.0, 1.0) if self.clip else out

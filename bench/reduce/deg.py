@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from bench.data.checks import fitted_features
 from bench.errors import BenchInputError
 
 TESTS = ("welch", "student")
@@ -87,12 +88,7 @@ class DEGSelector(BaseEstimator, TransformerMixin):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, n_genes) -> (n, n_components) float64, the selected columns in column order."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise BenchInputError(
-                f"DEGSelector.transform: X has shape {X.shape}, fitted on {self.n_features_in_} genes; "
-                "fix: pass data with the same genes"
-            )
+        X = fitted_features(X, self, "genes")
         return X[:, self.selected_]
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.decomposition import PCA, KernelPCA
 
+from bench.data.checks import fitted_features
 from bench.errors import BenchInputError
 
 KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
@@ -108,12 +109,7 @@ class PCAReducer(BaseEstimator, TransformerMixin):
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, n_features) -> (n, n_components) float64; columns past ``n_fitted_`` are 0 (pad policy)."""
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise BenchInputError(
-                f"PCAReducer.transform: X has shape {X.shape}, fitted on {self.n_features_in_} features; "
-                "fix: pass data with the same features"
-            )
+        X = fitted_features(X, self, "features")
         z = np.asarray(self.model_.transform(X), dtype=np.float64)
         out = np.zeros((X.shape[0], int(self.n_components)), dtype=np.float64)
         out[:, : z.shape[1]] = z
