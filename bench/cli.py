@@ -88,9 +88,6 @@ def run(
         _check_profile(spec, profile)
         overrides = _overrides(set_)
         settings = [_parse_setting(s) for s in population] if population else None
-        from bench.runner import plan
-
-        plan(spec, profile, seeds, overrides)  # validates every config before any work
     except BenchInputError as e:
         _fail_input(e)
     from bench.runner import run_task

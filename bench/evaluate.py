@@ -119,12 +119,62 @@ def summarise(mt: Match, cfg: EvalConfig, mask: np.ndarray | None = None) -> dic
 
 @dataclass
 class Evaluation:
-    """Scores of the attack and its baselines. metrics: flat dict ready to log (see `evaluate`)."""
+    """Scores of the attack and its baselines. metrics: flat dict ready to log (see `Scorer.evaluate`)."""
 
     metrics: dict[str, float]
     match: Match
-    train_scaled: np.ndarray
-    recon_scaled: np.ndarray
+
+
+class Scorer:
+    """Scores candidate sets against one training set, rescaled once.
+
+    train_x (n, d) and candidates in the data's own scale; train_y (n,) in {-1, +1}.
+    """
+
+    def __init__(
+        self,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        image_shape: tuple[int, int] | None,
+        cfg: EvalConfig,
+        lo: np.ndarray | float,
+        hi: np.ndarray | float,
+    ) -> None:
+        self.train_y, self.image_shape, self.cfg, self.lo, self.hi = train_y, image_shape, cfg, lo, hi
+        self.train_s = rescale(train_x, cfg.rescale, lo, hi)
+        self.data_range = 1.0 if cfg.rescale == "minmax" else float(np.max(np.asarray(hi) - np.asarray(lo)))
+
+    def match(self, cands_x: np.ndarray) -> Match:
+        """Each training sample's nearest candidate (k, d) and the pair's scores."""
+        cands_s = rescale(cands_x, self.cfg.rescale, self.lo, self.hi)
+        return match(self.train_s, cands_s, self.image_shape, self.cfg, self.data_range)
+
+    def scores(self, cands_x: np.ndarray, per_class: bool = True) -> tuple[dict[str, float], Match]:
+        """Summary metrics of a candidate set (and per class: `class0/...`, `class1/...` for y = -1, +1)."""
+        mt = self.match(cands_x)
+        metrics = summarise(mt, self.cfg)
+        for cls, sign in ((0, -1), (1, 1)) if per_class else ():
+            mask = self.train_y == sign
+            if mask.any():
+                metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, self.cfg, mask).items()})
+        return metrics, mt
+
+    def evaluate(self, recon_x: np.ndarray, baselines: dict[str, dict[str, float]]) -> Evaluation:
+        """Score reconstructions (k, d) beside baselines already scored by `scores`.
+
+        Metrics: the attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...), each
+        baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's
+        gain over it (`gain/<name>/dssim` = baseline DSSIM - attack DSSIM, `gain/<name>/corr` = attack corr
+        - baseline corr, `gain/<name>/mae`; positive means the attack recovers more than the baseline).
+        """
+        metrics, mt = self.scores(recon_x)
+        for name, base in baselines.items():
+            metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
+            metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
+            metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]
+            if "dssim_mean" in base:
+                metrics[f"gain/{name}/dssim"] = base["dssim_mean"] - metrics["dssim_mean"]
+        return Evaluation(metrics, mt)
 
 
 def evaluate(
@@ -139,49 +189,7 @@ def evaluate(
 ) -> Evaluation:
     """Score reconstructions `recon_x` (k, d) against `train_x` (n, d), both in the data's own scale.
 
-    `baselines`: name -> candidate set (k', d) in the data scale, scored the same way. Metrics: the
-    attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...; class1 is y = +1), each
-    baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's gain over it
-    (`gain/<name>/dssim` = baseline DSSIM - attack DSSIM, `gain/<name>/corr` = attack corr - baseline
-    corr; positive means the attack recovers more than the baseline).
+    `baselines`: name -> candidate set (k', d) in the data scale, scored the same way (see `Scorer`).
     """
-    data_range = 1.0 if cfg.rescale == "minmax" else float(np.max(np.asarray(hi) - np.asarray(lo)))
-    train_s = rescale(train_x, cfg.rescale, lo, hi)
-    recon_s = rescale(recon_x, cfg.rescale, lo, hi)
-    mt = match(train_s, recon_s, image_shape, cfg, data_range)
-    metrics = summarise(mt, cfg)
-    for cls, sign in ((0, -1), (1, 1)):
-        mask = train_y == sign
-        if mask.any():
-            metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, cfg, mask).items()})
-    for name, cands in baselines.items():
-        base_match = match(train_s, rescale(cands, cfg.rescale, lo, hi), image_shape, cfg, data_range)
-        base = summarise(base_match, cfg)
-        metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
-        for cls, sign in ((0, -1), (1, 1)):
-            mask = train_y == sign
-            if mask.any():
-                per_class = summarise(base_match, cfg, mask)
-                metrics.update({f"baseline/{name}/class{cls}/{k}": v for k, v in per_class.items()})
-        metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
-        metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]
-        if "dssim_mean" in base:
-            metrics[f"gain/{name}/dssim"] = base["dssim_mean"] - metrics["dssim_mean"]
-    return Evaluation(metrics, mt, train_s, recon_s)
-
-
-def quick_scores(
-    train_scaled: np.ndarray,
-    recon_x: np.ndarray,
-    image_shape: tuple[int, int] | None,
-    cfg: EvalConfig,
-    lo,
-    hi,
-) -> dict[str, float]:
-    """DSSIM (if images) and L2 to the nearest training sample: the monitor of the attack curves."""
-    data_range = 1.0 if cfg.rescale == "minmax" else float(np.max(np.asarray(hi) - np.asarray(lo)))
-    mt = match(train_scaled, rescale(recon_x, cfg.rescale, lo, hi), image_shape, cfg, data_range)
-    out = {"l2_mean": float(mt.l2.mean()), "corr_mean": float(mt.corr.mean())}
-    if mt.ssim is not None:
-        out["dssim_mean"] = float(((1.0 - mt.ssim) / 2.0).mean())
-    return out
+    scorer = Scorer(train_x, train_y, image_shape, cfg, lo, hi)
+    return scorer.evaluate(recon_x, {name: scorer.scores(c)[0] for name, c in baselines.items()})

@@ -39,6 +39,7 @@ class SettingResult:
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
     match_index: np.ndarray  # (n,) nearest reconstruction of each training sample
     ssim: np.ndarray | None  # (n,) its SSIM
+    match_score: np.ndarray  # (n,) the pair's SSIM for images, else its correlation (higher is better)
 
 
 @dataclass
@@ -136,25 +137,29 @@ def attack_and_evaluate(
     so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
     """
     from bench.attack.reconstruct import reconstruct
-    from bench.evaluate import evaluate, quick_scores, rescale
+    from bench.evaluate import Scorer
 
     cfg = cfg or prepared.config
     _check_same_classifier(prepared.config, cfg)
     hooks = hooks or Hooks()
-    data, mean, weights, q_min = prepared.data, prepared.mean, prepared.weights, prepared.min_margin
+    data, mean, q_min = prepared.data, prepared.mean, prepared.min_margin
     timings = dict(prepared.timings)
     train_metrics = dict(prepared.train_metrics)
-    if cfg.attack.normalize == "margin" and q_min > 0:
-        weights = weights.scaled(q_min ** (-1.0 / weights.depth))
+    weights = (
+        prepared.weights.margin_normalized(q_min) if cfg.attack.normalize == "margin" else prepared.weights
+    )
     train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
 
     lo = np.broadcast_to(np.asarray(data.lo, dtype=float), mean.shape)
     hi = np.broadcast_to(np.asarray(data.hi, dtype=float), mean.shape)
-    train_scaled = rescale(data.x_train, cfg.eval.rescale, lo, hi)
+    scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, lo, hi)
 
     def monitor(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
-        scores = [quick_scores(train_scaled, xp + mean, data.image_shape, cfg.eval, lo, hi) for xp in x]
-        out = {f"attack/{k}": np.array([s[k] for s in scores]) for k in scores[0]}
+        """DSSIM, L2 and correlation to the nearest training sample, and the primary error (fig 3)."""
+        scores = [scorer.scores(xp + mean, per_class=False)[0] for xp in x]
+        named = {k: k for k in ("l2_mean", "corr_mean", "dssim_mean") if k in scores[0]}
+        named["error"] = cfg.eval.primary
+        out = {f"attack/{name}": np.array([s[key] for s in scores]) for name, key in named.items()}
         if hooks.on_monitor:
             hooks.on_monitor(step, out)
         return out
@@ -171,14 +176,14 @@ def attack_and_evaluate(
     m = len(att.y)
     rng = np.random.default_rng([cfg.seed, 2])
     noise = rng.standard_normal((m, len(mean)))  # untrained candidates, scaled by each setting's init
-    shared = {"mean": mean[None, :], "heldout": _heldout(data, m, rng)}
+    shared = {"mean": scorer.scores(mean[None, :])[0], "heldout": scorer.scores(_heldout(data, m, rng))[0]}
     result = ExperimentResult(
         cfg, data, prepared.model, train_metrics, prepared.train_curve, att.y, timings=timings
     )
     for p, setting in enumerate(att.settings):
         recon = att.x[p] + mean
-        baselines = shared | {"random": mean + setting["init_scale"] * noise}
-        ev = evaluate(data.x_train, data.y_train, recon, baselines, data.image_shape, cfg.eval, lo, hi)
+        random = scorer.scores(mean + setting["init_scale"] * noise)[0]
+        ev = scorer.evaluate(recon, shared | {"random": random})
         metrics = {
             **ev.metrics,
             "diverged": float(att.diverged[p]),
@@ -186,8 +191,9 @@ def attack_and_evaluate(
         }
         metrics["error"] = metrics[cfg.eval.primary]
         curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
+        score = ev.match.ssim if ev.match.ssim is not None else ev.match.corr
         result.settings.append(
-            SettingResult(setting, recon, att.lam[p], metrics, curves, ev.match.index, ev.match.ssim)
+            SettingResult(setting, recon, att.lam[p], metrics, curves, ev.match.index, ev.match.ssim, score)
         )
     timings["eval_s"] = time.perf_counter() - t0
     return result

@@ -285,23 +285,19 @@ def time_to_quality(
 
     from bench.attack.reconstruct import reconstruct
     from bench.attack.reference import haim_loss
-    from bench.evaluate import match, rescale, summarise
-    from bench.experiment import resolve_config
+    from bench.evaluate import Scorer
+    from bench.experiment import prepare, resolve_config
     from bench.registry import get_task
-    from bench.train import train_classifier
 
     torch.set_num_threads(threads)
     cfg = resolve_config(get_task(task), profile, {}, series_value, seed)
-    data = cfg.data.load(seed)
-    mean = data.x_train.mean(axis=0)
+    prep = prepare(cfg)
+    data, mean, w = prep.data, prep.mean, prep.weights
     xc = data.x_train - mean
-    tr = train_classifier(xc, data.y_train, cfg.model, cfg.train, seed)
-    w = Weights(tuple(tr.model.weights()), tr.model.first_bias())
-    train_s = rescale(data.x_train, cfg.eval.rescale)
+    scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, data.lo, data.hi)
 
     def quality(x: np.ndarray) -> float:
-        mt = match(train_s, rescale(x + mean, cfg.eval.rescale), data.image_shape, cfg.eval, 1.0)
-        return summarise(mt, cfg.eval)["dssim_topk"]
+        return scorer.scores(x + mean, per_class=False)[0]["dssim_topk"]
 
     rs = {"init_scale": 0.035, "lr": 0.0305, "lam_min": 0.447, "alpha": 149.9} | (reference_settings or {})
     m = cfg.attack.m_factor * len(xc)
@@ -327,8 +323,7 @@ def time_to_quality(
     ref_s_to_target = next(s for _, s, q in finite if q <= target)
 
     # bench: normalised weights and its own defaults; the monitor's time is excluded from the clock.
-    margins = data.y_train * tr.model(torch.as_tensor(xc, dtype=w.mats[0].dtype)).detach().numpy()
-    wn = w.scaled(float(margins.min()) ** (-1.0 / w.depth)) if margins.min() > 0 else w
+    wn = w.margin_normalized(prep.min_margin)
     bench_curve: list[tuple[int, float, float]] = []
     clock = {"start": time.perf_counter(), "eval": 0.0}
 

@@ -59,7 +59,9 @@ def run_task(
     settings: Sequence[dict[str, float]] | None = None,
     progress: ProgressFactory | None = None,
 ) -> RunSummary:
-    """Run and track a task; raises on the first failed child (which is marked FAILED, as is the parent)."""
+    """Run and track a task; raises on the first failed child (which is marked FAILED, as is the parent).
+
+    Every config is resolved and checked (BenchInputError) before the store is touched or work starts."""
     from bench.tracking import Tracker
 
     overrides = dict(overrides or {})
@@ -92,7 +94,7 @@ def run_task(
                 row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
                 row.update(sr.setting)
                 row.update(result.data.stats)
-                row.update({k: v for k, v in result.train_metrics.items()})
+                row.update(result.train_metrics)
                 row.update(sr.metrics)
                 rows.append(row)
         table = pd.DataFrame(rows)
@@ -171,16 +173,15 @@ def _run_child(
         data = result.data
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         for log, sr in zip(logs, result.settings, strict=True):
-            if task.post is not None:
-                sr.metrics.update(task.post(result, sr))
-            steps, fit = sr.curves["attack/kkt_fit"]
-            log.curve("attack/kkt_fit", steps, fit)
-            log.metrics(sr.metrics | result.train_metrics | data.stats | result.timings)
+            # attack/loss went out step by step (on_step); the KKT fit curve goes with the results
+            log_setting(
+                log, task, result, sr, f"{task.name} {series_value} seed {cfg.seed}", ("attack/kkt_fit",)
+            )
             log.tags({"bench.source": data.source})
             log.arrays("arrays/train", x=data.x_train, y=data.y_train)
-            log_reconstruction(log, result, sr, f"{task.name} {series_value} seed {cfg.seed}")
             log.torch_state(state, "model/weights.pt")
-            monitored = {k: v for k, v in sr.curves.items() if k not in ("attack/loss", "attack/kkt_fit")}
+            skip = ("attack/loss", "attack/kkt_fit", "attack/error")  # error repeats one of the others
+            monitored = {k: v for k, v in sr.curves.items() if k not in skip}
             if monitored:
                 fig = plots.curves(monitored, "distance to the nearest training sample")
                 log.figure(fig, "attack_curves.png")
@@ -188,25 +189,39 @@ def _run_child(
     return result, [log.run_id for log in logs]
 
 
-def log_reconstruction(log: Any, result: ExperimentResult, sr: Any, title: str, lock: Any = None) -> None:
-    """A setting's reconstruction arrays, config.json and reconstructions figure (run and tune alike).
+def log_setting(
+    log: Any,
+    task: Task,
+    result: ExperimentResult,
+    sr: Any,
+    title: str,
+    curves: Sequence[str],
+    extra: dict[str, float] | None = None,
+    lock: Any = None,
+) -> None:
+    """One setting's outcome on its run (`bench run` and `bench tune` alike): the task's `post` metrics,
+    the named curves, the metrics, the reconstruction arrays, config.json and the reconstructions figure.
 
     `lock`: held while plotting when several threads log at once (matplotlib is not thread-safe).
     """
     from contextlib import nullcontext
 
     from bench import plots
-    from bench.evaluate import correlation, rescale
+    from bench.evaluate import rescale
     from bench.tracking import dump_json
 
+    if task.post is not None:
+        sr.metrics.update(task.post(result, sr))
+    for key in curves:
+        log.curve(key, *sr.curves[key])
+    log.metrics(sr.metrics | result.train_metrics | result.data.stats | result.timings | (extra or {}))
     data, cfg = result.data, result.config
     log.arrays("arrays/reconstruction", x=sr.recon, y=result.y_candidates, lam=sr.lam)
     log.text(dump_json({"config": to_dict(cfg), "setting": sr.setting}), "config.json")
     train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
     recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
-    score = sr.ssim if sr.ssim is not None else np.diag(correlation(train_s, recon_s))
     with lock or nullcontext():
-        fig = plots.reconstruction_grid(train_s, recon_s, score, data.image_shape, title)
+        fig = plots.reconstruction_grid(train_s, recon_s, sr.match_score, data.image_shape, title)
         log.figure(fig, "reconstructions.png")
         plots.close(fig)
 

@@ -57,7 +57,7 @@ from bench.experiment import (
     resolve_config,
 )
 from bench.registry import Task
-from bench.runner import log_reconstruction
+from bench.runner import log_setting
 
 Stage = Literal["classifier", "attack"]
 STAGES = ("classifier", "attack", "both")
@@ -902,16 +902,8 @@ class _TrialRunner:
         log.flush()
         if not report:
             return None
-        if self.opts.objective == "kkt":
-            value = float(last_loss[p])
-        else:
-            primary = self.plan.cfg.eval.primary
-            key = {"l2_mean": "attack/l2_mean", "one_minus_corr": "attack/corr_mean"}.get(
-                primary, "attack/dssim_mean"
-            )
-            key = key if key in values else "attack/l2_mean"
-            value = float(values[key][p])
-            value = 1.0 - value if key == "attack/corr_mean" else value
+        # kkt: the last attack loss; oracle: the monitor's own value of the primary error (eval.primary)
+        value = float((last_loss if self.opts.objective == "kkt" else values["attack/error"])[p])
         if step > 0 and math.isfinite(value):
             trial.report(value, step)
             if trial.should_prune():
@@ -920,19 +912,10 @@ class _TrialRunner:
 
     def _log_attack(self, trial: Any, log: Any, result: ExperimentResult, sr: SettingResult) -> float:
         """Log one setting's outcome on its trial's run (`result.config`: the trial's config); its value."""
-        if self.task.post is not None:
-            sr.metrics.update(self.task.post(result, sr))
-        for key in ("attack/loss", "attack/kkt_fit"):
-            log.curve(key, *sr.curves[key])
+        curves = ("attack/loss", "attack/kkt_fit")
+        log_setting(log, self.task, result, sr, self.task.name, curves, lock=_PLOT_LOCK)
         oracle, kkt = float(sr.metrics["error"]), float(sr.metrics["kkt_fit_final"])
-        log.metrics(
-            sr.metrics
-            | result.train_metrics
-            | result.data.stats
-            | result.timings
-            | {"objective/oracle": oracle, "objective/kkt": kkt}
-        )
-        log_reconstruction(log, result, sr, self.task.name, _PLOT_LOCK)
+        log.metrics({"objective/oracle": oracle, "objective/kkt": kkt})
         trial.set_user_attr("oracle", oracle)
         trial.set_user_attr("kkt", kkt)
         return oracle if self.opts.objective == "oracle" else kkt

@@ -77,17 +77,21 @@ def test_population_dimension_is_independent_settings() -> None:
     torch.testing.assert_close(batched, single, rtol=1e-12, atol=1e-12)
 
 
-def test_exact_kkt_point_has_zero_residual() -> None:
-    """If theta is exactly sum_i c_i grad Phi(x_i) (one layer of freedom), the fit is zero."""
+def test_a_layer_that_satisfies_the_kkt_condition_adds_nothing_to_the_residual() -> None:
+    """Set the last layer to its own gradient sum (w_L = sum_i c_i a_{L-1}(x_i), which does not depend on
+    w_L): its term vanishes, and the residual is exactly the first layer's ||W_1 - G_1||^2 / ||theta||^2."""
     w = _weights(2, False)
     x = torch.randn(4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     c = torch.tensor([0.5, -0.2, 0.3, 0.7], dtype=torch.float64)
-    grads, _ = gradient_sums(w, x, c, alpha=1e6)
-    # The last layer's gradient sum is sum_i c_i relu(W1 x_i): set w_L to it and keep W1's sum consistent
-    # by checking only that residual term: ||w_L - G_L||^2 = 0.
-    w2 = Weights((w.mats[0], grads[1]))
-    grads2, _ = gradient_sums(w2, x, c, alpha=1e6)
-    torch.testing.assert_close(grads2[1], w2.mats[1])
+    last = gradient_sums(w, x, c, alpha=7.0)[0][1]
+    exact = Weights((w.mats[0], last))
+    grads, _ = gradient_sums(exact, x, c, alpha=7.0)
+    torch.testing.assert_close(grads[1], exact.mats[1])
+    first_only = ((exact.mats[0] - grads[0]) ** 2).sum() / exact.sq_norm()
+    for method in ("gram", "explicit"):
+        torch.testing.assert_close(
+            kkt_fit(exact, x, c, 7.0, method=method), first_only, rtol=1e-10, atol=1e-12
+        )
 
 
 def test_lambda_scale_and_flops() -> None:

@@ -176,20 +176,14 @@ def test_bad_checksum_exits_2_naming_path(root, store):
     assert str(root / "breastmnist.npz").replace(" ", "") in text and "MD5" in text
 
 
+def run_smoke(task: str, root, store, experiment: str):
+    """`bench run TASK --profile smoke` on the fake files, into experiment `experiment` of `store`."""
+    args = ["--set", f"data.root={root}", *FAKE, "--tracking-uri", store, "--experiment", experiment]
+    return bench("run", task, "--profile", "smoke", *args)
+
+
 def test_medmnist_pair_smoke_logs_figs_2_3_steadiness_and_collapse(root, store):
-    res = bench(
-        "run",
-        "medmnist-pair",
-        "--profile",
-        "smoke",
-        "--set",
-        f"data.root={root}",
-        *FAKE,
-        "--tracking-uri",
-        store,
-        "--experiment",
-        "pair",
-    )
+    res = run_smoke("medmnist-pair", root, store, "pair")
     assert res.exit_code == 0, res.output
     client, found = runs(store, "pair")
     assert len(found["parent"]) == 1 and len(found["child"]) == 1
@@ -234,19 +228,7 @@ def test_medmnist_pair_smoke_logs_figs_2_3_steadiness_and_collapse(root, store):
 
 
 def test_medmnist_pairs_smoke_correlates_variance_and_quality(root, store, tmp_path):
-    res = bench(
-        "run",
-        "medmnist-pairs",
-        "--profile",
-        "smoke",
-        "--set",
-        f"data.root={root}",
-        *FAKE,
-        "--tracking-uri",
-        store,
-        "--experiment",
-        "pairs",
-    )
+    res = run_smoke("medmnist-pairs", root, store, "pairs")
     assert res.exit_code == 0, res.output
     client, found = runs(store, "pairs")
     children = found["child"]

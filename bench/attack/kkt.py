@@ -60,6 +60,11 @@ class Weights:
         bias = None if self.bias is None else self.bias * factor
         return Weights(tuple(w * factor for w in self.mats), bias)
 
+    def margin_normalized(self, min_margin: float) -> Weights:
+        """Rescaled so the smallest training margin y Phi(x) is 1 (the max-margin problem's normalisation);
+        unchanged when `min_margin` <= 0 (the data is not separated: there is no such point)."""
+        return self.scaled(min_margin ** (-1.0 / self.depth)) if min_margin > 0 else self
+
     def to(self, dtype: torch.dtype) -> Weights:
         bias = None if self.bias is None else self.bias.to(dtype)
         return Weights(tuple(w.to(dtype) for w in self.mats), bias)
