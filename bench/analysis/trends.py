@@ -1,0 +1,115 @@
+"""Trend statistics over a series table, with seeds as the statistical unit.
+
+A series table has one row per child run (`series.csv`): the series value (or any swept key), the
+`seed`, population `setting`, and the run's metrics. Rows of one seed at one x are not independent draws
+of the trend: they share a trained model (settings) or a data set. So, per seed, rows are first averaged
+at each x; the trend is then read off the per-x means over seeds, and its uncertainty comes from
+resampling whole seeds (a seed's curve is one observation).
+
+- `spearman_rho`, `spearman_p`: Spearman correlation of the per-x means (over seeds) with x; p is for
+  the k distinct x values, not for all rows (a few points: treat p as descriptive).
+- `slope`: least-squares slope of the per-x means against x, in y units per x unit.
+- `diff`: mean y at the largest x minus mean y at the smallest x.
+- `*_lo`, `*_hi`: 95% percentile bootstrap interval over seeds (seeds drawn with replacement,
+  `n_boot` times; with one seed the interval is NaN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+STATS = (
+    "spearman_rho",
+    "spearman_p",
+    "slope",
+    "slope_lo",
+    "slope_hi",
+    "diff",
+    "diff_lo",
+    "diff_hi",
+    "n_seeds",
+    "n_points",
+)
+
+
+def usable(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose classifier reached its target and whose attack converged (missing flags count as yes)."""
+    ok = np.ones(len(table), dtype=bool)
+    for col in ("train/converged", "attack/converged"):
+        if col in table:
+            ok &= pd.to_numeric(table[col], errors="coerce").fillna(1.0).to_numpy() > 0.5
+    return table[ok]
+
+
+def per_seed(table: pd.DataFrame, x: str, y: str, seed: str = "seed") -> pd.DataFrame:
+    """(seed x x-value) matrix of y, averaged over the rows of each cell (settings); NaN where missing."""
+    t = pd.DataFrame(
+        {
+            "x": pd.to_numeric(table[x], errors="coerce"),
+            "seed": table.get(seed, 0),
+            "y": pd.to_numeric(table[y], errors="coerce"),
+        }
+    ).dropna()
+    return t.pivot_table(index="seed", columns="x", values="y", aggfunc="mean").sort_index(axis=1)
+
+
+def _stats(xs: np.ndarray, grid: np.ndarray) -> tuple[float, float, float, float]:
+    """rho, p, slope, diff of the column means of a (seeds, k) grid against xs (k,)."""
+    from scipy import stats
+
+    means = np.nanmean(grid, axis=0)
+    ok = np.isfinite(means)
+    if ok.sum() < 2:
+        return (float("nan"),) * 4
+    xs, means = xs[ok], means[ok]
+    if np.ptp(means) == 0:
+        rho, p = 0.0, 1.0
+    else:
+        rho, p = stats.spearmanr(xs, means)
+    xc = xs - xs.mean()
+    slope = float((xc * (means - means.mean())).sum() / (xc * xc).sum())
+    return float(rho), float(p), slope, float(means[-1] - means[0])
+
+
+def seed_trend(
+    table: pd.DataFrame,
+    x: str,
+    y: str,
+    seed: str = "seed",
+    n_boot: int = 2000,
+    rng_seed: int = 0,
+) -> dict[str, float]:
+    """Trend of metric column `y` against column `x` with seeds as the unit (see the module docstring).
+
+    Returns a dict with the keys of `STATS`; NaN where undefined (fewer than two x values with data).
+    """
+    grid_df = per_seed(table, x, y, seed)
+    nan = float("nan")
+    out = dict.fromkeys(STATS, nan)
+    out["n_seeds"], out["n_points"] = float(grid_df.shape[0]), float(grid_df.shape[1])
+    if grid_df.shape[1] < 2:
+        return out
+    xs, grid = grid_df.columns.to_numpy(dtype=float), grid_df.to_numpy(dtype=float)
+    out["spearman_rho"], out["spearman_p"], out["slope"], out["diff"] = _stats(xs, grid)
+    if grid.shape[0] >= 2:
+        rng = np.random.default_rng(rng_seed)
+        boots = np.array([_stats(xs, grid[rng.integers(0, len(grid), len(grid))])[2:] for _ in range(n_boot)])
+        lo, hi = np.nanpercentile(boots, [2.5, 97.5], axis=0)
+        out["slope_lo"], out["diff_lo"] = float(lo[0]), float(lo[1])
+        out["slope_hi"], out["diff_hi"] = float(hi[0]), float(hi[1])
+    return out
+
+
+def mean_ci(values: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-seed values (k,) and its 95% bootstrap interval over seeds (NaN interval when k < 2)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(v) < 2:
+        return float(v.mean()), float("nan"), float("nan")
+    rng = np.random.default_rng(rng_seed)
+    boots = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return float(v.mean()), float(lo), float(hi)

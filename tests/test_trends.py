@@ -1,0 +1,58 @@
+"""Trend statistics with seeds as the unit: a planted trend is found, a flat one is not."""
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis.trends import mean_ci, seed_trend, usable
+
+
+def _table(slope: float, noise: float, seeds: int = 6, settings: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for seed in range(seeds):
+        offset = rng.normal(0, noise)  # a seed-level effect shared by all its points
+        for x in (1, 4, 25, 100):
+            for s in range(settings):
+                rows.append({"series_value": x, "seed": seed, "setting": s, "m": slope * x + offset})
+    return pd.DataFrame(rows)
+
+
+def test_planted_trend_is_found_with_a_ci_that_excludes_zero():
+    t = seed_trend(_table(0.01, 0.05), "series_value", "m")
+    assert t["spearman_rho"] == 1.0
+    assert abs(t["slope"] - 0.01) < 1e-9  # the seed offsets cancel in the per-x means
+    assert 0 < t["slope_lo"] <= t["slope"] <= t["slope_hi"]
+    assert abs(t["diff"] - 0.99) < 1e-9 and t["diff_lo"] > 0
+    assert t["n_seeds"] == 6 and t["n_points"] == 4
+
+
+def test_flat_series_has_a_ci_that_covers_zero():
+    # each seed has a random curve and a partner seed with its mirror image: the per-x means are flat,
+    # while single seeds slope both ways
+    rng = np.random.default_rng(3)
+    tab = _table(0.0, 0.0)
+    for seed in range(0, 6, 2):
+        curve = {x: rng.normal() for x in (1, 4, 25, 100)}
+        for s, sign in ((seed, 1), (seed + 1, -1)):
+            rows = tab["seed"] == s
+            tab.loc[rows, "m"] = sign * tab.loc[rows, "series_value"].map(curve)
+    t = seed_trend(tab, "series_value", "m")
+    assert abs(t["slope"]) < 1e-12 and abs(t["diff"]) < 1e-12
+    assert t["slope_lo"] < 0 < t["slope_hi"]
+    assert t["diff_lo"] < 0 < t["diff_hi"]
+
+
+def test_settings_do_not_count_as_seeds():
+    # 1 seed with many settings: no interval can be given (a seed is the unit)
+    t = seed_trend(_table(0.01, 0.0, seeds=1, settings=10), "series_value", "m")
+    assert np.isnan(t["slope_lo"]) and np.isfinite(t["slope"])
+
+
+def test_usable_drops_unconverged_runs():
+    tab = pd.DataFrame({"train/converged": [1.0, 0.0, 1.0], "attack/converged": [1.0, 1.0, 0.0]})
+    assert len(usable(tab)) == 1
+
+
+def test_mean_ci_against_known_answer():
+    m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
