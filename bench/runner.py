@@ -83,23 +83,48 @@ def run_task(
             | {f"population.{i}": s for i, s in enumerate(settings or [])}
         )
         for value, seed, cfg in points:
-            series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
-            label = f"{task.series_label or 'point'}={series_value} seed={seed}"
-            hooks = progress(label, len(settings or [None])) if progress else Hooks()
-            result, ids = _run_child(
-                tracker, exp_id, parent.run_id, task, profile, cfg, series_value, settings, hooks
+            point_rows, ids = run_point(
+                tracker, exp_id, parent.run_id, task, profile, value, seed, cfg, settings, progress
             )
             child_ids.extend(ids)
-            for p, sr in enumerate(result.settings):
-                row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
-                row.update(sr.setting)
-                row.update(result.data.stats)
-                row.update(result.train_metrics)
-                row.update(sr.metrics)
-                rows.append(row)
+            rows.extend(point_rows)
         table = pd.DataFrame(rows)
         trend = log_series_summary(parent, table, task)
     return RunSummary(parent.run_id, exp_id, table, trend, child_ids)
+
+
+def run_point(
+    tracker: Any,
+    exp_id: str,
+    parent_id: str,
+    task: Task,
+    profile: str,
+    value: Any,
+    seed: int,
+    cfg: RunConfig,
+    settings: Sequence[dict[str, float]] | None = None,
+    progress: ProgressFactory | None = None,
+    tags: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One (series point, seed) under the parent: its rows of the series table (one per setting) and
+    its child run ids. Called in turn by `run_task`, and by the workers of `bench.parallel`.
+
+    `tags`: extra tags for the child runs (e.g. `bench.group`)."""
+    series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
+    label = f"{task.series_label or 'point'}={series_value} seed={seed}"
+    hooks = progress(label, len(settings or [None])) if progress else Hooks()
+    result, ids = _run_child(
+        tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
+    )
+    rows = []
+    for p, sr in enumerate(result.settings):
+        row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
+        row.update(sr.setting)
+        row.update(result.data.stats)
+        row.update(result.train_metrics)
+        row.update(sr.metrics)
+        rows.append(row)
+    return rows, ids
 
 
 def series_label(value: Any) -> Any:
@@ -126,6 +151,7 @@ def _run_child(
     series_value: Any,
     settings: Sequence[dict[str, float]] | None,
     progress_hooks: Hooks,
+    extra_tags: dict[str, Any] | None = None,
 ) -> tuple[ExperimentResult, list[str]]:
     """One (series point, seed): a child run per setting, curves streamed while it works."""
     from contextlib import ExitStack
@@ -139,7 +165,7 @@ def _run_child(
         "bench.series_value": series_value,
         "bench.seed": cfg.seed,
         "bench.kind": "child",
-    }
+    } | (extra_tags or {})
     with ExitStack() as stack:
         logs = []
         for p in range(n_settings):
