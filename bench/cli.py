@@ -59,7 +59,7 @@ def _check_profile(task, profile: str) -> None:
 @app.command("list")
 def list_tasks() -> None:
     """List the registered tasks, one line each."""
-    from bench.registry import all_tasks
+    from bench.tasks import all_tasks
 
     for name, task in all_tasks().items():
         typer.echo(f"{name:<18} {task.summary}")
@@ -81,7 +81,7 @@ def run(
     experiment: ExpOpt = None,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
-    from bench.registry import get_task
+    from bench.tasks import get_task
 
     try:
         spec = get_task(task)

@@ -287,7 +287,7 @@ def time_to_quality(
     from bench.attack.reference import haim_loss
     from bench.evaluate import Scorer
     from bench.experiment import prepare, resolve_config
-    from bench.registry import get_task
+    from bench.tasks import get_task
 
     torch.set_num_threads(threads)
     cfg = resolve_config(get_task(task), profile, {}, series_value, seed)

@@ -1,14 +1,18 @@
-"""Tasks are declared as data and registered by name.
+"""The types a task is declared with, and lookup by name. Imports no task module.
 
 A `Task` names its data (a dataclass whose `load(seed)` returns a `bench.data.base.Dataset`), the
 overrides it applies to the shared configs, its series axis (a dotted config key, e.g. `data.blob_size`,
-swept over the values of the chosen profile) and its profiles (`smoke`, `quick`, `paper`). Task modules
-import only light modules at import time so that `bench list` stays fast.
+swept over the values of the chosen profile) and its profiles (`smoke`, `quick`, `paper`).
+
+Task modules declare `TASKS = (Task(...), ...)`; `bench.tasks` builds the table from the built-in modules
+(listed there explicitly) and from a user's task directory (`bench.tasks.user`). Task modules import only
+light modules at import time so that `bench list` stays fast.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +36,11 @@ class Profile:
 
 @dataclass(frozen=True)
 class Task:
+    """One benchmark task: a name, its data dataclass, config defaults, series axis and profiles.
+
+    `origin`: where the declaration came from ("" for a built-in task, the file of a user task).
+    """
+
     name: str
     summary: str
     data: Any
@@ -45,33 +54,52 @@ class Task:
     post: Callable[[Any, Any], dict[str, float]] | None = None
     # On the parent: extra artifacts from the finished series table, report(table) -> {file name: text}.
     report: Callable[[Any], dict[str, str]] | None = None
+    origin: str = ""
 
 
-_TASKS: dict[str, Task] = {}
-
-
-def register(task: Task) -> Task:
-    """Add a task to the registry (names are unique)."""
-    if task.name in _TASKS:
-        raise ValueError(f"task {task.name!r} registered twice")
-    missing = set(PROFILES) - set(task.profiles)
+def check_task(task: Any, where: str) -> Task:
+    """Return `task` if it is a well-formed `Task`, else raise BenchInputError naming `where`."""
+    if not isinstance(task, Task):
+        raise BenchInputError(
+            f"{where}: {task!r} is not a bench.registry.Task; fix: declare TASKS = (Task(...), ...)"
+        )
+    missing = [p for p in PROFILES if p not in task.profiles]
     if missing:
-        raise ValueError(f"task {task.name!r} lacks profiles {sorted(missing)}")
-    _TASKS[task.name] = task
+        raise BenchInputError(
+            f"{where}: task '{task.name}' lacks profiles {missing}; fix: give it Profile(...) for each of "
+            f"{', '.join(PROFILES)}"
+        )
+    bad = [p for p, v in task.profiles.items() if not isinstance(v, Profile)]
+    if bad:
+        raise BenchInputError(f"{where}: task '{task.name}' profiles {bad} are not Profile(...); fix: wrap them")
+    if not dataclasses.is_dataclass(task.data) or not callable(getattr(task.data, "load", None)):
+        raise BenchInputError(
+            f"{where}: task '{task.name}' data must be a dataclass instance with a load(seed) method; "
+            "fix: see docs/tasks.md"
+        )
     return task
 
 
-def all_tasks() -> dict[str, Task]:
-    """Every registered task, by name (imports the task modules on first use)."""
-    import bench.tasks  # noqa: F401  (registers on import)
+def build_table(groups: Iterable[tuple[str, Iterable[Task]]]) -> dict[str, Task]:
+    """The task table, by name, from (where, tasks) groups; a name declared twice is an error."""
+    table: dict[str, tuple[str, Task]] = {}
+    for where, tasks in groups:
+        for task in tasks:
+            check_task(task, where)
+            if task.name in table:
+                raise BenchInputError(
+                    f"{where}: task '{task.name}' is already declared in {table[task.name][0]}; "
+                    "fix: rename one of them"
+                )
+            table[task.name] = (where, task)
+    return {name: table[name][1] for name in sorted(table)}
 
-    return dict(sorted(_TASKS.items()))
 
-
-def get_task(name: str) -> Task:
-    tasks = all_tasks()
-    if name not in tasks:
+def lookup(table: dict[str, Task], name: str) -> Task:
+    """The task called `name` in `table`, or BenchInputError listing the names."""
+    if name not in table:
         raise BenchInputError(
-            f"unknown task '{name}': run 'bench list' to see the tasks ({', '.join(tasks)})"
+            f"unknown task '{name}': run 'bench list' to see the tasks ({', '.join(table)}); "
+            "fix: use one of those names"
         )
-    return tasks[name]
+    return table[name]

@@ -10,7 +10,7 @@ import time
 import torch
 
 from bench.experiment import resolve_config, run_experiment
-from bench.registry import get_task
+from bench.tasks import get_task
 
 torch.set_num_threads(1)
 task = get_task(sys.argv[1] if len(sys.argv) > 1 else "blobs-rect")

@@ -7,7 +7,7 @@ import pytest
 from bench.config import apply_overrides, parse_assignment, to_dict
 from bench.errors import ConfigError
 from bench.experiment import resolve_config
-from bench.registry import get_task
+from bench.tasks import get_task
 
 
 def _cfg():

@@ -9,8 +9,8 @@ from mlflow_store import fresh_store
 
 from bench.evaluate import evaluate
 from bench.experiment import resolve_config, run_experiment
-from bench.registry import get_task
 from bench.runner import run_task
+from bench.tasks import get_task
 from bench.tracking import load_arrays
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset, to_pm1
-from bench.registry import Profile, Task, register
+from bench.registry import Profile, Task
 
 
 @dataclass
@@ -84,19 +84,19 @@ _PAPER = {
     "attack.eval_every": 250,
 }
 
-for _shape, _name in (("rect", "blobs-rect"), ("walk", "blobs-walk")):
-    register(
-        Task(
-            name=_name,
-            family="blobs",
-            summary=f"control pixels vs {_shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
-            data=BlobData(shape=_shape),
-            series_key="data.blob_size",
-            series_label="blob size (pixels)",
-            profiles={
-                "smoke": Profile(_SMOKE, series=(1, 25)),
-                "quick": Profile(_QUICK, series=(1, 4, 25, 100)),
-                "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
-            },
-        )
+TASKS = tuple(
+    Task(
+        name=_name,
+        family="blobs",
+        summary=f"control pixels vs {_shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
+        data=BlobData(shape=_shape),
+        series_key="data.blob_size",
+        series_label="blob size (pixels)",
+        profiles={
+            "smoke": Profile(_SMOKE, series=(1, 25)),
+            "quick": Profile(_QUICK, series=(1, 4, 25, 100)),
+            "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
+        },
     )
+    for _shape, _name in (("rect", "blobs-rect"), ("walk", "blobs-walk"))
+)

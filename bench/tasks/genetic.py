@@ -23,7 +23,7 @@ from typing import Any, Literal
 from bench.config import require
 from bench.data.base import Dataset
 from bench.errors import ConfigError
-from bench.registry import Profile, Task, register
+from bench.registry import Profile, Task
 
 AUTO_DIM = {"gdc": 784, "gse7390": 64}  # data.reduce.dim = 0: the paper's 784 (28x28); 64 (8x8) for GSE7390
 
@@ -203,46 +203,46 @@ _QUICK_SEL = ("random", "dissimilar")
 _PAPER_SEL = ("random", "dissimilar", "similar")
 REDUCERS = ("deg", "pca", "kpca", "sdae")
 
-for _r in REDUCERS:
-    register(
-        Task(
-            name=f"genetic-{_r}",
-            family="genetic",
-            summary=f"TCGA-BRCA healthy vs cancer, {_r.upper()} to 784 features; error vs patient selection (4.2)",
-            data=GeneticData(reduce=ReduceConfig(name=_r)),
-            defaults=_DEFAULTS | {"data.reduce.name": _r},
-            series_key="data.selection",
-            series_label="patient selection",
-            profiles={
-                "smoke": Profile(_SMOKE, series=_QUICK_SEL),
-                "quick": Profile(_QUICK, series=_QUICK_SEL),
-                "paper": Profile(_PAPER, series=_PAPER_SEL, seeds=3),
-            },
-            post=genetic_post,
-            report=partial(genetic_report, reducer=_r),
-        )
+_PER_REDUCER = tuple(
+    Task(
+        name=f"genetic-{_r}",
+        family="genetic",
+        summary=f"TCGA-BRCA healthy vs cancer, {_r.upper()} to 784 features; error vs patient selection (4.2)",
+        data=GeneticData(reduce=ReduceConfig(name=_r)),
+        defaults=_DEFAULTS | {"data.reduce.name": _r},
+        series_key="data.selection",
+        series_label="patient selection",
+        profiles={
+            "smoke": Profile(_SMOKE, series=_QUICK_SEL),
+            "quick": Profile(_QUICK, series=_QUICK_SEL),
+            "paper": Profile(_PAPER, series=_PAPER_SEL, seeds=3),
+        },
+        post=genetic_post,
+        report=partial(genetic_report, reducer=_r),
     )
+    for _r in REDUCERS
+)
 
 
 def _grid(selections: tuple[str, ...]) -> tuple[dict[str, str], ...]:
     return tuple({"data.reduce.name": r, "data.selection": s} for r in REDUCERS for s in selections)
 
 
-register(
-    Task(
-        name="genetic-grid",
-        family="genetic",
-        summary="TCGA-BRCA healthy vs cancer: every reducer x patient selection, table 1 (4.2)",
-        data=GeneticData(),
-        defaults=_DEFAULTS,
-        series_key=None,
-        series_label="reducer/selection",
-        profiles={
-            "smoke": Profile(_SMOKE, series=_grid(_QUICK_SEL)),
-            "quick": Profile(_QUICK, series=_grid(_QUICK_SEL)),
-            "paper": Profile(_PAPER, series=_grid(_PAPER_SEL), seeds=3),
-        },
-        post=genetic_post,
-        report=genetic_report,
-    )
+_GRID = Task(
+    name="genetic-grid",
+    family="genetic",
+    summary="TCGA-BRCA healthy vs cancer: every reducer x patient selection, table 1 (4.2)",
+    data=GeneticData(),
+    defaults=_DEFAULTS,
+    series_key=None,
+    series_label="reducer/selection",
+    profiles={
+        "smoke": Profile(_SMOKE, series=_grid(_QUICK_SEL)),
+        "quick": Profile(_QUICK, series=_grid(_QUICK_SEL)),
+        "paper": Profile(_PAPER, series=_grid(_PAPER_SEL), seeds=3),
+    },
+    post=genetic_post,
+    report=genetic_report,
 )
+
+TASKS = (*_PER_REDUCER, _GRID)

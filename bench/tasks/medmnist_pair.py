@@ -21,7 +21,7 @@ import numpy as np
 from bench.config import require
 from bench.data.base import Dataset
 from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class, variance_report
-from bench.registry import Profile, Task, register
+from bench.registry import Profile, Task
 
 SIZES_2D = (28, 64)
 
@@ -140,19 +140,17 @@ _PAPER = {
     "attack.eval_every": 100,
 }
 
-register(
-    Task(
-        name="medmnist-pair",
-        family="medmnist",
-        summary="BreastMNIST vs OrganCMNIST (any two 2D flags): grid, DSSIM/L2 curves, steadiness, collapse (figs 2-3)",
-        data=MedMNISTPairData(),
-        profiles={
-            "smoke": Profile(SMOKE_OVERRIDES),
-            "quick": Profile(_QUICK),
-            "paper": Profile(_PAPER, seeds=3),
-        },
-        post=pair_post,
-    )
+_PAIR = Task(
+    name="medmnist-pair",
+    family="medmnist",
+    summary="BreastMNIST vs OrganCMNIST (any two 2D flags): grid, DSSIM/L2 curves, steadiness, collapse (figs 2-3)",
+    data=MedMNISTPairData(),
+    profiles={
+        "smoke": Profile(SMOKE_OVERRIDES),
+        "quick": Profile(_QUICK),
+        "paper": Profile(_PAPER, seeds=3),
+    },
+    post=pair_post,
 )
 
 
@@ -179,22 +177,22 @@ _PAIRS_PAPER = _PAIRS_QUICK + (
     _pair("organamnist", "organamnist", (7,), (8,)),  # lung-left vs lung-right
 )
 
-register(
-    Task(
-        name="medmnist-pairs",
-        family="medmnist",
-        summary="sweep over MedMNIST flag pairs: inter-class variance vs reconstruction quality (Spearman)",
-        data=MedMNISTPairData(),
-        series_label="flag pair",
-        profiles={
-            "smoke": Profile(
-                SMOKE_OVERRIDES,
-                series=(_pair("breastmnist", "organcmnist"), _pair("pneumoniamnist", "organcmnist")),
-            ),
-            "quick": Profile(_QUICK, series=_PAIRS_QUICK),
-            "paper": Profile(_PAPER, series=_PAIRS_PAPER, seeds=3),
-        },
-        post=pair_post,
-        report=variance_report,
-    )
+_PAIRS = Task(
+    name="medmnist-pairs",
+    family="medmnist",
+    summary="sweep over MedMNIST flag pairs: inter-class variance vs reconstruction quality (Spearman)",
+    data=MedMNISTPairData(),
+    series_label="flag pair",
+    profiles={
+        "smoke": Profile(
+            SMOKE_OVERRIDES,
+            series=(_pair("breastmnist", "organcmnist"), _pair("pneumoniamnist", "organcmnist")),
+        ),
+        "quick": Profile(_QUICK, series=_PAIRS_QUICK),
+        "paper": Profile(_PAPER, series=_PAIRS_PAPER, seeds=3),
+    },
+    post=pair_post,
+    report=variance_report,
 )
+
+TASKS = (_PAIR, _PAIRS)

@@ -19,7 +19,7 @@ import numpy as np
 from bench.config import require
 from bench.data.base import Dataset
 from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class
-from bench.registry import Profile, Task, register
+from bench.registry import Profile, Task
 
 
 @dataclass
@@ -97,32 +97,30 @@ _FACES = {
     name: overrides | ({"attack.lr": 1e-2} if name == "smoke" else {}) for name, overrides in _DIGITS.items()
 }
 
-register(
-    Task(
-        name="digits-pair",
-        family="offline",
-        summary="offline stand-in: two scikit-learn 8x8 digits, same pipeline and metrics as medmnist-pair",
-        data=DigitsPairData(),
-        profiles={
-            "smoke": Profile(_DIGITS["smoke"]),
-            "quick": Profile(_DIGITS["quick"]),
-            "paper": Profile(_DIGITS["paper"], seeds=3),
-        },
-        post=pair_post,
-    )
+_DIGITS_PAIR = Task(
+    name="digits-pair",
+    family="offline",
+    summary="offline stand-in: two scikit-learn 8x8 digits, same pipeline and metrics as medmnist-pair",
+    data=DigitsPairData(),
+    profiles={
+        "smoke": Profile(_DIGITS["smoke"]),
+        "quick": Profile(_DIGITS["quick"]),
+        "paper": Profile(_DIGITS["paper"], seeds=3),
+    },
+    post=pair_post,
 )
-register(
-    Task(
-        name="faces-pair",
-        family="offline",
-        summary="offline stand-in: LFW faces vs non-faces (25x25), same pipeline and metrics as medmnist-pair",
-        data=FacesPairData(),
-        defaults=_FACES_DEFAULTS,
-        profiles={
-            "smoke": Profile(_FACES["smoke"]),
-            "quick": Profile(_FACES["quick"]),
-            "paper": Profile(_FACES["paper"], seeds=3),
-        },
-        post=pair_post,
-    )
+_FACES_PAIR = Task(
+    name="faces-pair",
+    family="offline",
+    summary="offline stand-in: LFW faces vs non-faces (25x25), same pipeline and metrics as medmnist-pair",
+    data=FacesPairData(),
+    defaults=_FACES_DEFAULTS,
+    profiles={
+        "smoke": Profile(_FACES["smoke"]),
+        "quick": Profile(_FACES["quick"]),
+        "paper": Profile(_FACES["paper"], seeds=3),
+    },
+    post=pair_post,
 )
+
+TASKS = (_DIGITS_PAIR, _FACES_PAIR)
