@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.analysis.genetic import as_square_images, table1, table1_markdown
+from bench.config import EvalConfig
+from bench.data.genetic import as_square_images, table1
+from bench.evaluate import evaluate
 from bench.experiment import resolve_config
 from bench.tasks import get_task
 from bench.tracking import load_arrays
