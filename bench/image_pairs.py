@@ -13,21 +13,9 @@ Definitions (lower DSSIM / L2 is better throughout):
   scale-free number; > 1 means the class means lie further apart than a typical image from its mean).
   Spatial correlation (`moran_i/class0`, `moran_i/class1`, `moran_i/mean`: Moran's I with rook weights,
   averaged over the training images) is logged beside it.
-* **Steadiness** of a monitor curve v_1..v_T (`attack/dssim_mean`, `attack/l2_mean`, measured every
-  `attack.eval_every` steps; the point at step 0, the random initialisation, is left out because its drop
-  would dwarf every later wiggle): `steadiness/<name>` = (max v - min v) / sum |v_t+1 - v_t|, the share of
-  the curve's total movement that is net progress across its range: 1 for a monotone curve, towards 0 for
-  a zig-zag (a flat curve counts as 1). `worsening/<name>` = the fraction of monitor intervals in which the
-  curve goes up (gets worse). Both are scale-free, so DSSIM and L2 can be compared directly (fig 3).
-* **Collapse to the class mean** (`collapse/class0`, `collapse/class1`): for the training images of a class,
-  take each one's matched (nearest by correlation) reconstruction; in the evaluation scale (per-image
-  min-max, as every score), `collapse/classK` = mean L2 distance of those reconstructions to the class's
-  training-mean image / mean L2 distance of the class's training images to that same mean image. Near 0:
-  the reconstructions sit on the class mean (the paper's BreastMNIST observation); near 1: they are as far
-  from the mean as real images are (they keep individual content); > 1: further away than real images
-  (typically noise; read it with the quality metrics). `collapse/classK_frac_mean` = the fraction of those
-  reconstructions that correlate better with the class-mean image than with the training image they
-  are matched to.
+* **Steadiness**, **worsening** (`steadiness/<name>`, `worsening/<name>` of the `attack/dssim_mean` and
+  `attack/l2_mean` monitor curves) and **collapse to the class mean** (`collapse/class0`, `collapse/class1`,
+  `collapse/classK_frac_mean`) are defined and computed in `bench.analysis.curves`; `pair_post` applies them.
 """
 
 from __future__ import annotations
@@ -37,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.analysis.curves import collapse_ratios, steadiness, worsening
 from bench.data.base import Dataset, to_pm1
 
 # Small MLPs and short attacks for CI: the smoke profile of every image-pair task.
@@ -54,7 +43,7 @@ SMOKE_OVERRIDES = {
 
 def pair_stats(x: np.ndarray, labels01: np.ndarray, shape: tuple[int, int]) -> dict[str, float]:
     """Inter-class variance and spatial correlation of training images x (n, d) with labels in {0, 1}."""
-    from bench.data.blobs import morans_i
+    from bench.analysis.spatial import morans_i
     from bench.data.selection import class_variance
 
     cv = class_variance(x, labels01)
@@ -96,73 +85,6 @@ def split_class(images: np.ndarray, n_train: int, n_test: int, rng: np.random.Ge
         )
     idx = rng.permutation(len(images))
     return images[idx[:n_train]], images[idx[n_train : n_train + n_test]]
-
-
-# --- steadiness of a curve ---------------------------------------------------------------------------------
-
-
-def steadiness(values: np.ndarray, skip_first: bool = True) -> float:
-    """(max - min) / total variation of a curve: 1 = monotone, towards 0 = zig-zag (see module docstring)."""
-    v = _curve(values, skip_first)
-    if len(v) < 2:
-        return float("nan")
-    tv = float(np.abs(np.diff(v)).sum())
-    return 1.0 if tv == 0 else float((v.max() - v.min()) / tv)
-
-
-def worsening(values: np.ndarray, skip_first: bool = True) -> float:
-    """Fraction of monitor intervals in which a lower-is-better curve goes up."""
-    v = _curve(values, skip_first)
-    if len(v) < 2:
-        return float("nan")
-    return float((np.diff(v) > 0).mean())
-
-
-def _curve(values: np.ndarray, skip_first: bool) -> np.ndarray:
-    v = np.asarray(values, dtype=float)
-    v = v[1:] if skip_first and len(v) > 2 else v
-    return v[np.isfinite(v)]
-
-
-# --- collapse to the class mean ----------------------------------------------------------------------------
-
-
-def collapse_ratios(
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    recon_matched: np.ndarray,
-    mode: str = "minmax",
-    lo: float | np.ndarray = 0.0,
-    hi: float | np.ndarray = 1.0,
-) -> dict[str, float]:
-    """`collapse/classK` and `collapse/classK_frac_mean` (see module docstring).
-
-    x_train (n, d) and recon_matched (n, d), row i the reconstruction matched to training sample i, both in
-    the data scale; y_train in {-1, +1} (class 0 is -1).
-    """
-    from bench.evaluate import correlation, rescale
-
-    train_s = rescale(x_train, mode, lo, hi)
-    recon_s = rescale(recon_matched, mode, lo, hi)
-    out: dict[str, float] = {}
-    for cls, sign in ((0, -1), (1, 1)):
-        mask = np.asarray(y_train) == sign
-        if not mask.any():
-            continue
-        mean_s = rescale(x_train[mask].mean(axis=0, keepdims=True), mode, lo, hi)
-        d_rec = np.linalg.norm(recon_s[mask] - mean_s, axis=1).mean()
-        d_tr = np.linalg.norm(train_s[mask] - mean_s, axis=1).mean()
-        out[f"collapse/class{cls}"] = float(d_rec / d_tr) if d_tr > 0 else float("nan")
-        c_mean = correlation(recon_s[mask], mean_s)[:, 0]
-        c_own = np.sum(_standardise(recon_s[mask]) * _standardise(train_s[mask]), axis=1) / train_s.shape[1]
-        out[f"collapse/class{cls}_frac_mean"] = float((c_mean > c_own).mean())
-    return out
-
-
-def _standardise(v: np.ndarray) -> np.ndarray:
-    v = v - v.mean(axis=1, keepdims=True)
-    sd = v.std(axis=1, keepdims=True)
-    return v / np.where(sd > 0, sd, 1.0)
 
 
 # --- task hooks --------------------------------------------------------------------------------------------

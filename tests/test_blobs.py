@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bench.data.blobs import blob_image, control_image, make_blob_classes, morans_i
+from bench.analysis.spatial import morans_i
+from bench.data.blobs import blob_image, control_image, make_blob_classes
 
 
 @pytest.mark.parametrize("shape", ["rect", "walk"])
@@ -30,6 +31,7 @@ def test_rectangles_are_filled_rectangles() -> None:
 
 
 def test_control_class_and_morans_i() -> None:
+    """Blobs raise the spatial correlation; Moran's I itself is checked on known answers in test_analysis_spatial."""
     rng = np.random.default_rng(0)
     ctrl = control_image(rng)
     assert ctrl.sum() == 100

@@ -10,7 +10,8 @@ as a square image (the accuracy the attack's constraints forbid). The parent run
 Data: `--set data.path=DIR` (a GDC download directory with its sample sheet, or a samples x genes matrix
 file), or `--set data.source=gse7390` (offline stand-in: GSE7390 microarrays from scikit-survival, ER status,
 not TCGA). Reducer keys live under `data.reduce.*` (`data.reduce.name`, `data.reduce.dim`, ...). The
-pipeline and its fit/scaling policy: `bench.data.genetic`; how to run on real downloads: docs/genetic.md.
+pipeline and its fit/scaling policy: `bench.data.genetic`; ResNet baseline, gene-space scores and table 1:
+`bench.analysis.genetic`; how to run on real downloads: docs/genetic.md.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class GeneticData:
 
 def genetic_post(result: Any, sr: Any) -> dict[str, float]:
     """Per run: the ResNet18 baseline (trained once per run, shared by its settings) and gene-space MAE."""
-    from bench.data.genetic import gene_space_scores, resnet_baseline
+    from bench.analysis.genetic import gene_space_scores, resnet_baseline
 
     data, cfg = result.data, result.config.data
     out: dict[str, float] = {}
@@ -154,8 +155,8 @@ def genetic_post(result: Any, sr: Any) -> dict[str, float]:
 
 
 def genetic_report(table: Any, reducer: str | None = None) -> dict[str, str]:
-    """table1.csv and table1.md on the parent run (see bench.data.genetic.table1)."""
-    from bench.data.genetic import table1, table1_markdown
+    """table1.csv and table1.md on the parent run (see bench.analysis.genetic.table1)."""
+    from bench.analysis.genetic import table1, table1_markdown
 
     t1 = table1(table, reducer)
     return {"table1.csv": t1.to_csv(index=False), "table1.md": table1_markdown(t1)}
