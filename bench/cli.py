@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from bench.console import run_epilog
 from bench.errors import BenchInputError
 
 app = typer.Typer(
@@ -57,17 +58,30 @@ def _check_profile(task, profile: str) -> None:
 
 
 @app.command("list")
-def list_tasks() -> None:
-    """List the registered tasks, one line each."""
-    from bench.tasks import all_tasks
+def list_tasks(
+    names: Annotated[list[str] | None, typer.Argument(help="tasks to describe (default: all)")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="profiles (series, seeds, overrides) and config keys")
+    ] = False,
+) -> None:
+    """List the tasks, one line each; -v: each task's profiles, series values, seeds and config keys."""
+    from bench.tasks import all_tasks, get_task
 
-    for name, task in all_tasks().items():
-        typer.echo(f"{name:<18} {task.summary}")
+    try:
+        tasks = {n: get_task(n) for n in names} if names else all_tasks()
+    except BenchInputError as e:
+        _fail_input(e)
+    if not verbose and not names:
+        for name, task in tasks.items():
+            typer.echo(f"{name:<18} {task.summary}")
+        return
+    from bench.console import describe_task, shared_keys
 
 
-@app.command()
+
+@app.command(epilog=run_epilog())
 def run(
-    task: Annotated[str, typer.Argument(help="task name (see `bench list`)")],
+    task: Annotated[str, typer.Argument(help="task name (see `bench list -v TASK`)")],
     profile: ProfileOpt = "quick",
     seeds: Annotated[int | None, typer.Option("--seeds", min=1, help="seeds per series point")] = None,
     set_: SetOpt = None,
@@ -82,6 +96,10 @@ def run(
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
     from bench.tasks import get_task
+    for task in tasks.values():
+        typer.echo("\n".join(describe_task(task, all_keys=bool(names))) + "\n")
+    if not names:
+        typer.echo("\n".join(shared_keys()))
 
     try:
         spec = get_task(task)
@@ -92,7 +110,7 @@ def run(
         _fail_input(e)
     from bench.runner import run_task
 
-    with _Progress() as progress:
+    with Progress() as progress:
         try:
             summary = run_task(
                 spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks
@@ -108,7 +126,7 @@ def run(
             progress.stop()
             typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
             raise typer.Exit(1) from None
-    _print_summary(spec, summary)
+    print_summary(spec, summary)
 
 
 def _parse_setting(text: str) -> dict[str, float]:
@@ -120,6 +138,7 @@ def _parse_setting(text: str) -> dict[str, float]:
         key = key.strip()
         if not sep or key not in SETTING_KEYS:
             raise BenchInputError(
+    from bench.console import Progress, print_summary
                 f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
             )
         try:
@@ -129,98 +148,6 @@ def _parse_setting(text: str) -> dict[str, float]:
         if out[key] <= 0 and key != "lam_min":
             raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
     return out
-
-
-_SUMMARY_COLS = {
-    "series_value": "series",
-    "seed": "seed",
-    "train_loss": "train loss",
-    "test_accuracy": "test acc",
-    "error": "error",
-    "corr_mean": "corr",
-    "baseline/mean/PRIMARY": "mean-img",
-    "baseline/heldout/PRIMARY": "held-out",
-}
-
-
-def _print_summary(task, summary) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = summary.table
-    primary = str(table["primary"].iloc[0]) if "primary" in table else "error"
-    cols = {k.replace("PRIMARY", primary): v for k, v in _SUMMARY_COLS.items()}
-    show = [c for c in cols if c in table]
-    rich_table = Table(
-        title=f"{task.name}: one row per run (error = {primary}, baselines in the same metric)"
-    )
-    for c in show:
-        rich_table.add_column(cols[c], justify="right")
-    for _, row in table.iterrows():
-        rich_table.add_row(*[_fmt(row[c]) for c in show])
-    console = Console(width=max(120, Console().width))
-    console.print(rich_table)
-    for k, v in summary.trend.items():
-        console.print(f"{k} = {v:.4g}")
-    console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-class _Progress:
-    """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._bar = None
-
-    def __enter__(self) -> _Progress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._progress.stop()
-
-    def hooks(self, label: str, n_settings: int):
-        from bench.experiment import Hooks
-
-        state: dict = {"bar": None, "total": 0}
-
-        def on_phase(phase: str, total: int) -> None:
-            if state["bar"] is not None:  # the last phase stopped early (target loss reached): close its bar
-                done = next(t.completed for t in self._progress.tasks if t.id == state["bar"])
-                self._progress.update(state["bar"], total=done, completed=done)
-            state["total"] = total
-            state["bar"] = self._progress.add_task(f"{label} {phase}", total=total, info="")
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            self._progress.update(state["bar"], completed=epoch, info=f"loss {loss:.2e}")
-
-        def on_step(step: int, losses) -> None:
-            if step % 10 == 0 or step == state["total"] - 1:
-                self._progress.update(state["bar"], completed=step + 1, info=f"loss {min(losses):.3g}")
-
-        return Hooks(on_epoch=on_epoch, on_step=on_step, on_phase=on_phase)
 
 
 @app.command()

@@ -71,7 +71,9 @@ def check_task(task: Any, where: str) -> Task:
         )
     bad = [p for p, v in task.profiles.items() if not isinstance(v, Profile)]
     if bad:
-        raise BenchInputError(f"{where}: task '{task.name}' profiles {bad} are not Profile(...); fix: wrap them")
+        raise BenchInputError(
+            f"{where}: task '{task.name}' profiles {bad} are not Profile(...); fix: wrap them"
+        )
     if not dataclasses.is_dataclass(task.data) or not callable(getattr(task.data, "load", None)):
         raise BenchInputError(
             f"{where}: task '{task.name}' data must be a dataclass instance with a load(seed) method; "
