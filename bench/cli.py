@@ -77,6 +77,10 @@ def list_tasks(
         return
     from bench.console import describe_task, shared_keys
 
+    for task in tasks.values():
+        typer.echo("\n".join(describe_task(task, all_keys=bool(names))) + "\n")
+    if not names:
+        typer.echo("\n".join(shared_keys()))
 
 
 @app.command(epilog=run_epilog())
@@ -96,10 +100,6 @@ def run(
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
     from bench.tasks import get_task
-    for task in tasks.values():
-        typer.echo("\n".join(describe_task(task, all_keys=bool(names))) + "\n")
-    if not names:
-        typer.echo("\n".join(shared_keys()))
 
     try:
         spec = get_task(task)
@@ -108,6 +108,7 @@ def run(
         settings = [_parse_setting(s) for s in population] if population else None
     except BenchInputError as e:
         _fail_input(e)
+    from bench.console import Progress, print_summary
     from bench.runner import run_task
 
     with Progress() as progress:
@@ -138,7 +139,6 @@ def _parse_setting(text: str) -> dict[str, float]:
         key = key.strip()
         if not sep or key not in SETTING_KEYS:
             raise BenchInputError(
-    from bench.console import Progress, print_summary
                 f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
             )
         try:
