@@ -71,6 +71,10 @@ class AttackConfig:
     bfloat16 (CPU autocast; fast where the CPU has AMX or AVX512-BF16).
     `normalize`: "margin" rescales the weights so the smallest training margin is 1 (the normalisation
     of the max-margin problem whose KKT point the attack fits); "none" uses the weights as trained.
+    `stop`: "plateau" ends a setting once it has stopped improving: at a monitor point (every
+    `eval_every` steps), the relative improvement of the best KKT fit and of the best monitored error
+    over the last `stop_window` steps are both below `stop_tol`; `steps` is then the cap. "none" runs
+    all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
     """
 
     steps: int = 1000
@@ -87,9 +91,14 @@ class AttackConfig:
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     normalize: Literal["margin", "none"] = "margin"
     eval_every: int = 100
+    stop: Literal["none", "plateau"] = "none"
+    stop_window: int = 1000
+    stop_tol: float = 0.01
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
+        require(self.stop_window >= 1, "attack.stop_window", self.stop_window, "a positive number of steps")
+        require(self.stop_tol >= 0, "attack.stop_tol", self.stop_tol, "a number >= 0, e.g. 0.01")
         require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):
             require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")
@@ -126,26 +135,51 @@ class EvalConfig:
 
 
 @dataclass
+class LogConfig:
+    """What goes into the tracking store besides metrics (which are always logged).
+
+    `arrays`: raw arrays (`arrays/*`: training data, reconstructions) and the model (`model/weights.pt`);
+    `images`: image grids of training data and reconstructions. Set both false for patient data on a
+    shared server (`--set log.arrays=false --set log.images=false`).
+    """
+
+    arrays: bool = True
+    images: bool = True
+
+
+@dataclass
 class RunConfig:
-    """Everything one (series point, seed) run needs. `data` is the task family's own dataclass."""
+    """Everything one (series point, seed) run needs. `data` is the task family's own dataclass.
+
+    `device`: auto | cpu | cuda | cuda:N | mps (auto = the first CUDA device, else the CPU; see
+    bench.device). `threads`: CPU threads for torch (0 = chosen from the machine; the number used is
+    logged as the run's `threads` tag).
+    """
 
     data: Any
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     seed: int = 0
+    device: str = "auto"
+    threads: int = 0
 
     def check(self) -> None:
+        from bench.device import valid_device_name
+
         for part in (self.data, self.model, self.train, self.attack, self.eval):
             if hasattr(part, "check"):
                 part.check()
         primary_ok = self.eval.primary in PRIMARY_METRICS
         require(primary_ok, "eval.primary", self.eval.primary, f"one of {sorted(PRIMARY_METRICS)}")
+        require(valid_device_name(self.device), "device", self.device, "auto, cpu, cuda, cuda:N or mps")
+        require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
 
 
 # Metrics that may serve as "the error" (lower is better), computed by bench.evaluate.
-PRIMARY_METRICS = {"dssim_mean", "dssim_topk", "l2_mean", "mae_mean", "one_minus_corr"}
+PRIMARY_METRICS = {"ncc_dist_mean", "dssim_mean", "dssim_topk", "l2_mean", "l2_255_mean", "mae_mean"}
 
 
 def require(ok: bool, key: str, value: Any, expected: str) -> None:

@@ -1,16 +1,20 @@
-"""Match reconstructions to training samples and score them; baselines that give the scores meaning.
+"""Match reconstructions to training samples and score them; every candidate set is scored alike.
 
-Protocol (after Haim et al., documented choices marked *):
-1. Reconstructions are brought to the data's own scale: x + training mean (the centring the model saw).
-2. Rescaling (`EvalConfig.rescale`): "minmax" maps each image to [0, 1] by its own min and max (Haim et
-   al.; a constant image maps to 0); "clip" clips to the data range (tabular data, compared as is).
-3. Each training sample's nearest candidate is the one of highest normalised cross-correlation
-   (per-sample standardised dot product / d), so one candidate may match several training samples.
-4. For each such pair: SSIM (scikit-image `structural_similarity`, uniform window `ssim_window`*,
-   `data_range` = 1 after min-max or the data range after clipping), DSSIM = (1 - SSIM) / 2, L2 = the
-   Euclidean norm of the difference, MAE = its mean absolute value, and the correlation.
-   scikit-image's SSIM crops (window - 1) / 2 pixels at the borders; it is not kornia's window-3 score of
-   the reference code, which pads: values differ slightly*.
+Protocol (after Haim et al.; see docs/metrics.md):
+1. Candidates are brought to the data's own scale: x + training mean (the centring the model saw).
+2. Rescaling (`EvalConfig.rescale`), applied to the training set and to *every* candidate set
+   (reconstructions and baselines alike): "minmax" maps each image to [0, 1] by its own min and max
+   (Haim et al.; a constant image maps to 0); "clip" clips to the data range (tabular data).
+3. Each training sample's nearest candidate is the one of highest normalised cross-correlation (NCC:
+   per-sample standardised dot product / d), so one candidate may match several training samples.
+4. Per pair: `ncc_dist` = 1 - NCC (scale- and offset-invariant, the primary distance for binary and
+   synthetic images); SSIM as Haim et al.'s kornia code computes it (Gaussian window 3, sigma 1.5,
+   reflect padding, same-size map, C1 = 1e-4, C2 = 9e-4, mean of the map) and DSSIM = (1 - SSIM) / 2;
+   L2 (Euclidean norm of the difference, in the compared scale) and `l2_255` = L2 in 0-255 pixel units
+   (images); MAE; the correlation itself.
+Caveat, documented: with window 3 and C1 = 1e-4, SSIM scores a window that is exactly 0 in both images
+near 1 and the same window with faint noise near 0, so DSSIM favours exactly binary candidates (held-out
+binary samples) over noisy reconstructions; it is kept for comparison with the paper, not as the primary.
 Summary: means over training samples (`*_mean`), the mean of the `top_k` best DSSIMs (`dssim_topk`, the
 reference code's score), the count and fraction with SSIM > threshold, the best correlation.
 """
@@ -20,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.metrics import structural_similarity
 
 from bench.config import EvalConfig
 
@@ -59,9 +62,40 @@ def correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return standardise(a) @ standardise(b).T / a.shape[1]
 
 
+def _gauss_filter(img: np.ndarray, window: int, sigma: float) -> np.ndarray:
+    """Same-size Gaussian filtering of images (k, h, w) with reflect padding (kornia's filter2d)."""
+    r = window // 2
+    t = np.arange(window) - r
+    g = np.exp(-(t**2) / (2 * sigma**2))
+    g /= g.sum()
+    p = np.pad(img, ((0, 0), (r, r), (r, r)), mode="reflect")
+    h, w = img.shape[1:]
+    rows = sum(g[i] * p[:, i : i + h, :] for i in range(window))
+    return sum(g[j] * rows[:, :, j : j + w] for j in range(window))
+
+
+def ssim_batch(
+    a: np.ndarray, b: np.ndarray, window: int = 3, data_range: float = 1.0, sigma: float = 1.5
+) -> np.ndarray:
+    """SSIM of image pairs a[i], b[i] (k, h, w) as Haim et al.'s kornia code computes it: (k,).
+
+    Gaussian window `window` x `window` with std `sigma`, reflect padding, same-size SSIM map,
+    C1 = (0.01 data_range)^2, C2 = (0.03 data_range)^2, the map averaged per image.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = _gauss_filter(a, window, sigma), _gauss_filter(b, window, sigma)
+    var_a = _gauss_filter(a * a, window, sigma) - mu_a**2
+    var_b = _gauss_filter(b * b, window, sigma) - mu_b**2
+    cov = _gauss_filter(a * b, window, sigma) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / (den + 1e-12)).mean(axis=(1, 2))
+
+
 def ssim(a: np.ndarray, b: np.ndarray, window: int = 3, data_range: float = 1.0) -> float:
-    """SSIM of two images (h, w) with a uniform `window` x `window` window."""
-    return float(structural_similarity(a, b, win_size=window, data_range=data_range, gaussian_weights=False))
+    """SSIM of two images (h, w); see `ssim_batch`."""
+    return float(ssim_batch(a[None], b[None], window, data_range)[0])
 
 
 def match(
@@ -78,12 +112,8 @@ def match(
     diff = train - best
     ssims = None
     if image_shape is not None:
-        ssims = np.array(
-            [
-                ssim(t.reshape(image_shape), r.reshape(image_shape), cfg.ssim_window, data_range)
-                for t, r in zip(train, best, strict=True)
-            ]
-        )
+        shape = (len(train), *image_shape)
+        ssims = ssim_batch(train.reshape(shape), best.reshape(shape), cfg.ssim_window, data_range)
     return Match(
         index=index,
         corr=corr[np.arange(len(train)), index],
@@ -102,12 +132,13 @@ def summarise(mt: Match, cfg: EvalConfig, mask: np.ndarray | None = None) -> dic
         "mae_std": float(mt.mae[sel].std()),
         "corr_mean": float(mt.corr[sel].mean()),
         "corr_max": float(mt.corr[sel].max()),
-        "one_minus_corr": float(1.0 - mt.corr[sel].mean()),
+        "ncc_dist_mean": float(1.0 - mt.corr[sel].mean()),
     }
     if mt.ssim is not None:
         s = mt.ssim[sel]
         dssim = (1.0 - s) / 2.0
         out.update(
+            l2_255_mean=float(255.0 * mt.l2[sel].mean()),
             ssim_mean=float(s.mean()),
             dssim_mean=float(dssim.mean()),
             dssim_topk=float(np.sort(dssim)[: cfg.top_k].mean()),
@@ -164,16 +195,18 @@ class Scorer:
 
         Metrics: the attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...), each
         baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's
-        gain over it (`gain/<name>/dssim` = baseline DSSIM - attack DSSIM, `gain/<name>/corr` = attack corr
-        - baseline corr, `gain/<name>/mae`; positive means the attack recovers more than the baseline).
+        gain over it (`gain/<name>/<m>` = baseline distance - attack distance for ncc_dist, dssim, l2_255 and
+        mae, attack corr - baseline corr for corr; positive means the attack recovers more than the baseline).
         """
         metrics, mt = self.scores(recon_x)
         for name, base in baselines.items():
             metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
             metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
+            metrics[f"gain/{name}/ncc_dist"] = base["ncc_dist_mean"] - metrics["ncc_dist_mean"]
             metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]
             if "dssim_mean" in base:
                 metrics[f"gain/{name}/dssim"] = base["dssim_mean"] - metrics["dssim_mean"]
+                metrics[f"gain/{name}/l2_255"] = base["l2_255_mean"] - metrics["l2_255_mean"]
         return Evaluation(metrics, mt)
 
 

@@ -39,7 +39,8 @@ class SettingResult:
     curves: dict[str, tuple[np.ndarray, np.ndarray]]  # name -> (steps, values)
     match_index: np.ndarray  # (n,) nearest reconstruction of each training sample
     ssim: np.ndarray | None  # (n,) its SSIM
-    match_score: np.ndarray  # (n,) the pair's SSIM for images, else its correlation (higher is better)
+    match_score: np.ndarray  # (n,) the pair's NCC (higher is better), what the grid shows
+    distance: np.ndarray | None = None  # (n,) 1 - NCC to the nearest reconstruction (the primary distance)
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ExperimentResult:
     y_candidates: np.ndarray
     settings: list[SettingResult] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    heldout: Any = None  # bench.analysis.baselines.HeldOut: the exact samples the baselines used
+    margins: np.ndarray | None = None  # (n,) y f(x) / smallest margin of each training sample
 
 
 def resolve_config(
@@ -88,13 +91,21 @@ class Prepared:
     weights: Any
     min_margin: float
     timings: dict[str, float] = field(default_factory=dict)
+    margins: np.ndarray | None = None  # (n,) y f(x) of each training sample, as trained
+
+
+# A task's extra analysis of a finished setting: post(result, setting_result) -> {metric: value}
+Post = Callable[["ExperimentResult", SettingResult], dict[str, float]]
 
 
 def run_experiment(
-    cfg: RunConfig, settings: Sequence[dict[str, float]] | None = None, hooks: Hooks | None = None
+    cfg: RunConfig,
+    settings: Sequence[dict[str, float]] | None = None,
+    hooks: Hooks | None = None,
+    post: Post | None = None,
 ) -> ExperimentResult:
     """Run one (series point, seed): returns every setting's reconstructions, metrics and curves."""
-    return attack_and_evaluate(prepare(cfg, hooks), cfg, settings, hooks)
+    return attack_and_evaluate(prepare(cfg, hooks), cfg, settings, hooks, post)
 
 
 def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
@@ -102,10 +113,12 @@ def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
     import torch
 
     from bench.attack.kkt import Weights
+    from bench.device import configure
     from bench.train import train_classifier
 
     hooks = hooks or Hooks()
     timings: dict[str, float] = {}
+    device, _ = configure(cfg.device, cfg.threads)  # torch threads, and the device of the SDAE/ResNet
     t0 = time.perf_counter()
     data = cfg.data.load(cfg.seed)
     timings["data_s"] = time.perf_counter() - t0
@@ -114,15 +127,19 @@ def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
 
     if hooks.on_phase:
         hooks.on_phase("train", cfg.train.max_epochs)
-    tr = train_classifier(xc, data.y_train, cfg.model, cfg.train, cfg.seed, xtc, data.y_test, hooks.on_epoch)
+    tr = train_classifier(
+        xc, data.y_train, cfg.model, cfg.train, cfg.seed, xtc, data.y_test, hooks.on_epoch, device
+    )
     timings["train_s"] = tr.seconds
 
     weights = Weights(tuple(tr.model.weights()), tr.model.first_bias())
     with torch.no_grad():
-        margins = data.y_train * tr.model(torch.as_tensor(xc, dtype=weights.mats[0].dtype)).numpy()
+        xt = torch.as_tensor(xc, dtype=weights.mats[0].dtype, device=device)
+        margins = data.y_train * tr.model(xt).cpu().numpy()
     q_min = float(margins.min())
-    train_metrics = {**tr.metrics, "min_margin": q_min}
-    return Prepared(cfg, data, mean, tr.model, train_metrics, tr.curve, weights, q_min, timings)
+    converged = tr.metrics["train_accuracy"] == 1.0 and q_min > 0 and tr.metrics["reached_target"] == 1.0
+    train_metrics = {**tr.metrics, "min_margin": q_min, "train/converged": float(converged)}
+    return Prepared(cfg, data, mean, tr.model, train_metrics, tr.curve, weights, q_min, timings, margins)
 
 
 def attack_and_evaluate(
@@ -130,14 +147,23 @@ def attack_and_evaluate(
     cfg: RunConfig | None = None,
     settings: Sequence[dict[str, float]] | None = None,
     hooks: Hooks | None = None,
+    post: Post | None = None,
 ) -> ExperimentResult:
-    """Attack a prepared classifier and evaluate the reconstructions.
+    """Attack a prepared classifier and evaluate the reconstructions against the baselines.
+
+    Baselines (bench.analysis.baselines), scored exactly like the reconstructions: the training mean,
+    the untrained random candidates, and held-out samples as many as the candidates; memorisation and
+    membership (bench.analysis.memorisation) against the held-out and a further fresh set; per-sample
+    margins. `post`: the task's own analyses, run on every setting (their metrics join the setting's).
 
     `cfg` (default: the prepared one) may differ from `prepared.config` only in `attack.*` and `eval.*`,
     so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
     """
+    from bench.analysis.baselines import heldout_sets, mean_image, random_candidates
+    from bench.analysis.memorisation import memorisation
     from bench.attack.reconstruct import reconstruct
-    from bench.evaluate import Scorer
+    from bench.data.split import drop_overlap, overlap_counts
+    from bench.evaluate import Scorer, rescale
 
     cfg = cfg or prepared.config
     _check_same_classifier(prepared.config, cfg)
@@ -157,7 +183,7 @@ def attack_and_evaluate(
     def monitor(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
         """DSSIM, L2 and correlation to the nearest training sample, and the primary error (fig 3)."""
         scores = [scorer.scores(xp + mean, per_class=False)[0] for xp in x]
-        named = {k: k for k in ("l2_mean", "corr_mean", "dssim_mean") if k in scores[0]}
+        named = {k: k for k in ("ncc_dist_mean", "l2_mean", "corr_mean", "dssim_mean") if k in scores[0]}
         named["error"] = cfg.eval.primary
         out = {f"attack/{name}": np.array([s[key] for s in scores]) for name, key in named.items()}
         if hooks.on_monitor:
@@ -168,7 +194,7 @@ def attack_and_evaluate(
     if hooks.on_phase:
         hooks.on_phase("attack", cfg.attack.steps)
     att = reconstruct(
-        weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step
+        weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step, cfg.device
     )
     timings["attack_s"] = att.seconds
 
@@ -176,25 +202,63 @@ def attack_and_evaluate(
     m = len(att.y)
     rng = np.random.default_rng([cfg.seed, 2])
     noise = rng.standard_normal((m, len(mean)))  # untrained candidates, scaled by each setting's init
-    shared = {"mean": scorer.scores(mean[None, :])[0], "heldout": scorer.scores(_heldout(data, m, rng))[0]}
+    # held-out samples equal to a training sample (after rescaling) never serve as "fresh" samples
+    x_test, y_test, dropped = drop_overlap(data.x_train, data.x_test, data.y_test, cfg.eval.rescale)
+    held = heldout_sets(x_test, y_test, m, n, rng)
+    data_counts = overlap_counts(data.x_train, np.concatenate([held.x, held.fresh_x]), cfg.eval.rescale)
+    data_counts |= {"data/n_fresh": float(len(held.fresh_x)), "data/heldout_dropped": float(dropped)}
+    shared = {"mean": scorer.scores(mean_image(mean))[0], "heldout": scorer.scores(held.x)[0]}
+
+    def compared(x: np.ndarray) -> np.ndarray:
+        return rescale(x, cfg.eval.rescale, lo, hi)
+
+    held_s, fresh_s = compared(held.x), compared(held.fresh_x)
+    margins = prepared.margins / q_min if prepared.margins is not None and q_min > 0 else None
     result = ExperimentResult(
-        cfg, data, prepared.model, train_metrics, prepared.train_curve, att.y, timings=timings
+        cfg,
+        data,
+        prepared.model,
+        train_metrics,
+        prepared.train_curve,
+        att.y,
+        timings=timings,
+        heldout=held,
+        margins=margins,
     )
     for p, setting in enumerate(att.settings):
         recon = att.x[p] + mean
-        random = scorer.scores(mean + setting["init_scale"] * noise)[0]
+        random_x = random_candidates(mean, noise, setting["init_scale"])
+        random = scorer.scores(random_x)[0]
+        mem_random = memorisation(scorer.train_s, data.y_train, compared(random_x), held_s, fresh_s)
+        random |= mem_random
         ev = scorer.evaluate(recon, shared | {"random": random})
         metrics = {
             **ev.metrics,
+            **memorisation(scorer.train_s, data.y_train, compared(recon), held_s, fresh_s),
+            **data_counts,
             "diverged": float(att.diverged[p]),
             "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
+            "attack/converged": float(att.converged[p]),
+            "attack/steps_run": float(att.steps_run[p]),
         }
+        if margins is not None:
+            metrics["margin/frac_near"] = float((margins <= 1.5).mean())
         metrics["error"] = metrics[cfg.eval.primary]
         curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
-        score = ev.match.ssim if ev.match.ssim is not None else ev.match.corr
-        result.settings.append(
-            SettingResult(setting, recon, att.lam[p], metrics, curves, ev.match.index, ev.match.ssim, score)
+        sr = SettingResult(
+            setting,
+            recon,
+            att.lam[p],
+            metrics,
+            curves,
+            ev.match.index,
+            ev.match.ssim,
+            ev.match.corr,
+            1.0 - ev.match.corr,
         )
+        if post is not None:
+            sr.metrics.update(post(result, sr))
+        result.settings.append(sr)
     timings["eval_s"] = time.perf_counter() - t0
     return result
 
@@ -210,12 +274,3 @@ def _check_same_classifier(a: RunConfig, b: RunConfig) -> None:
     if ka != kb:
         diff = sorted(k for k in ka.keys() | kb.keys() if ka.get(k) != kb.get(k))
         raise ValueError(f"attack_and_evaluate: config differs from the prepared one in {diff}")
-
-
-def _heldout(data: Dataset, m: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to m held-out samples, balanced between the classes: the 'any sample of the class' baseline."""
-    parts = []
-    for sign in (-1, 1):
-        idx = np.flatnonzero(data.y_test == sign)
-        parts.append(data.x_test[rng.permutation(idx)[: m // 2]])
-    return np.concatenate(parts)

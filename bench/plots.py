@@ -88,3 +88,21 @@ def series_plot(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: s
 
 def close(fig: plt.Figure) -> None:
     plt.close(fig)
+
+
+def margin_vs_distance(
+    margins: np.ndarray, distance: np.ndarray, y: np.ndarray, title: str = ""
+) -> plt.Figure:
+    """Per training sample: reconstruction distance (1 - NCC to its nearest reconstruction) against its
+    normalised margin y f(x) / min margin (n,); only samples near 1 enter the KKT condition."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for sign, colour, name in ((-1, "tab:blue", "class 0 (y=-1)"), (1, "tab:orange", "class 1 (y=+1)")):
+        sel = y == sign
+        ax.scatter(margins[sel], distance[sel], s=14, c=colour, label=name, alpha=0.8)
+    ax.axvline(1.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("normalised margin y f(x) / min margin")
+    ax.set_ylabel("ncc_dist to nearest reconstruction")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

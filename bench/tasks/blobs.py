@@ -14,18 +14,29 @@ from bench.registry import Profile, Task
 
 @dataclass
 class BlobData:
-    """Control (scattered pixels, y = -1) vs blobs (y = +1); see bench.data.blobs.
+    """Two classes of binary side x side images with `n_pixels` on-pixels; see bench.data.blobs.
 
+    `design`: "paper" = control (scattered pixels, y = -1) vs blobs of `blob_size` (y = +1), as in the
+    paper (separability grows with blob size); "shuffled" = both classes drawn from the blob generator
+    at the same size, labels a balanced random split (the decoupled control: nothing separates the
+    classes, so a trend with blob size is spatial structure, not an easier task).
     `n_per_class` training images per class; `n_test_per_class` held-out images per class (test
-    accuracy and the held-out baseline).
+    accuracy, the held-out baseline and the membership test's fresh samples); 0 = 3 * n_per_class,
+    enough for a held-out set as large as the candidate set (m = 2n) plus n fresh samples.
+    Every image of a draw is distinct (training and held-out alike, see bench.data.split).
     """
 
     shape: Literal["rect", "walk"] = "rect"
+    design: Literal["paper", "shuffled"] = "paper"
     blob_size: int = 1
     n_pixels: int = 100
     side: int = 28
     n_per_class: int = 10
-    n_test_per_class: int = 50
+    n_test_per_class: int = 0
+
+    @property
+    def n_test(self) -> int:
+        return self.n_test_per_class or 3 * self.n_per_class
 
     def check(self) -> None:
         require(self.side >= 3, "data.side", self.side, "an integer >= 3")
@@ -40,16 +51,62 @@ class BlobData:
         )
         require(self.n_per_class >= 1, "data.n_per_class", self.n_per_class, "a positive integer")
         require(
-            self.n_test_per_class >= 1, "data.n_test_per_class", self.n_test_per_class, "a positive integer"
+            self.n_test_per_class >= 0,
+            "data.n_test_per_class",
+            self.n_test_per_class,
+            "a positive integer (0 = 3 * data.n_per_class)",
         )
+        placements = self.distinct_blob_images()
+        needed = (self.n_per_class + self.n_test) * (2 if self.design == "shuffled" else 1)
+        if placements is not None and needed > placements:
+            from bench.data.split import InfeasibleData
+
+            per = placements // (2 if self.design == "shuffled" else 1)
+            raise InfeasibleData(
+                f"data.blob_size={self.blob_size}: a {self.shape} blob image has only {placements} distinct "
+                f"placements on a {self.side}x{self.side} grid, and data.n_per_class={self.n_per_class} + "
+                f"data.n_test_per_class={self.n_test} per class ({self.design} design) needs {needed}; "
+                f"fix: keep n_per_class + n_test_per_class <= {per}, e.g. --set data.n_per_class="
+                f"{per // 4} (held-out 3x that)"
+            )
+
+    def distinct_blob_images(self) -> int | None:
+        """Exact number of distinct blob images when it is small (one rectangle), else None."""
+        if self.shape != "rect" or self.n_pixels != self.blob_size:
+            return None
+        h = max(f for f in range(1, int(np.sqrt(self.blob_size)) + 1) if self.blob_size % f == 0)
+        w = self.blob_size // h
+        count = (self.side - h + 1) * (self.side - w + 1)
+        return count if h == w else count + (self.side - w + 1) * (self.side - h + 1)
 
     def load(self, seed: int) -> Dataset:
-        from bench.data.blobs import make_blob_classes, morans_i
+        from bench.analysis.spatial import morans_i
+        from bench.data.blobs import blob_image, control_image
+        from bench.data.split import draw_distinct
 
         rng = np.random.default_rng([seed, 1])
-        args = (self.blob_size, self.shape, self.n_pixels, self.side)
-        x_tr, lab_tr = make_blob_classes(rng, self.n_per_class, *args)
-        x_te, lab_te = make_blob_classes(rng, self.n_test_per_class, *args)
+        n, nt = self.n_per_class, self.n_test
+
+        def blob() -> np.ndarray:
+            return blob_image(rng, self.blob_size, self.shape, self.n_pixels, self.side)
+
+        def control() -> np.ndarray:
+            return control_image(rng, self.n_pixels, self.side)
+
+        def fix(found: int) -> str:
+            per = found // (2 if self.design == "shuffled" else 1)
+            return f"keep data.n_per_class + data.n_test_per_class <= {per} (n_test_per_class 0 means 3n)"
+
+        what = f"{self.shape} blobs of {self.blob_size} px"
+        if self.design == "paper":
+            cls0 = draw_distinct(control, n + nt, "control images", fix)
+            cls1 = draw_distinct(blob, n + nt, what, fix)
+        else:
+            both = draw_distinct(blob, 2 * (n + nt), what, fix)
+            cls0, cls1 = both[: n + nt], both[n + nt :]  # draws are i.i.d.: a random balanced split
+        x_tr = np.concatenate([cls0[:n], cls1[:n]])
+        x_te = np.concatenate([cls0[n:], cls1[n:]])
+        lab_tr, lab_te = np.repeat([0, 1], n), np.repeat([0, 1], nt)
         shape = (self.side, self.side)
         moran = np.array([morans_i(img.reshape(shape)) for img in x_tr])
         stats = {
@@ -57,13 +114,13 @@ class BlobData:
             "moran_i/class1": float(moran[lab_tr == 1].mean()),
             "moran_i/mean": float(moran.mean()),
         }
-        source = f"synthetic {self.shape} blobs of {self.blob_size} px ({self.n_pixels} on-pixels)"
+        kind = "control vs blobs" if self.design == "paper" else "blobs vs blobs, shuffled labels"
+        source = f"synthetic {self.shape} blobs of {self.blob_size} px ({self.n_pixels} on-pixels; {kind})"
         return Dataset(x_tr, to_pm1(lab_tr), x_te, to_pm1(lab_te), shape, 0.0, 1.0, stats, source)
 
 
 _SMOKE = {
     "data.n_per_class": 6,
-    "data.n_test_per_class": 12,
     "model.depth": 2,
     "model.width": 200,
     "train.max_epochs": 3000,
@@ -72,31 +129,49 @@ _SMOKE = {
 }
 _QUICK = {
     "data.n_per_class": 10,
-    "data.n_test_per_class": 30,
     "model.depth": 2,
     "model.width": 1000,
     "attack.steps": 1000,
 }
 _PAPER = {
     "data.n_per_class": 50,
-    "data.n_test_per_class": 100,
     "attack.steps": 5000,
     "attack.eval_every": 250,
 }
+# The regime axis: n per class x square blob sizes (a square never turns into a line), attacks run to
+# a plateau (attack.stop) with a cap. Infeasible points (too few distinct placements) are skipped.
+_STUDY = {
+    "model.depth": 2,
+    "model.width": 1000,
+    "attack.steps": 5000,
+    "attack.eval_every": 100,
+    "attack.stop": "plateau",
+}
+_STUDY_SERIES = tuple(
+    {"data.n_per_class": n, "data.blob_size": b} for n in (10, 25, 50) for b in (1, 4, 9, 16, 25, 49, 100)
+)
+_DESIGN_SUMMARY = {
+    "paper": "control pixels vs {shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
+    "shuffled": "{shape} blobs vs {shape} blobs with shuffled labels (decoupled control for figs 4-6)",
+}
+
 
 TASKS = tuple(
     Task(
-        name=_name,
+        name=f"blobs-{_shape}" + ("" if _design == "paper" else "-shuffled"),
         family="blobs",
-        summary=f"control pixels vs {_shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
-        data=BlobData(shape=_shape),
+        summary=_DESIGN_SUMMARY[_design].format(shape=_shape),
+        data=BlobData(shape=_shape, design=_design),
+        defaults={"eval.primary": "ncc_dist_mean"},
         series_key="data.blob_size",
         series_label="blob size (pixels)",
         profiles={
             "smoke": Profile(_SMOKE, series=(1, 25)),
-            "quick": Profile(_QUICK, series=(1, 4, 25, 100)),
+            "quick": Profile(_QUICK, series=(1, 4, 25, 100), seeds=5),
             "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
+            "study": Profile(_STUDY, series=_STUDY_SERIES, seeds=5),
         },
     )
-    for _shape, _name in (("rect", "blobs-rect"), ("walk", "blobs-walk"))
+    for _design in ("paper", "shuffled")
+    for _shape in ("rect", "walk")
 )
