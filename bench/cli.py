@@ -266,7 +266,7 @@ def tune(
     experiment: ExpOpt = None,
 ) -> None:
     """Search classifier and/or attack hyperparameters with Optuna (see docs/tuning.md)."""
-    from bench.tuning import TuneError, TuneOptions, parse_space, tune
+    from bench.tune import TuneError, TuneOptions, parse_space, tune
 
     try:
         opts = TuneOptions(

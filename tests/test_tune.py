@@ -50,7 +50,7 @@ def _runs(uri: str, **tags: str) -> list:
 def _study(storage: str | None, name: str, uri: str):
     import optuna
 
-    from bench.tuning import default_storage_path
+    from bench.tune import default_storage_path
 
     if storage is None:
         from optuna.storages import JournalStorage
@@ -155,16 +155,16 @@ def test_tune_batch(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import optuna
     from optuna.trial import TrialState
 
-    from bench import tuning
     from bench.config import apply_overrides
     from bench.experiment import attack_and_evaluate, prepare, resolve_config
-    from bench.registry import get_task
+    from bench.tasks import get_task
+    from bench.tune import study as tune_study
 
     class PruneTrial6(optuna.pruners.BasePruner):
         def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
             return trial.number == 6
 
-    monkeypatch.setattr(tuning, "_make_pruner", lambda opts, plan: PruneTrial6())
+    monkeypatch.setattr(tune_study, "_make_pruner", lambda opts, plan: PruneTrial6())
     args = ["tune", TASK, "--stage", "attack", "--batch", "3", "--sampler", "random", "--study", "batched"]
     # float64: a population is then bit-exact (float32 batched kernels round differently, ~1e-6)
     sets = ["attack.steps=30", "attack.dtype=float64"]
