@@ -4,7 +4,9 @@ One call runs a *population* of P hyperparameter settings (lr, init_scale, lam_m
 trained weights as one batched computation: every tensor carries a leading dimension P, the loss is the
 sum of the P independent losses, and the optimiser is written out here (Adam or SGD with momentum) so
 that each setting keeps its own learning rate. A single run is P = 1. A setting whose loss turns
-non-finite is frozen at its last finite state and reported as diverged; the others go on.
+non-finite is frozen at its last finite state and reported as diverged; the others go on. With
+`attack.stop=plateau` a setting that has stopped improving (see `plateau`) is frozen the same way and
+reported as converged; the loop ends when no setting is still moving (`attack.steps` is the cap).
 
 Knows nothing of MLflow: progress and monitoring go through callbacks.
 """
@@ -29,7 +31,9 @@ SETTING_KEYS = ("lr", "init_scale", "lam_min", "alpha")
 @dataclass
 class AttackResult:
     """Candidates of every setting. x: (P, m, d) in the centred data scale; y: (m,) in {-1, +1};
-    lam: (P, m) the multipliers lambda = s l; curves: name -> (steps (T,), values (P, T))."""
+    lam: (P, m) the multipliers lambda = s l; curves: name -> (steps (T,), values (P, T)), T the steps
+    the loop ran (a frozen setting repeats its last values). converged: (P,) whether the plateau rule
+    held when the setting stopped (or at the last step); steps_run: (P,) optimisation steps it took."""
 
     x: np.ndarray
     y: np.ndarray
@@ -38,6 +42,8 @@ class AttackResult:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     diverged: np.ndarray | None = None
     seconds: float = 0.0
+    converged: np.ndarray | None = None
+    steps_run: np.ndarray | None = None
 
 
 def candidate_labels(m: int) -> np.ndarray:
@@ -97,6 +103,9 @@ def reconstruct(
     step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype)]
     opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool)
+    stopped = torch.zeros(P, dtype=torch.bool)  # converged under attack.stop=plateau: frozen, like diverged
+    steps_run = np.full(P, cfg.steps)
+    recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
 
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
@@ -110,9 +119,20 @@ def reconstruct(
         for key, values in monitor(step, last_good[0].numpy()).items():
             mon_vals.setdefault(key, []).append(np.asarray(values, dtype=float))
 
+    def rule(at: int) -> np.ndarray:
+        err = mon_vals.get("attack/error")
+        errors = (np.asarray(mon_steps), np.stack(err, axis=1)) if err else None
+        return plateau(fit_hist[:, :recorded], errors, at, cfg.stop_window, cfg.stop_tol)
+
     for step in range(cfg.steps):
         if step % cfg.eval_every == 0:
             run_monitor(step)
+            if cfg.stop == "plateau" and step > 0:
+                newly = torch.as_tensor(rule(step)) & alive & ~stopped
+                stopped |= newly
+                steps_run[newly.numpy()] = step
+                if not (alive & ~stopped).any():
+                    break
         with mixed:  # a no-op unless attack.dtype=bfloat16
             loss, fit = attack_loss(
                 w,
@@ -128,21 +148,30 @@ def reconstruct(
                 box_penalty=cfg.box_penalty,
             )
         finite = torch.isfinite(loss.detach())
+        steps_run[(alive & ~finite & ~stopped).numpy()] = step
         alive &= finite
         loss_hist[:, step] = loss.detach().double().numpy()
         fit_hist[:, step] = fit.detach().double().numpy()
-        if not alive.any():
+        recorded = step + 1
+        moving = alive & ~stopped
+        if not moving.any():
             break
-        torch.where(alive, loss, torch.zeros_like(loss)).sum().backward()
-        opt.step(alive)
+        torch.where(moving, loss, torch.zeros_like(loss)).sum().backward()
+        opt.step(moving)
         with torch.no_grad():
             for good, cur in zip(last_good, (x, l), strict=True):
-                good[alive] = cur.detach()[alive]
+                good[moving] = cur.detach()[moving]
+        taken = step + 1
         if on_step is not None:
             on_step(step, loss_hist[:, step])
-    run_monitor(cfg.steps)
+    if not mon_steps or mon_steps[-1] != taken:
+        run_monitor(taken)
+    moving = (alive & ~stopped).numpy()
+    steps_run[moving] = taken
+    converged = stopped.numpy() | (moving & rule(taken))
 
-    steps = np.arange(cfg.steps)
+    steps = np.arange(recorded)
+    loss_hist, fit_hist = loss_hist[:, :recorded], fit_hist[:, :recorded]
     curves = {"attack/loss": (steps, loss_hist), "attack/kkt_fit": (steps, fit_hist)}
     for key, values in mon_vals.items():
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
@@ -154,7 +183,41 @@ def reconstruct(
         curves=curves,
         diverged=(~alive).numpy(),
         seconds=time.perf_counter() - start,
+        converged=converged,
+        steps_run=steps_run,
     )
+
+
+def plateau(
+    fit: np.ndarray,
+    errors: tuple[np.ndarray, np.ndarray] | None,
+    at: int,
+    window: int,
+    tol: float,
+) -> np.ndarray:
+    """The stopping rule: (P,) True where a setting has stopped improving by step `at`.
+
+    fit: (P, T) KKT fit at steps 0..T-1; errors: (monitor steps (K,), values (P, K)) of the monitored
+    primary error (lower is better), or None. Improvement is measured on the best value so far: the
+    relative drop (best before `at - window` minus best up to `at`) / |best before|; both the fit's and
+    the error's must be below `tol`. False everywhere while fewer than `window` steps have run.
+    """
+    P = fit.shape[0]
+    if at < window or fit.shape[1] == 0:
+        return np.zeros(P, dtype=bool)
+
+    def rel_drop(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        v = np.where(np.isfinite(values), values, np.inf)
+        upto = steps <= at
+        before, now = v[:, steps <= at - window].min(axis=1), v[:, upto].min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            drop = (before - now) / np.maximum(np.abs(before), 1e-30)
+        return np.where(np.isfinite(drop), drop, np.inf)
+
+    ok = rel_drop(fit, np.arange(fit.shape[1])) < tol
+    if errors is not None and len(errors[0]):
+        ok &= rel_drop(errors[1], errors[0]) < tol
+    return ok
 
 
 class _Optimizer:

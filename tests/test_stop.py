@@ -1,0 +1,105 @@
+"""The attack's stopping rule (`attack.stop=plateau`): fires on a plateau, not while the attack improves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.attack.kkt import Weights
+from bench.attack.reconstruct import plateau, reconstruct
+from bench.config import AttackConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
+from bench.data.blobs import make_blob_classes
+from bench.errors import ConfigError
+from bench.train import train_classifier
+
+BOX = (-np.ones(784), np.ones(784))
+
+
+@pytest.fixture(scope="module")
+def weights() -> Weights:
+    x, lab = make_blob_classes(np.random.default_rng(0), 5, 25, "rect")
+    y = np.where(lab > 0, 1.0, -1.0)
+    res = train_classifier(
+        x - x.mean(0), y, ModelConfig(depth=2, width=100), TrainConfig(max_epochs=3000), seed=0
+    )
+    return Weights(tuple(res.model.weights()))
+
+
+def test_plateau_rule_on_synthetic_curves() -> None:
+    steps = np.arange(300)
+    flat = np.vstack([np.full(300, 2.0), 1.0 / (1 + steps)])  # a flat fit; a fit still falling fast
+    assert list(plateau(flat, None, at=200, window=100, tol=0.01)) == [True, False]
+    assert not plateau(flat, None, at=50, window=100, tol=0.01).any()  # too early to judge
+    # the fit is flat but the monitored error still falls by 20% over the window: not converged
+    mon = (np.array([0, 100, 200]), np.array([[0.5, 0.5, 0.4], [0.5, 0.5, 0.5]]))
+    assert list(plateau(np.full((2, 300), 2.0), mon, at=200, window=100, tol=0.01)) == [False, True]
+    # a noisy fit that no longer improves on its best value counts as converged
+    noisy = np.array([[1.0] * 100 + [0.5] + [0.6, 0.55] * 100])
+    assert plateau(noisy, None, at=300, window=100, tol=0.01).all()
+
+
+def test_rule_fires_early_on_a_toy_attack(weights: Weights) -> None:
+    cfg = AttackConfig(steps=3000, eval_every=50, stop="plateau", stop_window=100, stop_tol=0.05)
+    out = reconstruct(weights, 10, *BOX, cfg, seed=0)
+    assert out.converged[0] and not out.diverged[0]
+    assert out.steps_run[0] < 3000 and out.steps_run[0] % 50 == 0
+    fit = out.curves["attack/kkt_fit"][1][0]
+    assert len(fit) == out.steps_run[0]  # the loop ended with the only setting
+    assert fit[-1] < 0.5 * fit[0]
+
+
+def test_rule_does_not_fire_while_improving(weights: Weights) -> None:
+    cfg = AttackConfig(steps=200, eval_every=50, stop="plateau", stop_window=100, stop_tol=1e-3)
+    out = reconstruct(weights, 10, *BOX, cfg, seed=0)
+    assert not out.converged[0] and out.steps_run[0] == 200  # hit the cap: flagged unconverged
+    assert out.curves["attack/kkt_fit"][1].shape == (1, 200)
+
+
+def test_converged_setting_is_frozen_and_others_go_on(weights: Weights) -> None:
+    """A setting whose candidates barely move (lr 1e-12) converges at the first check (only its
+    multipliers move); the other goes on to the cap exactly as it would alone."""
+    cfg = AttackConfig(
+        steps=300, eval_every=50, stop="plateau", stop_window=100, stop_tol=1e-2, dtype="float64"
+    )
+    settings = [{"lr": 1e-12}, {"lr": 1e-2}]
+    out = reconstruct(weights, 10, *BOX, cfg, seed=1, settings=settings)
+    assert list(out.converged) == [True, False]
+    assert list(out.steps_run) == [100, 300]
+    fit = out.curves["attack/kkt_fit"][1]
+    assert fit.shape == (2, 300) and np.all(fit[0, 100:] == fit[0, 100])  # frozen
+    alone = reconstruct(weights, 10, *BOX, cfg, seed=1, settings=[settings[1]])
+    np.testing.assert_allclose(out.x[1], alone.x[0], rtol=1e-9, atol=1e-12)
+
+
+def test_monitor_error_keeps_the_attack_going(weights: Weights) -> None:
+    """With a monitored error that keeps falling, a flat-enough fit alone does not stop the attack."""
+    cfg = AttackConfig(steps=600, eval_every=50, stop="plateau", stop_window=100, stop_tol=0.5)
+
+    def falling(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"attack/error": np.full(len(x), np.exp(-step / 50))}  # -86% per window
+
+    def constant(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"attack/error": np.full(len(x), 0.3)}
+
+    keeps = reconstruct(weights, 10, *BOX, cfg, seed=0, monitor=falling)
+    stops = reconstruct(weights, 10, *BOX, cfg, seed=0, monitor=constant)
+    assert keeps.steps_run[0] == 600 and not keeps.converged[0]
+    assert stops.steps_run[0] < 600 and stops.converged[0]
+    assert stops.curves["attack/error"][0][-1] == stops.steps_run[0]
+
+
+def test_stop_none_runs_all_steps_and_still_reports(weights: Weights) -> None:
+    cfg = AttackConfig(steps=400, eval_every=50, stop_window=100, stop_tol=0.5)
+    out = reconstruct(weights, 10, *BOX, cfg, seed=0)
+    assert out.steps_run[0] == 400 and out.curves["attack/loss"][1].shape == (1, 400)
+    assert out.converged[0]  # the rule, applied at the last step with a loose tolerance, holds
+
+
+def test_stop_config_is_checked() -> None:
+    from bench.tasks.blobs import BlobData
+
+    cfg = apply_overrides(RunConfig(data=BlobData()), {"attack.stop": "plateau", "attack.stop_window": "500"})
+    assert cfg.attack.stop == "plateau" and cfg.attack.stop_window == 500
+    for key, value in (("attack.stop", "early"), ("attack.stop_tol", "-1"), ("attack.stop_window", "0")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            apply_overrides(RunConfig(data=BlobData()), {key: value})
