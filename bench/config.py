@@ -41,6 +41,12 @@ class TrainConfig:
 
     `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
     default (Kaiming-uniform) init, as in Haim et al. Training stops at `target_loss` or `max_epochs`.
+    `weight_decay`: L2 coefficient wd on every parameter (biases too): gradient descent on
+    mean logistic loss + (wd/2) ||theta||^2 (the logged loss is the data term alone). With wd > 0 the data
+    loss may never reach `target_loss`; the target also counts as reached once the regularised objective
+    is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs).
+    `extra_epochs`: epochs of training after the target is reached (the margin keeps growing); they are
+    not bounded by `max_epochs`, which bounds the search for the target.
     """
 
     lr: float = 1.0
@@ -49,6 +55,9 @@ class TrainConfig:
     max_epochs: int = 20000
     dtype: Literal["float32", "float64"] = "float64"
     log_every: int = 10
+    weight_decay: float = 0.0
+    stationary_tol: float = 1e-3
+    extra_epochs: int = 0
 
     def check(self) -> None:
         require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
@@ -56,6 +65,9 @@ class TrainConfig:
         require(self.target_loss > 0, "train.target_loss", self.target_loss, "a positive loss")
         require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "a positive integer")
         require(self.log_every >= 1, "train.log_every", self.log_every, "a positive integer")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0, e.g. 1e-3")
+        require(self.stationary_tol > 0, "train.stationary_tol", self.stationary_tol, "a positive number")
+        require(self.extra_epochs >= 0, "train.extra_epochs", self.extra_epochs, "an integer >= 0")
 
 
 @dataclass
