@@ -33,6 +33,24 @@ UriOpt = Annotated[
 ExpOpt = Annotated[
     str | None, typer.Option("--experiment", help="MLflow experiment name (default: the task)")
 ]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="auto | cpu | cuda | cuda:N | mps (auto: the first CUDA GPU, else the CPU; = --set device=...)",
+    ),
+]
+
+
+def _with_device(overrides: dict[str, str], device: str | None) -> dict[str, str]:
+    """--device as the config key `device`; the device named (by either) must exist here (exit 2).
+    It becomes the process's device (bench.device.configure) for the runs created before training."""
+    from bench.device import configure
+
+    if device is not None:
+        overrides["device"] = device
+    configure(overrides.get("device", "auto"))
+    return overrides
 
 
 def _fail_input(err: Exception) -> None:
@@ -97,6 +115,7 @@ def run(
     ] = None,
     tracking_uri: UriOpt = None,
     experiment: ExpOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
     from bench.tasks import get_task
@@ -104,7 +123,7 @@ def run(
     try:
         spec = get_task(task)
         _check_profile(spec, profile)
-        overrides = _overrides(set_)
+        overrides = _with_device(_overrides(set_), device)
         settings = [_parse_setting(s) for s in population] if population else None
     except BenchInputError as e:
         _fail_input(e)
@@ -172,16 +191,27 @@ def perf(
         ),
     ] = None,
     tracking_uri: UriOpt = None,
+    device: Annotated[
+        str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (auto: a CUDA GPU if any)")
+    ] = "auto",
 ) -> None:
     """Time the attack step against the reference formulation and the GEMM peak; log to experiment `perf`."""
     import json
+    import os
 
+    from bench.device import configure
     from bench.perf import format_report, log_report, measure
+    from bench.tracking import probe_tracking_uri
 
+    try:
+        dev, _ = configure(device, threads)
+        probe_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "")
+    except BenchInputError as e:
+        _fail_input(e)
     if time_to_quality is not None:
         from bench.perf import time_to_quality as race
 
-        result = race(reference_steps=time_to_quality, threads=threads)
+        result = race(reference_steps=time_to_quality, threads=threads, device=str(dev))
         typer.echo(
             json.dumps(
                 result.as_dict()
@@ -193,7 +223,9 @@ def perf(
     if dtype not in ("float32", "float64", "bfloat16"):
         _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32, float64 or bfloat16"))
     try:
-        report = measure(depth, width, d, n, m, dtype, threads, population, repeats, reference=reference)
+        report = measure(
+            depth, width, d, n, m, dtype, threads, population, repeats, reference=reference, device=str(dev)
+        )
         log_report(report, tracking_uri)
     except BenchInputError as e:
         _fail_input(e)
@@ -264,6 +296,7 @@ def tune(
     set_: SetOpt = None,
     tracking_uri: UriOpt = None,
     experiment: ExpOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Search classifier and/or attack hyperparameters with Optuna (see docs/tuning.md)."""
     from bench.tune import TuneError, TuneOptions, parse_space, tune
@@ -282,7 +315,7 @@ def tune(
             pruner=pruner,
             seed=seed,
             profile=profile,
-            overrides=_overrides(set_),
+            overrides=_with_device(_overrides(set_), device),
             space=parse_space(space),
             tracking_uri=tracking_uri,
             experiment=experiment,

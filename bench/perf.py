@@ -8,7 +8,9 @@ On identical inputs (a random MLP d -> H^(depth-1) -> 1, candidates x (P, m, d),
   for P > 1 it runs the P settings one after another;
 - a plain (m, H) @ (H, H) matmul in the same dtype: the machine's GEMM rate at this shape ("peak").
 FLOPs per step come from `bench.attack.kkt.flops_per_step` (checked against torch's FLOP counter in the
-tests). Times are medians over `repeats` after `warmup` steps.
+tests). Times are medians over `repeats` after `warmup` steps. Everything runs on `device` (`--device`;
+on a GPU the peak is the GPU's GEMM rate and each timing waits for the GPU to finish); the random inputs
+are drawn on the CPU and moved.
 """
 
 from __future__ import annotations
@@ -48,28 +50,40 @@ class PerfReport:
     sequential_s_per_step: float | None
     population_speedup: float | None
     peak_rss_mb: float
+    device: str = "cpu"
+    device_model: str = ""
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
 
 
-def _median_time(fn: Callable[[], None], repeats: int, warmup: int) -> float:
+def _median_time(
+    fn: Callable[[], None], repeats: int, warmup: int, device: torch.device | None = None
+) -> float:
+    """Median wall time (s) of fn() over `repeats` calls, waiting for `device`'s queued work each time."""
+    from bench.device import synchronize
+
+    device = device or torch.device("cpu")
     for _ in range(warmup):
         fn()
+    synchronize(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def random_weights(d: int, depth: int, width: int, dtype: torch.dtype, seed: int = 0) -> Weights:
-    """A PyTorch-default-initialised MLP's weights (scale does not change the cost)."""
+def random_weights(
+    d: int, depth: int, width: int, dtype: torch.dtype, seed: int = 0, device: torch.device | str = "cpu"
+) -> Weights:
+    """A PyTorch-default-initialised MLP's weights (scale does not change the cost), drawn on the CPU."""
     g = torch.Generator().manual_seed(seed)
     sizes = [d] + [width] * (depth - 1) + [1]
     mats = tuple(
-        (torch.rand(sizes[i + 1], sizes[i], generator=g, dtype=dtype) * 2 - 1) / sizes[i] ** 0.5
+        ((torch.rand(sizes[i + 1], sizes[i], generator=g, dtype=dtype) * 2 - 1) / sizes[i] ** 0.5).to(device)
         for i in range(depth)
     )
     return Weights(mats)
@@ -96,10 +110,11 @@ def step_fn(
     """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products."""
     scale = lambda_scale(w, x.shape[-2])
     d = x.shape[-1]
-    lo, hi = -torch.ones(d, dtype=x.dtype), torch.ones(d, dtype=x.dtype)
+    lo = -torch.ones(d, dtype=x.dtype, device=x.device)
+    hi = torch.ones(d, dtype=x.dtype, device=x.device)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
             loss, _ = attack_loss(
                 w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method
             )
@@ -147,28 +162,33 @@ def measure(
     reference: bool = True,
     sequential: bool = True,
     method: str = "auto",
+    device: str | torch.device = "cpu",
 ) -> PerfReport:
-    """Time bench's step, the reference step and the GEMM peak on one configuration."""
+    """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
+    (the reference step needs float64 and is skipped on MPS, which has none)."""
+    from bench.device import device_model, resolve_device
+
+    dev = resolve_device(device)
     torch.set_num_threads(threads)
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
-    w = random_weights(d, depth, width, tdtype)
+    w = random_weights(d, depth, width, tdtype, device=dev)
     g = torch.Generator().manual_seed(1)
-    x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).requires_grad_()
-    l = torch.rand(population, m, generator=g, dtype=tdtype).requires_grad_()
-    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(tdtype)
+    x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).to(dev).requires_grad_()
+    l = torch.rand(population, m, generator=g, dtype=tdtype).to(dev).requires_grad_()
+    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, tdtype)
     alpha = 100.0
 
     step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16")
-    s_step = _median_time(step, repeats, warmup)
+    s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
     flops = flops_per_step(d, widths, m, population, method)
 
-    a = torch.randn(m, width, dtype=gemm_dtype)
-    b = torch.randn(width, width, dtype=gemm_dtype)
-    gemm_s = _median_time(lambda: torch.mm(a, b), max(repeats, 10), warmup)
+    a = torch.randn(m, width, generator=g).to(dev, gemm_dtype)
+    b = torch.randn(width, width, generator=g).to(dev, gemm_dtype)
+    gemm_s = _median_time(lambda: torch.mm(a, b), max(repeats, 10), warmup, dev)
     gemm_gflops = 2 * m * width * width / gemm_s / 1e9
 
     seq_s = None
@@ -176,12 +196,12 @@ def measure(
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
         one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16")
-        seq_s = population * _median_time(one, repeats, warmup)
+        seq_s = population * _median_time(one, repeats, warmup, dev)
 
     ref_s = None
-    if reference:
-        ref_one = _median_time(reference_step_fn(w, x[0], l[0], y, alpha), max(2, repeats // 2), 1)
-        ref_s = population * ref_one
+    if reference and dev.type != "mps":
+        ref_fn = reference_step_fn(w, x[0], l[0], y, alpha)
+        ref_s = population * _median_time(ref_fn, max(2, repeats // 2), 1, dev)
     gflops = flops / s_step / 1e9
     return PerfReport(
         depth=depth,
@@ -203,6 +223,8 @@ def measure(
         sequential_s_per_step=seq_s,
         population_speedup=(seq_s / s_step) if seq_s else None,
         peak_rss_mb=rss,
+        device=str(dev),
+        device_model=device_model(dev),
     )
 
 
@@ -213,7 +235,8 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
     tracker = Tracker(tracking_uri)
     exp = tracker.experiment("perf")
     values = report.as_dict()
-    params = {k: values[k] for k in ("depth", "width", "d", "n", "m", "population", "dtype", "threads")}
+    keys = ("depth", "width", "d", "n", "m", "population", "dtype", "threads", "device", "device_model")
+    params = {k: values[k] for k in keys}
     name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
     with tracker.run(exp, name, {"bench.kind": "perf"}) as log:
         log.params(params)
@@ -224,10 +247,12 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
 def format_report(r: PerfReport) -> str:
     lines = [
         f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
-        f"{r.dtype} threads={r.threads}",
+        f"{r.dtype} threads={r.threads} device={r.device}"
+        + (f" ({r.device_model})" if r.device_model else ""),
         f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",
-        f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype}",
+        f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype} "
+        f"on {r.device}",
     ]
     if r.reference_s_per_step is not None:
         lines.append(
@@ -272,6 +297,7 @@ def time_to_quality(
     eval_every: int = 250,
     bench_eval_every: int = 25,
     threads: int = 1,
+    device: str = "cpu",
 ) -> QualityRace:
     """Race bench's default attack against the reference procedure on one trained blob model.
 
@@ -285,13 +311,14 @@ def time_to_quality(
 
     from bench.attack.reconstruct import reconstruct
     from bench.attack.reference import haim_loss
+    from bench.device import synchronize
     from bench.evaluate import Scorer
     from bench.experiment import prepare, resolve_config
     from bench.tasks import get_task
 
-    torch.set_num_threads(threads)
-    cfg = resolve_config(get_task(task), profile, {}, series_value, seed)
-    prep = prepare(cfg)
+    cfg = resolve_config(get_task(task), profile, {"device": device, "threads": threads}, series_value, seed)
+    prep = prepare(cfg)  # sets the thread count
+    dev = prep.weights.mats[0].device
     data, mean, w = prep.data, prep.mean, prep.weights
     xc = data.x_train - mean
     scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, data.lo, data.hi)
@@ -302,21 +329,23 @@ def time_to_quality(
     rs = {"init_scale": 0.035, "lr": 0.0305, "lam_min": 0.447, "alpha": 149.9} | (reference_settings or {})
     m = cfg.attack.m_factor * len(xc)
     g = torch.Generator().manual_seed(seed)
-    x = (torch.randn(m, xc.shape[1], generator=g, dtype=torch.float64) * rs["init_scale"]).requires_grad_()
-    lam = torch.rand(m, generator=g, dtype=torch.float64).requires_grad_()
-    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(torch.float64)
+    x0 = torch.randn(m, xc.shape[1], generator=g, dtype=torch.float64) * rs["init_scale"]
+    x = x0.to(dev).requires_grad_()
+    lam = torch.rand(m, generator=g, dtype=torch.float64).to(dev).requires_grad_()
+    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, torch.float64)
     w64 = w.to(torch.float64)
     opt = torch.optim.SGD([{"params": [x], "lr": rs["lr"]}, {"params": [lam], "lr": 1e-4}], momentum=0.9)
     ref_curve, elapsed = [], 0.0
     for step in range(reference_steps + 1):
         if step % eval_every == 0 or step == reference_steps:
-            ref_curve.append((step, elapsed, quality(x.detach().numpy())))
+            ref_curve.append((step, elapsed, quality(x.detach().cpu().numpy())))
         if step == reference_steps:
             break
         t0 = time.perf_counter()
         opt.zero_grad()
         haim_loss(w64, x, lam, y, rs["alpha"], rs["lam_min"]).backward()
         opt.step()
+        synchronize(dev)
         elapsed += time.perf_counter() - t0
     finite = [c for c in ref_curve if np.isfinite(c[2])]
     target = min(q for _, _, q in finite)
@@ -345,7 +374,7 @@ def time_to_quality(
     )
     lo, hi = -mean, 1.0 - mean
     with contextlib.suppress(_Reached):
-        reconstruct(wn, len(xc), lo, hi, acfg, seed, monitor=monitor)
+        reconstruct(wn, len(xc), lo, hi, acfg, seed, monitor=monitor, device=dev)
     hit = next(((s, t) for s, t, q in bench_curve if q <= target), None)
     return QualityRace(
         metric="dssim_topk",

@@ -130,8 +130,9 @@ def train_resnet(
     width: int = 64,
     seed: int = 0,
     progress: Callable[[int, float], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict:
-    """Train a binary `ResNet18` with Adam and cross-entropy on CPU; deterministic for a given ``seed``.
+    """Train a binary `ResNet18` with Adam and cross-entropy; deterministic for a given ``seed`` and device.
 
     Args:
         x_train, x_test: (n, H*W) float arrays (flattened single-channel images), reshaped to (n, 1, H, W).
@@ -141,6 +142,8 @@ def train_resnet(
         width: channels of the first stage (64 = standard ResNet18).
         seed: seeds the weight initialisation and the shuffling generator.
         progress: called after each epoch as ``progress(epoch, mean_train_loss)`` with epoch counted from 1.
+        device: where to train (None: the run's device, see `bench.device.configure`); the weights and
+            the batch order are drawn on the CPU, so every device starts alike.
 
     Returns:
         dict with ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss`` (final model in eval
@@ -151,26 +154,31 @@ def train_resnet(
         raise BenchInputError(
             f"train_resnet: epochs={epochs}, batch_size={batch_size} must be >= 1 and lr={lr} > 0"
         )
-    xtr, ytr = _as_tensors(x_train, y_train, image_shape, "x_train")
-    xte, yte = _as_tensors(x_test, y_test, image_shape, "x_test")
+    from bench.device import current_device, resolve_device
+
+    dev = current_device() if device is None else resolve_device(device)
+    xtr, ytr = (t.to(dev) for t in _as_tensors(x_train, y_train, image_shape, "x_train"))
+    xte, yte = (t.to(dev) for t in _as_tensors(x_test, y_test, image_shape, "x_test"))
     if len(xtr) < 2:
         raise BenchInputError("train_resnet: x_train needs at least 2 samples (batch norm)")
 
     torch.manual_seed(seed)
-    model = ResNet18(in_channels=1, num_classes=2, width=width)
+    model = ResNet18(in_channels=1, num_classes=2, width=width).to(dev)
+    acc_dtype = torch.float32 if dev.type == "mps" else torch.float64  # MPS has no float64
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     generator = torch.Generator().manual_seed(seed)
     curve: list[float] = []
     for epoch in range(1, epochs + 1):
         model.train()
-        total = 0.0
+        total = torch.zeros((), dtype=acc_dtype, device=dev)  # summed on the device: one copy per epoch
         for idx in _batches(len(xtr), batch_size, generator):
+            idx = idx.to(dev)
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(idx)
-        curve.append(total / len(xtr))
+            total += loss.detach().to(acc_dtype) * len(idx)
+        curve.append(float(total) / len(xtr))
         if progress is not None:
             progress(epoch, curve[-1])
 

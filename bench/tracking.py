@@ -7,7 +7,14 @@ Any MLflow tracking URI works too (another SQLite file, a tracking server `http:
 
 Layout: one experiment per task (or `--experiment`); one parent run per invocation; one child run per
 (series point, seed, setting), tagged `bench.task`, `bench.series_value`, `bench.seed`. Curves are sent
-while the run works, so a run that raises is marked FAILED with its partial curves kept.
+while the run works, so a run that raises is marked FAILED with its partial curves kept. Every run also
+carries the provenance tags of `bench.provenance` (version, git commit, torch, python, device, threads,
+CPU/GPU model).
+
+Safety: a tracking server (http/https) is probed once with a short timeout before anything is logged, so
+an unreachable one fails at once (BenchInputError, exit 2) instead of after MLflow's minutes of retries.
+The embedded store's folder is created readable by its owner only (0700): its artifacts are
+reconstructions of training data.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ import numpy as np
 from bench.errors import BenchInputError
 
 DEFAULT_DIR = "mlruns"
+PROBE_TIMEOUT_S = 5.0
+_reachable: set[str] = set()
+_warned: set[str] = set()
 
 
 def default_tracking_uri() -> str:
@@ -54,7 +64,7 @@ class Tracker:
             )
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(path.parent)
             except OSError as e:
                 raise BenchInputError(
                     f"cannot create the folder of tracking store '{self.uri}': {e}"
@@ -64,6 +74,7 @@ class Tracker:
                 f"unusable tracking URI '{self.uri}': MLflow refuses plain file stores; "
                 "use sqlite:///PATH.db or http://HOST:PORT"
             )
+        probe_tracking_uri(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
 
     def experiment(self, name: str) -> str:
@@ -96,8 +107,11 @@ class Tracker:
         """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises.
 
         `resume_id`: reopen that existing run (status RUNNING again, tags updated) instead of creating one.
+        The provenance tags (`bench.provenance`) are added; a tag given in `tags` takes precedence.
         """
-        all_tags = {k: str(v) for k, v in tags.items()}
+        from bench.provenance import provenance_tags
+
+        all_tags = provenance_tags() | {k: str(v) for k, v in tags.items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
         if resume_id:
@@ -206,6 +220,58 @@ class RunLog:
             path = Path(tmp) / stem
             torch.save(state, path)
             self.artifact(path, folder or None)
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create `folder` (and missing parents) readable by its owner only (0700); existing folders keep
+    their permissions."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in missing:
+        os.chmod(p, 0o700)
+
+
+def probe_tracking_uri(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """For an http(s) tracking URI: one request with a short timeout, BenchInputError when nothing answers
+    (any HTTP answer, 401 included, counts as reachable). Other URIs, and URIs already reached, pass."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.lower().startswith(("http://", "https://")) or uri in _reachable:
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        pass  # the server answered (e.g. 401 without credentials)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise BenchInputError(
+            f"cannot reach the MLflow tracking server at {uri} ({reason}); fix: start it (mlflow server "
+            "--host HOST --port PORT, see docs/tuning.md), correct --tracking-uri / MLFLOW_TRACKING_URI, "
+            "or leave both unset for the local store mlruns/"
+        ) from None
+    _reachable.add(uri)
+
+
+def is_remote(uri: str) -> bool:
+    """Whether a tracking URI leaves this machine's files (a server or a database, not sqlite/file)."""
+    return not uri.lower().startswith(("sqlite:", "file:")) and "://" in uri
+
+
+def warn_raw_data(uri: str, source: str) -> None:
+    """Say once per process (on stderr) that raw arrays of a non-synthetic task go to a remote store."""
+    import sys
+
+    if source.startswith("synthetic") or not is_remote(uri) or uri in _warned:
+        return
+    _warned.add(uri)
+    print(
+        f"warning: raw arrays of real data ({source}: training samples, reconstructions, model weights) "
+        f"are being logged to the remote store {uri}; use --set log.arrays=false --set log.images=false "
+        "to keep them out (metrics are still logged)",
+        file=sys.stderr,
+    )
 
 
 def _key(key: str) -> str:

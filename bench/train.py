@@ -34,11 +34,13 @@ def logistic_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(logistic loss, accuracy) of `model` on centred inputs x (n, d), labels y in {-1, +1}."""
-    dtype = next(model.parameters()).dtype
+    """(logistic loss, accuracy) of `model` on centred inputs x (n, d), labels y in {-1, +1}
+    (computed on the model's device)."""
+    param = next(model.parameters())
+    dtype, device = param.dtype, param.device
     with torch.no_grad():
-        logits = model(torch.as_tensor(x, dtype=dtype))
-        yt = torch.as_tensor(y, dtype=dtype)
+        logits = model(torch.as_tensor(x, dtype=dtype, device=device))
+        yt = torch.as_tensor(y, dtype=dtype, device=device)
         return float(logistic_loss(logits, yt)), float(((logits > 0) == (yt > 0)).double().mean())
 
 
@@ -51,18 +53,31 @@ def train_classifier(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1}.
 
     Runs until the training loss is below `cfg.target_loss` or `cfg.max_epochs`; raises if the loss
-    becomes non-finite (lower `train.lr`).
+    becomes non-finite (lower `train.lr`). `device`: where to train (a name as in bench.device, or a
+    torch.device); the weights are initialised on the CPU and moved, so every device starts alike. The
+    stopping rule reads the loss (one scalar) every epoch.
     """
+    from bench.device import resolve_device
+
     start = time.perf_counter()
+    dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
+    if dev.type == "mps" and dtype == torch.float64:
+        from bench.errors import BenchInputError
+
+        raise BenchInputError(
+            "train.dtype=float64 on device mps: MPS has no float64; fix: --set train.dtype=float32"
+        )
     model = make_mlp(
         x.shape[1], model_cfg.depth, model_cfg.width, model_cfg.bias, cfg.init_scale, seed, dtype
-    )
-    xt, yt = torch.as_tensor(x, dtype=dtype), torch.as_tensor(y, dtype=dtype)
+    ).to(dev)
+    xt = torch.as_tensor(x, dtype=dtype, device=dev)
+    yt = torch.as_tensor(y, dtype=dtype, device=dev)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     epochs, losses = [], []
     epoch = 0

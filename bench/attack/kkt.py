@@ -65,9 +65,10 @@ class Weights:
         unchanged when `min_margin` <= 0 (the data is not separated: there is no such point)."""
         return self.scaled(min_margin ** (-1.0 / self.depth)) if min_margin > 0 else self
 
-    def to(self, dtype: torch.dtype) -> Weights:
-        bias = None if self.bias is None else self.bias.to(dtype)
-        return Weights(tuple(w.to(dtype) for w in self.mats), bias)
+    def to(self, dtype: torch.dtype, device: torch.device | str | None = None) -> Weights:
+        """The same weights in `dtype` (and on `device`, if given)."""
+        bias = None if self.bias is None else self.bias.to(device=device, dtype=dtype)
+        return Weights(tuple(w.to(device=device, dtype=dtype) for w in self.mats), bias)
 
 
 def forward_signals(

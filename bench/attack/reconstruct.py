@@ -61,19 +61,24 @@ def reconstruct(
     settings: Sequence[dict[str, float]] | None = None,
     monitor: Monitor | None = None,
     on_step: Callable[[int, np.ndarray], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
     weights: the trained (and normalised) network; n_train: assumed training-set size (m = m_factor n);
     lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
     of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` every step; `monitor` every
-    `cfg.eval_every` steps and at the end.
+    `cfg.eval_every` steps and at the end. device: where to compute (a name as in bench.device); the
+    random starting point is drawn on the CPU and moved, so every device starts from the same numbers.
     """
     import time
 
+    from bench.device import resolve_device
+
     start = time.perf_counter()
+    dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    mixed = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+    mixed = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -83,27 +88,29 @@ def reconstruct(
             s.setdefault(key, float(getattr(cfg, key)))
     P, m = len(settings), cfg.m_factor * n_train
     d = weights.mats[0].shape[1]
-    w = weights.to(dtype)
+    w = weights.to(dtype, dev)
 
     def col(key: str) -> torch.Tensor:
-        return torch.tensor([s[key] for s in settings], dtype=dtype)
+        return torch.tensor([s[key] for s in settings], dtype=dtype, device=dev)
 
     lr, sigma, lam_min, alpha = (col(k) for k in SETTING_KEYS)
     gen = torch.Generator().manual_seed(seed)
     # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
     # population follows the path it follows alone with the same seed (bit for bit in float64; in float32
     # the batched kernels round differently, and the attack may amplify that).
-    x0 = torch.randn(m, d, generator=gen, dtype=dtype)
-    l0 = torch.rand(m, generator=gen, dtype=dtype)
+    x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
+    l0 = torch.rand(m, generator=gen, dtype=dtype).to(dev)
     x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
     l = l0.repeat(P, 1).requires_grad_()
-    y = torch.tensor(candidate_labels(m), dtype=dtype)
-    lo_t, hi_t = torch.as_tensor(lo, dtype=dtype), torch.as_tensor(hi, dtype=dtype)
+    y = torch.tensor(candidate_labels(m), dtype=dtype, device=dev)
+    lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
+    hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype)]
+    step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
     opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
-    alive = torch.ones(P, dtype=torch.bool)
-    stopped = torch.zeros(P, dtype=torch.bool)  # converged under attack.stop=plateau: frozen, like diverged
+    alive = torch.ones(P, dtype=torch.bool, device=dev)
+    # converged under attack.stop=plateau: frozen, like diverged
+    stopped = torch.zeros(P, dtype=torch.bool, device=dev)
     steps_run = np.full(P, cfg.steps)
     recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
@@ -116,7 +123,7 @@ def reconstruct(
         if monitor is None:
             return
         mon_steps.append(step)
-        for key, values in monitor(step, last_good[0].numpy()).items():
+        for key, values in monitor(step, last_good[0].cpu().numpy()).items():
             mon_vals.setdefault(key, []).append(np.asarray(values, dtype=float))
 
     def rule(at: int) -> np.ndarray:
@@ -128,9 +135,9 @@ def reconstruct(
         if step % cfg.eval_every == 0:
             run_monitor(step)
             if cfg.stop == "plateau" and step > 0:
-                newly = torch.as_tensor(rule(step)) & alive & ~stopped
+                newly = torch.as_tensor(rule(step), device=dev) & alive & ~stopped
                 stopped |= newly
-                steps_run[newly.numpy()] = step
+                steps_run[newly.cpu().numpy()] = step
                 if not (alive & ~stopped).any():
                     break
         with mixed:  # a no-op unless attack.dtype=bfloat16
@@ -148,10 +155,10 @@ def reconstruct(
                 box_penalty=cfg.box_penalty,
             )
         finite = torch.isfinite(loss.detach())
-        steps_run[(alive & ~finite & ~stopped).numpy()] = step
+        steps_run[(alive & ~finite & ~stopped).cpu().numpy()] = step
         alive &= finite
-        loss_hist[:, step] = loss.detach().double().numpy()
-        fit_hist[:, step] = fit.detach().double().numpy()
+        loss_hist[:, step] = loss.detach().cpu().double().numpy()
+        fit_hist[:, step] = fit.detach().cpu().double().numpy()
         recorded = step + 1
         moving = alive & ~stopped
         if not moving.any():
@@ -160,15 +167,16 @@ def reconstruct(
         opt.step(moving)
         with torch.no_grad():
             for good, cur in zip(last_good, (x, l), strict=True):
-                good[moving] = cur.detach()[moving]
+                keep = moving.view(-1, *([1] * (good.dim() - 1)))
+                good.copy_(torch.where(keep, cur.detach(), good))  # no boolean indexing: no device sync
         taken = step + 1
         if on_step is not None:
             on_step(step, loss_hist[:, step])
     if not mon_steps or mon_steps[-1] != taken:
         run_monitor(taken)
-    moving = (alive & ~stopped).numpy()
+    moving = (alive & ~stopped).cpu().numpy()
     steps_run[moving] = taken
-    converged = stopped.numpy() | (moving & rule(taken))
+    converged = stopped.cpu().numpy() | (moving & rule(taken))
 
     steps = np.arange(recorded)
     loss_hist, fit_hist = loss_hist[:, :recorded], fit_hist[:, :recorded]
@@ -176,12 +184,12 @@ def reconstruct(
     for key, values in mon_vals.items():
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
     return AttackResult(
-        x=last_good[0].numpy().copy(),
+        x=last_good[0].cpu().numpy().copy(),
         y=candidate_labels(m),
-        lam=(last_good[1] * scale).numpy().copy(),
+        lam=(last_good[1] * scale).cpu().numpy().copy(),
         settings=settings,
         curves=curves,
-        diverged=(~alive).numpy(),
+        diverged=(~alive).cpu().numpy(),
         seconds=time.perf_counter() - start,
         converged=converged,
         steps_run=steps_run,

@@ -12,8 +12,9 @@ input value set to 0 with probability ``noise``, as in Vincent et al. / Danaee e
 pretraining (each layer as a one-layer denoising autoencoder on the previous layer's clean codes), as in
 the original SDAE recipe, before the end-to-end fine-tuning.
 
-Determinism: weights, noise and batch order come from ``seed`` through a private torch generator, so a
-given seed gives the same result on the same device and thread count. The global torch RNG is untouched.
+Determinism: weights, noise and batch order come from ``seed`` through a private CPU torch generator (the
+draws are moved to the device), so a given seed draws the same numbers on every device, and gives the same
+result on the same device and thread count. The global torch RNG is untouched.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class SDAE(BaseEstimator, TransformerMixin):
         weight_decay: Adam weight decay.
         output: decoder output activation, ``auto`` / ``sigmoid`` / ``linear``.
         seed: seed for init, noise and batch order.
-        device: torch device, e.g. ``cpu`` or ``cuda``.
+        device: torch device, e.g. ``cpu`` or ``cuda`` (None: the run's device, `bench.device.configure`).
 
     Fitted attributes: ``encoder_``, ``decoder_`` (torch modules), ``loss_history_`` (clean-input
     reconstruction MSE after each end-to-end epoch; index 0 is before training), ``output_``.
@@ -72,7 +73,7 @@ class SDAE(BaseEstimator, TransformerMixin):
         weight_decay: float = 0.0,
         output: str = "auto",
         seed: int = 0,
-        device: str = "cpu",
+        device: str | None = None,
     ):
         self.n_components = n_components
         self.hidden = hidden
@@ -91,10 +92,10 @@ class SDAE(BaseEstimator, TransformerMixin):
     def _corrupt(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.noise <= 0:
             return x
-        r = torch.rand(x.shape, generator=gen, device=x.device)
+        r = torch.rand(x.shape, generator=gen).to(x.device)
         if self.noise_type == "mask":
             return x * (r >= self.noise).to(x.dtype)
-        return x + self.noise * torch.randn(x.shape, generator=gen, device=x.device)
+        return x + self.noise * torch.randn(x.shape, generator=gen).to(x.device)
 
     def _train(self, enc: nn.Module, dec: nn.Module, data: torch.Tensor, epochs: int, gen: torch.Generator):
         params = list(enc.parameters()) + list(dec.parameters())
@@ -102,7 +103,7 @@ class SDAE(BaseEstimator, TransformerMixin):
         n, bs = data.shape[0], max(1, int(self.batch_size))
         losses = [self._mse(enc, dec, data)]
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=gen, device=data.device)
+            perm = torch.randperm(n, generator=gen).to(data.device)
             for s in range(0, n, bs):
                 xb = data[perm[s : s + bs]]
                 loss = torch.mean((dec(enc(self._corrupt(xb, gen))) - xb) ** 2)
@@ -143,8 +144,11 @@ class SDAE(BaseEstimator, TransformerMixin):
         self.output_ = self.output
         if self.output == "auto":
             self.output_ = "sigmoid" if X.min() >= 0.0 and X.max() <= 1.0 else "linear"
-        dev = torch.device(self.device)
-        gen = torch.Generator(device=dev)
+        from bench.device import current_device, resolve_device
+
+        dev = current_device() if self.device is None else resolve_device(self.device)
+        self.device_ = dev
+        gen = torch.Generator()  # on the CPU: every device draws the same numbers
         gen.manual_seed(int(self.seed))
         sizes = [X.shape[1], *[int(h) for h in self.hidden], int(self.n_components)]
         with torch.random.fork_rng(devices=[]):  # weights are initialised on the CPU, then moved
@@ -174,7 +178,7 @@ class SDAE(BaseEstimator, TransformerMixin):
     def transform(self, X: np.ndarray) -> np.ndarray:
         """(n, n_features) -> (n, n_components) float64 code in (0, 1)."""
         X = self._check(X, fitted=True)
-        z = self.encoder_(torch.as_tensor(X, dtype=torch.float32, device=torch.device(self.device)))
+        z = self.encoder_(torch.as_tensor(X, dtype=torch.float32, device=self.device_))
         return z.cpu().numpy().astype(np.float64)
 
     @torch.no_grad()
@@ -185,7 +189,7 @@ class SDAE(BaseEstimator, TransformerMixin):
             raise BenchInputError(
                 f"SDAE.inverse_transform: Z has shape {Z.shape}; fix: pass codes of width {self.n_components}"
             )
-        x = self.decoder_(torch.as_tensor(Z, dtype=torch.float32, device=torch.device(self.device)))
+        x = self.decoder_(torch.as_tensor(Z, dtype=torch.float32, device=self.device_))
         return x.cpu().numpy().astype(np.float64)
 
     def reconstruction_error(self, X: np.ndarray) -> float:

@@ -1,0 +1,73 @@
+"""Where and how a run ran: the provenance tags every MLflow run of bench carries.
+
+Tags: `bench.version`, `bench.git_commit` and `bench.git_dirty` (when bench is imported from a git
+checkout; dirty = tracked files differ from the commit), `torch.version`, `python`, `device` (the
+resolved torch device, e.g. `cuda:0`), `threads` (torch's CPU thread count), `cpu.model`, and `gpu.model`
+when the device is an accelerator. `bench.tracking.Tracker.run` adds them to every run it creates.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+from pathlib import Path
+
+
+@functools.lru_cache(maxsize=1)
+def static_tags() -> dict[str, str]:
+    """The tags that do not change within a process (computed once)."""
+    import torch
+
+    import bench
+
+    tags = {
+        "bench.version": bench.__version__,
+        "torch.version": torch.__version__,
+        "python": platform.python_version(),
+        "cpu.model": cpu_model(),
+    }
+    tags.update(git_state(Path(bench.__file__).resolve().parent.parent))
+    return tags
+
+
+def provenance_tags() -> dict[str, str]:
+    """All provenance tags for a run created now: the static ones plus the device and thread count that
+    `bench.device.configure` set for this process."""
+    from bench.device import current_device, current_threads, device_model
+
+    device = current_device()
+    tags = {**static_tags(), "device": str(device), "threads": str(current_threads())}
+    if device.type != "cpu":
+        tags["gpu.model"] = device_model(device)
+    return tags
+
+
+def git_state(root: Path) -> dict[str, str]:
+    """{'bench.git_commit': sha, 'bench.git_dirty': 'true'|'false'} for a checkout at `root`, else {}."""
+    if not (root / ".git").exists():
+        return {}
+    try:
+        sha = _git(root, "rev-parse", "HEAD")
+        status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"bench.git_commit": sha, "bench.git_dirty": "true" if status else "false"}
+
+
+def _git(root: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return out.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else the platform's processor string)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
