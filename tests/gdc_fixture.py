@@ -66,6 +66,14 @@ class GdcFixture:
     def write_sheet_lines(self, lines: list[str]) -> None:
         self.sheet.write_text("\n".join(lines) + "\n")
 
+    def set_sheet_cell(self, line: int, column: str, value: str) -> None:
+        """Rewrite one cell of the sample sheet: `line` is the 1-based file line (2 = first file's row)."""
+        lines = self.sheet_lines()
+        cells = lines[line - 1].split("\t")
+        cells[lines[0].split("\t").index(column)] = value
+        lines[line - 1] = "\t".join(cells)
+        self.write_sheet_lines(lines)
+
 
 def gene_ids(n_genes: int, rng: np.random.Generator) -> list[str]:
     ids = [f"ENSG{1000 + 7 * i:011d}.{int(rng.integers(1, 20))}" for i in range(n_genes)]

@@ -307,3 +307,208 @@ def test_gse7390():
     assert set(np.unique(m.y)) == {0, 1}
     with pytest.raises(BenchInputError):
         load_gse7390("grade")
+
+
+# ---------------------------------------------------------------------------- error paths: the sample sheet
+# Each error names the file (and line or field) and ends with the fix.
+
+
+def test_several_sample_sheets(fx):
+    other = fx.root / "gdc_sample_sheet.2024-02-02.tsv"
+    other.write_text(fx.sheet.read_text())
+    msg = _err(fx.root)
+    assert "several sample sheets" in msg and fx.sheet.name in msg and other.name in msg
+    assert "fix: keep exactly one sample sheet" in msg
+
+
+def test_a_second_sheet_not_named_by_the_gdc_is_ignored(fx):
+    (fx.root / "my_cart_copy.tsv").write_text(fx.sheet.read_text())
+    assert load_expression(fx.root).x.shape == (25, 150)
+
+
+def test_sheet_with_a_ragged_row(fx):
+    _rewrite(fx.sheet, lambda ls: [*ls[:3], ls[3] + "\textra\tcells", *ls[4:]])
+    msg = _err(fx.root)
+    assert f"{fx.sheet} line 4" in msg and "12 tab-separated fields where the header has 10" in msg
+    assert "fix: re-download the sample sheet" in msg
+
+
+def test_sheet_not_utf8(fx):
+    fx.sheet.write_bytes(fx.sheet.read_bytes().replace(b"Primary Tumor", b"Primary Tum\xf6r", 1))
+    msg = _err(fx.root)
+    assert str(fx.sheet) in msg and "not UTF-8" in msg and "fix: re-download the sample sheet" in msg
+
+
+def test_sheet_that_cannot_be_opened(fx, monkeypatch):
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if Path(path) == fx.sheet:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(gdc, "open", deny, raising=False)  # the module's open, not the builtin
+    msg = _err(fx.root)
+    assert f"could not read {fx.sheet.name} (Permission denied)" in msg and "or make it readable" in msg
+
+
+@pytest.mark.parametrize("cell", ["", "   ", " , TCGA-A1-A0SB-01A"])
+def test_empty_sample_id(fx, cell):
+    fx.set_sheet_cell(3, "Sample ID", cell)  # the first of a comma-separated cell is the one used
+    msg = _err(fx.root)
+    assert f"{fx.sheet} line 3: empty Sample ID" in msg and "fix: fill it in or remove the row" in msg
+
+
+# ---------------------------------------------------------------------------- error paths: STAR gene files
+
+
+def test_empty_star_file(fx):
+    fx.files[2].write_text("")
+    msg = _err(fx.root)
+    assert f"{fx.files[2]} line 1: empty gene file" in msg and "fix: re-download this file" in msg
+
+
+def test_star_file_with_only_its_comment(fx):
+    fx.files[2].write_text("# gene-model: GENCODE v36\n")
+    msg = _err(fx.root)
+    assert f"{fx.files[2]} line 2: empty gene file (no header line after 1 comment line(s))" in msg
+
+
+def test_star_file_without_gene_rows(fx):
+    _rewrite(fx.files[2], lambda ls: ls[:6])  # comment, header and the four N_* summary rows
+    msg = _err(fx.root)
+    assert f"{fx.files[2]}: no gene rows after the header" in msg and "fix" in msg
+
+
+def test_star_row_with_extra_fields(fx):
+    _rewrite(fx.files[2], lambda ls: [*ls[:8], ls[8] + "\t1.0", *ls[9:]])  # line 9 = third gene
+    msg = _err(fx.root)
+    assert f"{fx.files[2]} line 9: malformed gene file" in msg
+    assert "10 tab-separated fields where the header has 9" in msg and "fix: re-download" in msg
+
+
+def test_star_file_cut_mid_row(fx):
+    last = fx.files[2].read_text().splitlines()[-1]
+    cut = len(fx.genes[-1]) + 4  # the gene id survives, the values do not
+    _rewrite(fx.files[2], lambda ls: [*ls[:-1], last[:cut]])
+    msg = _err(fx.root)
+    line = 6 + len(fx.genes)  # comment, header, 4 summary rows, then the genes
+    assert f"{fx.files[2]} line {line}: gene {fx.genes[-1]!r} column 'tpm_unstranded' is empty/NaN" in msg
+    assert "fix: re-download this file" in msg
+
+
+def test_star_file_that_cannot_be_opened(fx, monkeypatch):
+    real_open = open
+
+    def deny(path, *args, **kwargs):
+        if Path(path) == fx.files[2]:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(gdc, "open", deny, raising=False)
+    msg = _err(fx.root)
+    assert f"{fx.files[2]}: cannot read the gene file (Permission denied)" in msg and "permissions" in msg
+
+
+def test_a_gene_missing_from_one_file(fx):
+    _rewrite(fx.files[7], lambda ls: ls[:16] + ls[17:])  # line 17 = gene index 10
+    msg = _err(fx.root)
+    assert str(fx.files[7]) in msg and f"first file {fx.files[0]}" in msg
+    assert f"lacks gene {fx.genes[10]!r}; 149 vs 150 genes" in msg and "fix: use files from one GDC" in msg
+
+
+def test_a_gene_the_first_file_lacks(fx):
+    def rename(ls):
+        cells = ls[16].split("\t")
+        cells[0] = "ENSG99999999999.1"
+        return [*ls[:16], "\t".join(cells), *ls[17:]]
+
+    _rewrite(fx.files[7], rename)
+    msg = _err(fx.root)
+    assert str(fx.files[7]) in msg and "has gene 'ENSG99999999999.1' that the first file lacks" in msg
+
+
+# ---------------------------------------------------------------------------- error paths: the cache
+
+
+def _cache_file(root: Path, cache: Path) -> Path:
+    load_expression(root, cache_dir=cache)
+    (path,) = cache.glob("*.npz")
+    return path
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated zip
+        lambda p: p.write_bytes(b"not an npz at all"),
+        lambda p: np.savez(p, x=np.zeros((2, 2))),  # a foreign npz: arrays missing
+        lambda p: np.savez(  # arrays that disagree with each other
+            p,
+            x=np.zeros((3, 2)),
+            y=np.zeros(3),
+            genes=np.array(["a"]),
+            samples=np.array(["s"] * 3),
+            meta=np.asarray('{"source": "s", "warnings": []}'),
+        ),  # fmt: skip
+    ],
+)
+def test_corrupt_cache_is_rebuilt_with_a_warning(fx, monkeypatch, tmp_path, spoil):
+    path = _cache_file(fx.root, tmp_path / "cache")
+    spoil(path)  # in place (the name ends in .npz, so np.savez keeps it)
+    calls = _count_parses(monkeypatch)
+    d = load_expression(fx.root, cache_dir=tmp_path / "cache")
+    assert len(calls) == 25  # parsed again
+    np.testing.assert_array_equal(d.x, fx.tpm)
+    assert d.samples == fx.samples and d.y.tolist() == fx.y.tolist()
+    (note,) = d.warnings
+    assert note.startswith(f"{path}: ") and ("corrupt cache" in note or "inconsistent cache" in note)
+    assert "rebuilt it from the gene files" in note
+    again = load_expression(fx.root, cache_dir=tmp_path / "cache")  # the rebuilt cache serves, silently
+    assert len(calls) == 25 and again.warnings == []
+    np.testing.assert_array_equal(again.x, fx.tpm)
+
+
+# ---------------------------------------------------------------------------- error paths: matrix files
+
+
+@pytest.mark.parametrize(("cell", "shown"), [("", "nan"), ("inf", "inf"), ("-inf", "-inf")])
+def test_matrix_missing_or_infinite_value(tmp_path, cell, shown):
+    path = tmp_path / "m.csv"
+    _matrix().to_csv(path, index=False)
+    _rewrite(path, lambda ls: [*ls[:4], ls[4].replace(ls[4].split(",")[3], cell, 1), *ls[5:]])
+    msg = _err(path)
+    assert f"{path} line 5: column 'G2' is {shown} (missing or infinite)" in msg
+    assert "fix: impute or drop this sample/gene" in msg
+
+
+def test_parquet_missing_value_names_the_row(tmp_path):
+    df = _matrix()
+    df.loc[7, "G4"] = np.nan
+    path = tmp_path / "m.parquet"
+    df.to_parquet(path)
+    assert f"{path} row 7: column 'G4' is nan (missing or infinite)" in _err(path)
+
+
+def test_parquet_numbers_stored_as_text_are_read_as_numbers(tmp_path):
+    df = _matrix()
+    expected = df[[f"G{i}" for i in range(6)]].to_numpy()
+    df["G2"] = df["G2"].map(repr)  # an object column of numeric strings, e.g. '0.6369616873214543'
+    df["G5"] = df["G5"].astype(object)  # floats in an object column
+    path = tmp_path / "m.parquet"
+    df.to_parquet(path)
+    assert not pd.api.types.is_numeric_dtype(pd.read_parquet(path)["G2"])  # text, as written
+    d = load_expression(path)
+    np.testing.assert_array_equal(d.x, expected)
+    (note,) = d.warnings
+    assert str(path) in note and "'G2'" in note and "stored as text" in note and "fix: store gene" in note
+
+
+def test_parquet_text_that_is_not_a_number(tmp_path):
+    df = _matrix()
+    df["G2"] = df["G2"].map(repr)
+    df.loc[3, "G2"] = "0,5"  # a decimal comma
+    path = tmp_path / "m.parquet"
+    df.to_parquet(path)
+    msg = _err(path)
+    assert f"{path} row 3: column 'G2' has non-numeric value '0,5'" in msg and "fix: only numbers" in msg

@@ -10,10 +10,12 @@ Two inputs, chosen by :func:`load_expression` from the path:
   four summary rows (``N_unmapped``, ``N_multimapping``, ``N_noFeature``, ``N_ambiguous``) that are
   dropped, then one row per gene keyed by its versioned Ensembl id (``ENSG00000000003.15``; ``_PAR_Y``
   ids are distinct genes and are kept). The column ``value_column`` (default ``tpm_unstranded``, TPM) is
-  read. The assembled matrix is cached (see :func:`load_expression`).
-* **Matrix file** (``.csv``, ``.tsv``/``.txt``, optionally ``.gz``; ``.parquet`` when pyarrow is installed):
-  samples x genes, a label column (default ``label``: 0/1 or ``healthy``/``normal``/``cancer``/``tumor``),
-  and optionally a ``sample_id`` column or an unnamed first (index) column.
+  read. The assembled matrix is cached (see :func:`load_expression` and `bench.data.gdc_cache`).
+* **Matrix file** (read by `bench.data.matrix_file`: ``.csv``, ``.tsv``/``.txt``, optionally ``.gz``;
+  ``.parquet`` when pyarrow is installed): samples x genes, a label column (default ``label``: 0/1 or ``healthy``/``normal``/``cancer``/``tumor``),
+  and optionally a ``sample_id`` column or an unnamed first (index) column. Gene columns must be numbers
+  (a column of numbers stored as text, as a Parquet object column may be, is read as numbers with a
+  warning); a missing or infinite value is an error naming the row and column.
 
 Labels: 0 = healthy (normal tissue), 1 = cancer. For GDC input they come from the sample sheet's
 ``Sample Type`` (``Solid Tissue Normal`` -> 0; ``Primary Tumor``, ``Metastatic``, ``Recurrent Tumor``,
@@ -28,9 +30,6 @@ All counts (samples, classes, genes) come from the data; nothing assumes the pap
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.data.gdc_cache import cache_key, load_cache, save_cache
 from bench.errors import BenchInputError
 
 __all__ = [
     "ExpressionData",
     "load_expression",
     "load_gdc_directory",
-    "load_matrix_file",
     "read_star_counts",
     "label_from_sample",
     "find_sample_sheet",
@@ -52,7 +51,6 @@ __all__ = [
 
 SHEET_REQUIRED = ("File ID", "File Name", "Sample ID")
 STAR_SUMMARY_ROWS = frozenset({"N_unmapped", "N_multimapping", "N_noFeature", "N_ambiguous"})
-_CACHE_VERSION = "gdc-cache-v1"
 
 _NORMAL_TYPES = {
     "solid tissue normal",
@@ -77,15 +75,7 @@ _CANCER_TYPES = {
     "tumor",
     "tumour",
 }
-_MATRIX_LABELS = {
-    "0": 0,
-    "healthy": 0,
-    "normal": 0,
-    "1": 1,
-    "cancer": 1,
-    "tumor": 1,
-    "tumour": 1,
-}
+
 _BARCODE = re.compile(r"^TCGA-[A-Za-z0-9]{2}-[A-Za-z0-9]{4}-(\d{2})")
 
 
@@ -138,12 +128,15 @@ def load_expression(
         label_column: label column of a matrix file (matrix input only).
         cache_dir: where the assembled directory matrix is cached; default ``DIR/.bench_cache/``.
             The cache key hashes the sample sheet, ``value_column`` and every gene file's size and
-            mtime, so editing or replacing any of them re-parses.
+            mtime, so editing or replacing any of them re-parses. A corrupt or inconsistent cache file
+            is rebuilt from the gene files, with a line in ``warnings`` naming it.
     """
     p = Path(path)
     if p.is_dir():
         return load_gdc_directory(p, value_column=value_column, cache_dir=cache_dir)
     if p.is_file():
+        from bench.data.matrix_file import load_matrix_file
+
         return load_matrix_file(p, label_column=label_column)
     raise BenchInputError(
         f"{p}: no such file or directory; fix: pass a GDC download directory or a samples x genes matrix file"
@@ -155,12 +148,13 @@ def load_expression(
 
 def find_sample_sheet(directory: Path) -> Path:
     """Return the sample-sheet TSV at the top level of ``directory``."""
-    candidates = []
+    candidates, unreadable = [], []
     for f in sorted(directory.glob("*.tsv")):
         try:
             with open(f, encoding="utf-8", errors="replace") as fh:
                 header = fh.readline().rstrip("\r\n").split("\t")
-        except OSError:
+        except OSError as e:
+            unreadable.append(f"{f.name} ({e.strerror or e})")
             continue
         if "File ID" in header and "File Name" in header:
             candidates.append(f)
@@ -173,9 +167,11 @@ def find_sample_sheet(directory: Path) -> Path:
             "fix: keep exactly one sample sheet TSV at the top level"
         )
     if not candidates:
+        cannot = f"; could not read {', '.join(unreadable)}" if unreadable else ""
         raise BenchInputError(
-            f"{directory}: no sample sheet (a top-level *.tsv with columns 'File ID' and 'File Name'); "
+            f"{directory}: no sample sheet (a top-level *.tsv with columns 'File ID' and 'File Name'){cannot}; "
             "fix: download the sample sheet from the GDC cart and save it in this directory"
+            + (" (or make it readable)" if unreadable else "")
         )
     return candidates[0]
 
@@ -214,9 +210,9 @@ def _first(cell: str) -> str:
 def _read_sheet(sheet: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(sheet, sep="\t", dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise BenchInputError(
-            f"{sheet}: not a readable tab-separated sample sheet ({str(e).splitlines()[0]}); "
+            f"{_where_parse_failed(sheet, e)}: not a readable tab-separated sample sheet ({_reason(e)}); "
             "fix: re-download the sample sheet from the GDC cart"
         ) from e
     df.columns = [c.strip() for c in df.columns]
@@ -232,6 +228,28 @@ def _read_sheet(sheet: Path) -> pd.DataFrame:
             f"{sheet}: the sample sheet lists no files; fix: add files to the GDC cart and re-download"
         )
     return df
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def _where_parse_failed(path: Path, err: Exception) -> str:
+    """`path line N` when pandas names the line (its numbers count every line of the file), else `path`."""
+    m = _FIELDS.search(str(err))
+    return f"{path} line {m.group(2)}" if m else str(path)
+
+
+def _reason(err: Exception) -> str:
+    """One line saying why a file could not be read."""
+    m = _FIELDS.search(str(err))
+    if m:
+        return f"{m.group(3)} tab-separated fields where the header has {m.group(1)}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text: byte {err.object[err.start : err.start + 1]!r} at offset {err.start}"
+    if isinstance(err, OSError):
+        return f"cannot read: {err.strerror or err}"
+    lines = str(err).strip().splitlines()
+    return lines[-1] if lines else type(err).__name__
 
 
 def _resolve(directory: Path, file_id: str, file_name: str) -> Path | None:
@@ -250,14 +268,26 @@ def read_star_counts(path: Path, value_column: str = "tpm_unstranded") -> tuple[
     """
     n_comment = 0
     header: list[str] = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if line.startswith("#"):
-                n_comment += 1
-                continue
-            header = line.rstrip("\r\n").split("\t")
-            break
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("#"):
+                    n_comment += 1
+                    continue
+                header = line.rstrip("\r\n").split("\t")
+                break
+    except OSError as e:
+        raise BenchInputError(
+            f"{path}: cannot read the gene file ({e.strerror or e}); fix: check its permissions or "
+            "re-download it from the GDC"
+        ) from e
     header_line = n_comment + 1
+    if header in ([], [""]):
+        raise BenchInputError(
+            f"{path} line {header_line}: empty gene file (no header line"
+            f"{f' after {n_comment} comment line(s)' if n_comment else ''}); fix: re-download this file from "
+            "the GDC, or remove it from the sample sheet"
+        )
     missing = [c for c in ("gene_id", value_column) if c not in header]
     if missing:
         raise BenchInputError(
@@ -266,13 +296,12 @@ def read_star_counts(path: Path, value_column: str = "tpm_unstranded") -> tuple[
             f"{', '.join(h for h in header if h not in ('gene_id', 'gene_name', 'gene_type'))}"
         )
     try:
-        df = pd.read_csv(
-            path, sep="\t", skiprows=n_comment, usecols=["gene_id", value_column], dtype={"gene_id": str}
-        )
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        # all columns, so that a row with more fields than the header is an error, not a silent shift
+        df = pd.read_csv(path, sep="\t", skiprows=n_comment, dtype={"gene_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         raise BenchInputError(
-            f"{path}: malformed gene file ({str(e).strip().splitlines()[-1]}; lines counted after "
-            f"{n_comment} comment line(s)); fix: re-download this file from the GDC"
+            f"{_where_parse_failed(path, e)}: malformed gene file ({_reason(e)}); fix: re-download this file "
+            "from the GDC, or remove it from the sample sheet"
         ) from e
     first_data_line = header_line + 1
     ids = df["gene_id"].astype(str)
@@ -311,54 +340,6 @@ def read_star_counts(path: Path, value_column: str = "tpm_unstranded") -> tuple[
             f"{path}: no gene rows after the header; fix: re-download this file from the GDC"
         )
     return kept_ids.to_numpy(dtype=str), values[keep]
-
-
-def _cache_key(sheet: Path, files: list[Path], value_column: str) -> str:
-    h = hashlib.sha256()
-    h.update(_CACHE_VERSION.encode())
-    h.update(sheet.read_bytes())
-    h.update(value_column.encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
-
-
-def _load_cache(path: Path) -> ExpressionData | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            return ExpressionData(
-                x=z["x"].astype(np.float64),
-                y=z["y"].astype(np.int64),
-                genes=z["genes"].tolist(),
-                samples=z["samples"].tolist(),
-                source=meta["source"],
-                warnings=list(meta["warnings"]),
-            )
-    except (OSError, ValueError, KeyError):
-        return None  # corrupt or foreign file: rebuild
-
-
-def _save_cache(path: Path, data: ExpressionData) -> str | None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-        meta = json.dumps({"source": data.source, "warnings": data.warnings})
-        np.savez(
-            tmp,
-            x=data.x,
-            y=data.y,
-            genes=np.asarray(data.genes, dtype=str),
-            samples=np.asarray(data.samples, dtype=str),
-            meta=np.asarray(meta),
-        )
-        os.replace(tmp, path)
-    except OSError as e:
-        return f"could not write cache {path} ({e}); the next load will parse the files again"
-    return None
 
 
 def load_gdc_directory(
@@ -420,12 +401,12 @@ def load_gdc_directory(
         )
 
     files = [r[3] for r in rows]
-    cache_path = Path(cache_dir or directory / ".bench_cache") / (
-        f"gdc_{_cache_key(sheet, files, value_column)}.npz"
+    cache_path = (
+        Path(cache_dir or directory / ".bench_cache") / f"gdc_{cache_key(sheet, files, value_column)}.npz"
     )
-    cached = _load_cache(cache_path)
+    cached, cache_note = load_cache(cache_path)
     if cached is not None:
-        return cached
+        return ExpressionData(**cached)
 
     genes: np.ndarray | None = None
     gene_pos: pd.Index | None = None
@@ -439,7 +420,7 @@ def load_gdc_directory(
             idx = gene_pos.get_indexer(ids)
             if len(ids) != len(genes) or (idx < 0).any():
                 if (idx < 0).any():
-                    detail = f"has gene {ids[idx < 0][0]!r} that the first file lacks"
+                    detail = f"has gene {str(ids[idx < 0][0])!r} that the first file lacks"
                 else:
                     missing = sorted(set(genes.tolist()) - set(ids.tolist()))
                     detail = f"lacks gene {missing[0]!r}" if missing else "has a different gene count"
@@ -460,120 +441,6 @@ def load_gdc_directory(
         source=f"GDC STAR counts ({value_column}), {len(rows)} files from {directory}",
         warnings=warnings,
     )
-    err = _save_cache(cache_path, data)
-    if err:
-        data.warnings.append(err)
+    err = save_cache(cache_path, vars(data))
+    data.warnings += [w for w in (cache_note, err) if w]  # after saving: the new cache does not repeat them
     return data
-
-
-# --------------------------------------------------------------------------- matrix file
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        try:
-            return pd.read_parquet(path)
-        except ImportError as e:
-            raise BenchInputError(
-                f"{path}: reading Parquet needs pyarrow; fix: pip install pyarrow, or save the matrix as CSV"
-            ) from e
-    for suffix, sep in ((".csv", ","), (".tsv", "\t"), (".txt", "\t")):
-        if name.endswith((suffix, suffix + ".gz")):
-            try:
-                return pd.read_csv(path, sep=sep)
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-                raise BenchInputError(
-                    f"{path}: cannot parse as {'CSV' if sep == ',' else 'TSV'} ({str(e).splitlines()[0]}); "
-                    "fix: write a samples x genes table with a header row"
-                ) from e
-    raise BenchInputError(
-        f"{path}: unknown matrix file type; fix: use .csv, .tsv, .txt (optionally .gz) or .parquet"
-    )
-
-
-def load_matrix_file(path: str | Path, *, label_column: str = "label") -> ExpressionData:
-    """Load a samples x genes matrix with a label column (see the module docstring).
-
-    Error messages give 1-based file lines for CSV/TSV (line 1 = header) and 0-based rows for Parquet.
-    """
-    path = Path(path)
-    df = _read_table(path)
-    is_text = not path.name.lower().endswith((".parquet", ".pq"))
-
-    def where(i: int) -> str:
-        return f"{path} line {i + 2}" if is_text else f"{path} row {i}"
-
-    if df.shape[0] == 0:
-        raise BenchInputError(f"{path}: no samples (no data rows); fix: write one row per sample")
-    if label_column not in df.columns:
-        shown = ", ".join(map(repr, list(df.columns[:6]))) + (", ..." if df.shape[1] > 6 else "")
-        raise BenchInputError(
-            f"{path} line 1 (header): no label column {label_column!r} (columns: {shown}); "
-            f"fix: add a '{label_column}' column (0/1 or healthy/cancer) or pass label_column=..."
-        )
-    if "sample_id" in df.columns:
-        samples = df["sample_id"].astype(str).tolist()
-        df = df.drop(columns=["sample_id"])
-    elif str(df.columns[0]) == "" or str(df.columns[0]).startswith("Unnamed: 0"):
-        samples = df.iloc[:, 0].astype(str).tolist()
-        df = df.iloc[:, 1:]
-    elif not isinstance(df.index, pd.RangeIndex):
-        samples = df.index.astype(str).tolist()
-    else:
-        samples = [f"row{i}" for i in range(len(df))]
-
-    labels = df[label_column]
-    y = np.empty(len(df), dtype=np.int64)
-    for i, v in enumerate(labels.tolist()):
-        key = str(v).strip().lower()
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v == v:
-            key = str(int(v)) if float(v).is_integer() else key
-        if key not in _MATRIX_LABELS:
-            raise BenchInputError(
-                f"{where(i)}: unknown {label_column!r} value {v!r}; fix: use 0/healthy/normal or "
-                "1/cancer/tumor"
-            )
-        y[i] = _MATRIX_LABELS[key]
-
-    feats = df.drop(columns=[label_column])
-    if feats.shape[1] == 0:
-        raise BenchInputError(
-            f"{path}: no gene columns besides {label_column!r}; fix: add expression columns"
-        )
-    for c in feats.columns:
-        if not pd.api.types.is_numeric_dtype(feats[c]):
-            num = pd.to_numeric(feats[c], errors="coerce")
-            i = int(np.flatnonzero(num.isna().to_numpy() & feats[c].notna().to_numpy())[0])
-            raise BenchInputError(
-                f"{where(i)}: column {str(c)!r} has non-numeric value {feats[c].iloc[i]!r}; "
-                "fix: only numbers in gene columns (or name the id column 'sample_id')"
-            )
-    x = feats.to_numpy(dtype=np.float64)
-    bad = np.argwhere(~np.isfinite(x))
-    if bad.size:
-        i, j = (int(v) for v in bad[0])
-        raise BenchInputError(
-            f"{where(i)}: column {str(feats.columns[j])!r} is {x[i, j]} (missing or infinite); "
-            "fix: impute or drop this sample/gene before loading"
-        )
-
-    warnings: list[str] = []
-    dup = pd.Index(samples).duplicated()
-    if dup.any():
-        first = int(np.flatnonzero(dup)[0])
-        warnings.append(
-            f"{where(first)}: duplicate sample id {samples[first]!r} ({int(dup.sum())} duplicate row(s) "
-            "in all); kept the first of each"
-        )
-        keep = ~dup
-        x, y = x[keep], y[keep]
-        samples = [s for s, k in zip(samples, keep, strict=True) if k]
-    return ExpressionData(
-        x=x,
-        y=y,
-        genes=[str(c) for c in feats.columns],
-        samples=samples,
-        source=f"matrix file {path.name} ({x.shape[0]} samples x {x.shape[1]} features)",
-        warnings=warnings,
-    )
