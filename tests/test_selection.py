@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from gdc_fixture import write_gdc_fixture
+from scipy.spatial.distance import cdist
 
 from bench.data.gdc import load_expression
 from bench.data.selection import (
@@ -48,6 +51,7 @@ def test_undersample():
     idx = undersample(y, np.random.default_rng(0))
     assert np.bincount(y[idx]).tolist() == [3, 3]
     assert len(set(idx.tolist())) == 6
+    assert set(idx[y[idx] == 0].tolist()) == {0, 1, 2}  # the minority class is kept whole
     np.testing.assert_array_equal(idx, undersample(y, 0))  # int seeds work and are reproducible
     with pytest.raises(BenchInputError, match="both classes"):
         undersample(np.ones(4, dtype=int))
@@ -102,7 +106,39 @@ def test_class_variance():
     assert v["ratio"] == pytest.approx(np.hypot(9.0, 2.0) / 1.5)
 
 
-def test_class_variance_on_fixture(cohort):
+def test_class_variance_on_fixture_against_loops(cohort):
     x, y = cohort
     v = class_variance(x, y)
-    assert v["inter_class"] > 0 and v["intra_class_0"] > 0 and v["ratio"] > 0
+    spread = {}
+    for c in (0, 1):
+        rows = [x[i] for i in range(len(y)) if y[i] == c]
+        mean = [sum(r[g] for r in rows) / len(rows) for g in range(x.shape[1])]
+        spread[c] = (mean, sum(math.dist(r, mean) for r in rows) / len(rows))
+    assert v["intra_class_0"] == pytest.approx(spread[0][1]) and v["intra_class_1"] == pytest.approx(
+        spread[1][1]
+    )
+    assert v["inter_class"] == pytest.approx(math.dist(spread[0][0], spread[1][0]))
+    assert v["ratio"] == pytest.approx(v["inter_class"] / ((spread[0][1] + spread[1][1]) / 2))
+
+
+def test_pairwise_distances_against_scipy(cohort):
+    x, _ = cohort
+    np.testing.assert_allclose(pairwise_distances(x[:7], x[7:]), cdist(x[:7], x[7:]), atol=1e-9)
+
+
+@pytest.mark.parametrize("strategy", ["dissimilar", "similar"])
+def test_greedy_pairs_against_a_sort_of_all_pairs(cohort, strategy):
+    """Greedy pairing recomputed another way: walk all (healthy, cancer) pairs sorted by distance."""
+    x, y = cohort
+    n = 6
+    healthy, cancer = np.flatnonzero(y == 0), np.flatnonzero(y == 1)
+    pairs = sorted(
+        ((math.dist(x[h], x[c]), h, c) for h in healthy for c in cancer), reverse=strategy == "dissimilar"
+    )
+    used, expect = set(), []
+    for _, h, c in pairs:
+        if h not in used and c not in used and len(expect) < n:
+            used |= {h, c}
+            expect.append((h, c))
+    idx = select_patients(x, y, n, strategy)
+    assert list(zip(idx[:n].tolist(), idx[n:].tolist(), strict=True)) == expect
