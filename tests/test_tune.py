@@ -29,6 +29,8 @@ TINY = [
     "--set", "attack.eval_every=10",
     "--heartbeat", "1",
 ]  # fmt: skip
+# Trials that log metrics and curves only (no arrays, no figures): for the tests that do not read them.
+FAST = [*TINY, "--set", "log.arrays=false", "--set", "log.images=false"]
 BENCH = str(Path(sys.executable).parent / "bench")
 # Worker processes share 2 cores with the test: one torch thread each (oversubscribed OpenMP crawls).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -306,3 +308,145 @@ def test_workers_share_one_study(backend: str, tracking_uri: str, tmp_path: Path
     info = _check_no_lost_or_duplicated(_study(storage, study_name, tracking_uri), tracking_uri, 6)
     workers = {c[0].data.tags["bench.worker"] for c in info["children"].values()}
     assert len(workers) == 2  # both processes ran trials
+
+
+# ---------------------------------------------------------------------------- objectives, jobs, limits
+
+
+def _history(uri: str, run_id: str, key: str) -> dict[int, float]:
+    return {m.step: m.value for m in _client(uri).get_metric_history(run_id, key)}
+
+
+def test_objective_kkt(tracking_uri: str) -> None:
+    """--objective kkt: each trial's value is its final KKT residual (the last point of its own
+    `attack/kkt_fit` curve), its intermediate values the attack loss, and the best trial the lowest."""
+    from optuna.trial import TrialState
+
+    args = ["tune", TASK, "--stage", "attack", "--objective", "kkt", "--n-trials", "3", "--study", "kkt"]
+    args += ["--sampler", "random", "--seed", "0", *FAST, "--set", "attack.steps=30"]
+    res = CliRunner().invoke(app, [*args, "--tracking-uri", tracking_uri])
+    assert res.exit_code == 0, res.output
+    info = _check_no_lost_or_duplicated(_study(None, "kkt", tracking_uri), tracking_uri, 3)
+    assert info["parent"].data.params["objective"] == "kkt"
+    values = {}
+    for t in info["trials"]:
+        assert t.state == TrialState.COMPLETE
+        run_id = info["children"][t.number][0].info.run_id
+        fit = _history(tracking_uri, run_id, "attack/kkt_fit")
+        assert sorted(fit) == list(range(30))
+        assert t.value == fit[29] and t.value != t.user_attrs["oracle"]
+        # reported at each monitor step s: the loss of the step before it (the last one taken)
+        loss = _history(tracking_uri, run_id, "attack/loss")
+        assert t.intermediate_values == {s: loss[s - 1] for s in (10, 20, 30)}
+        values[t.number] = t.value
+    best = min(values, key=values.get)
+    assert info["parent"].data.metrics["best/trial"] == best
+    assert info["parent"].data.metrics["best/value"] == pytest.approx(values[best])
+    assert "objective/spearman_kkt_oracle" in info["parent"].data.metrics
+
+
+def test_n_jobs_2(tracking_uri: str) -> None:
+    """--n-jobs 2: two threads of one process share the study and one classifier; trials overlap."""
+    args = ["tune", TASK, "--stage", "attack", "--n-jobs", "2", "--n-trials", "4", "--study", "jobs"]
+    args += [*TINY, "--set", "attack.steps=60", "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert res.output.count("training the classifier once for this process") == 1
+    info = _check_no_lost_or_duplicated(_study(None, "jobs", tracking_uri), tracking_uri, 4)
+    assert len({c[0].data.tags["bench.worker"] for c in info["children"].values()}) == 1
+    spans = [(t.datetime_start, t.datetime_complete) for t in info["finished"]]
+    overlaps = [a for a in spans for b in spans if a is not b and a[0] < b[1] and b[0] < a[1]]
+    assert overlaps, spans  # some trials ran at the same time
+
+
+def test_timeout_stops_between_trials(tracking_uri: str) -> None:
+    """--timeout: no trial starts after it; the running one finishes; rerunning continues the study."""
+    from optuna.trial import TrialState
+
+    args = ["tune", TASK, "--stage", "attack", "--n-trials", "50", "--study", "timed"]
+    args += [*FAST, "--set", "attack.steps=30", "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, [*args, "--timeout", "0.5"])
+    assert res.exit_code == 0, res.output
+    assert "not finished (timeout): rerun the same command to continue" in res.output
+    trials = _study(None, "timed", tracking_uri).get_trials()
+    assert len(trials) < 50 and all(t.state == TrialState.COMPLETE for t in trials)
+    before = len(trials)
+    res = CliRunner().invoke(app, [*args, "--timeout", "0.5"])
+    assert res.exit_code == 0, res.output
+    trials = _study(None, "timed", tracking_uri).get_trials()
+    assert before < len(trials) < 50 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gives_up_after_failures_in_a_row(
+    batch: int, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts (trials, or batches) that fail: a success resets the count; the third failure in a row
+    ends the study with exit code 1, each failed trial's run FAILED."""
+    from optuna.trial import TrialState
+
+    from bench.tune import batch as tune_batch
+    from bench.tune import trials as tune_trials
+    from bench.tune.trials import MAX_CONSECUTIVE_FAILURES
+
+    module = tune_trials if batch == 1 else tune_batch
+    real, calls = module.attack_and_evaluate, []
+
+    def flaky(*a, **kw):  # attempt 2 succeeds, every other one fails
+        calls.append(1)
+        if len(calls) == 3:
+            return real(*a, **kw)
+        raise RuntimeError(f"planted failure {len(calls)}")
+
+    monkeypatch.setattr(module, "attack_and_evaluate", flaky)
+    args = ["tune", TASK, "--stage", "attack", "--n-trials", "20", "--study", "failing"]
+    args += ["--batch", str(batch), *FAST, "--set", "attack.steps=10", "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 1, res.output
+    unit = "trials" if batch == 1 else "batches"
+    assert f"tune failed: {MAX_CONSECUTIVE_FAILURES} {unit} in a row failed" in res.output
+    assert "planted failure 6" in res.output  # the last attempt's reason
+    assert len(calls) == 2 + 1 + MAX_CONSECUTIVE_FAILURES
+    trials = _study(None, "failing", tracking_uri).get_trials()
+    states = [t.state for t in trials]
+    expect = [TrialState.FAIL] * 2 + [TrialState.COMPLETE] + [TrialState.FAIL] * 3
+    assert states == [s for s in expect for _ in range(batch)]
+    runs = _runs(tracking_uri, **{"bench.kind": "tune-trial", "bench.study": "failing"})
+    failed = {int(r.data.tags["bench.trial"]) for r in runs if r.info.status == "FAILED"}
+    assert failed == {t.number for t in trials if t.state == TrialState.FAIL}
+
+
+# ---------------------------------------------------------------------------- storage URLs
+
+
+@pytest.mark.parametrize("kind", ["journal:", ".journal", "sqlite"])
+def test_storage_urls(kind: str, tracking_uri: str, tmp_path: Path) -> None:
+    """--storage journal:PATH, PATH.journal and sqlite:///FILE.db hold the study (not the default
+    journal beside the tracking store); rerunning finds it there and has nothing left to do."""
+    import optuna
+
+    from bench.tune import default_storage_path
+
+    path = tmp_path / "studies" / ("s.db" if kind == "sqlite" else "s.journal")
+    url = {"journal:": f"journal:{path}", ".journal": str(path), "sqlite": f"sqlite:///{path}"}[kind]
+    if kind == "sqlite":
+        path.parent.mkdir()
+    args = ["tune", TASK, "--stage", "attack", "--n-trials", "2", "--study", "stored", "--storage", url]
+    args += [*FAST, "--set", "attack.steps=10", "--tracking-uri", tracking_uri]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    shown = url if kind == "sqlite" else f"journal:{path}"
+    assert f"study 'stored' (attack stage) in {shown}:" in res.output
+    assert path.is_file() and not default_storage_path("stored", tracking_uri).exists()
+    if kind == "sqlite":
+        storage: object = url
+    else:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.load_study(study_name="stored", storage=storage)
+    _check_no_lost_or_duplicated(study, tracking_uri, 2)
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0 and "2/2 finished" in res.output, res.output
+    assert len(_runs(tracking_uri, **{"bench.kind": "tune-trial"})) == 2

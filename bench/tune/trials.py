@@ -170,6 +170,21 @@ class TrialRunner:
 
     # -- one trial
     def _objective(self, trial: Any) -> float:
+        """One trial under `study.optimize`. A failed trial keeps its reason (system attribute
+        `fail_reason`, as batch.py does) for the echo and the give-up message: Optuna only logs it."""
+        import optuna
+
+        try:
+            return self._run_trial(trial)
+        except (Surplus, optuna.TrialPruned):
+            raise
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                reason = f"{type(e).__name__}: {e}"
+                self.study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason)
+            raise
+
+    def _run_trial(self, trial: Any) -> float:
         import optuna
 
         self.check_surplus(trial)
