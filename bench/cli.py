@@ -21,6 +21,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def main(
+    tasks_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--tasks-dir",
+            help="also load task files (*.py declaring TASKS) from DIR (default: $BENCH_TASKS_DIR, else "
+            "./tasks if present; see docs/tasks.md)",
+        ),
+    ] = None,
+) -> None:
+    """Benchmark harness for training-data reconstruction attacks (Haim et al. 2022)."""
+    if tasks_dir is not None:
+        import os
+
+        from bench.tasks import user
+
+        try:
+            os.environ[user.ENV] = str(user.tasks_dir(tasks_dir))  # worker processes inherit it
+        except BenchInputError as e:
+            _fail_input(e)
+
+
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="smoke | quick | paper")]
 SetOpt = Annotated[
     list[str] | None,

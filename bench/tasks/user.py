@@ -3,9 +3,9 @@
 The directory is, first found: the `tasks_dir` argument (`bench --tasks-dir DIR`), the environment variable
 `BENCH_TASKS_DIR`, or `./tasks` when it exists in the working directory. Every `*.py` file in it whose
 name does not start with `_` is executed as its own module (`bench_user_tasks_<stem>`) and must declare
-`TASKS = (Task(...), ...)`; files starting with `_` are skipped (helpers the task files may share through
-their own imports). A file that fails to load raises BenchInputError naming the file and line, which the
-command line reports with exit code 2.
+`TASKS = (Task(...), ...)`; files starting with `_` are skipped: they are helpers (while a task file runs,
+its folder is on sys.path, so it may `import _common`). A file that fails to load raises BenchInputError
+naming the file and line, which the command line reports with exit code 2.
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ def tasks_dir(explicit: str | Path | None = None) -> Path | None:
 def load_dir(folder: Path) -> list[tuple[str, Iterable[Task]]]:
     """(file, tasks) for every task file of `folder`, in name order."""
     files = [p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")]
-    return [(f"{path.resolve()}:{_tasks_line(path)}", load_file(path)) for path in files]
+    out = []
+    for path in files:
+        tasks = load_file(path)  # first: a broken file is reported by load_file, with its line
+        out.append((f"{path.resolve()}:{_tasks_line(path)}", tasks))
+    return out
 
 
 def load_file(path: Path) -> tuple[Task, ...]:
@@ -58,6 +62,7 @@ def load_file(path: Path) -> tuple[Task, ...]:
         raise BenchInputError(f"{path}: not a loadable Python file; fix: name it <something>.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and typing.get_type_hints look the module up by name
+    sys.path.insert(0, str(path.parent))  # a task file may import the folder's _helpers.py
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
@@ -72,6 +77,8 @@ def load_file(path: Path) -> tuple[Task, ...]:
             f"{path}:{line}: user task file failed to load: {type(e).__name__}: {e}; fix: correct that "
             f"line, or move the file out of {path.parent} (files named _*.py are skipped)"
         ) from None
+    finally:
+        sys.path.remove(str(path.parent))
     tasks = getattr(module, "TASKS", None)
     line = _tasks_line(path)
     if tasks is None:
@@ -91,7 +98,11 @@ def _line_in(err: BaseException, path: Path) -> int:
 
 def _tasks_line(path: Path) -> int:
     """The line where the file assigns TASKS (1 if none is found)."""
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except SyntaxError:
+        return 1
+    for node in ast.walk(tree):
         targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and any(
             isinstance(t, ast.Name) and t.id == "TASKS" for t in targets
