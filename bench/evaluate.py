@@ -190,8 +190,16 @@ class Scorer:
                 metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, self.cfg, mask).items()})
         return metrics, mt
 
-    def evaluate(self, recon_x: np.ndarray, baselines: dict[str, dict[str, float]]) -> Evaluation:
+    def evaluate(
+        self,
+        recon_x: np.ndarray,
+        baselines: dict[str, dict[str, float]],
+        extra: dict[str, float] | None = None,
+    ) -> Evaluation:
         """Score reconstructions (k, d) beside baselines already scored by `scores`.
+
+        `extra`: further metrics of the reconstructions (e.g. `memorised/frac`) compared with the
+        baselines' values of the same name (`gain/<name>/memorised`).
 
         Metrics: the attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...), each
         baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's
@@ -199,11 +207,14 @@ class Scorer:
         mae, attack corr - baseline corr for corr; positive means the attack recovers more than the baseline).
         """
         metrics, mt = self.scores(recon_x)
+        metrics.update(extra or {})
         for name, base in baselines.items():
             metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
             metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
             metrics[f"gain/{name}/ncc_dist"] = base["ncc_dist_mean"] - metrics["ncc_dist_mean"]
             metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]
+            if "memorised/frac" in base and "memorised/frac" in metrics:
+                metrics[f"gain/{name}/memorised"] = metrics["memorised/frac"] - base["memorised/frac"]
             if "dssim_mean" in base:
                 metrics[f"gain/{name}/dssim"] = base["dssim_mean"] - metrics["dssim_mean"]
                 metrics[f"gain/{name}/l2_255"] = base["l2_255_mean"] - metrics["l2_255_mean"]

@@ -231,15 +231,16 @@ def attack_and_evaluate(
         random = scorer.scores(random_x)[0]
         mem_random = memorisation(scorer.train_s, data.y_train, compared(random_x), held_s, fresh_s)
         random |= mem_random
-        ev = scorer.evaluate(recon, shared | {"random": random})
+        mem = memorisation(scorer.train_s, data.y_train, compared(recon), held_s, fresh_s)
+        ev = scorer.evaluate(recon, shared | {"random": random}, mem)
         metrics = {
             **ev.metrics,
-            **memorisation(scorer.train_s, data.y_train, compared(recon), held_s, fresh_s),
             **data_counts,
             "diverged": float(att.diverged[p]),
             "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
             "attack/converged": float(att.converged[p]),
             "attack/steps_run": float(att.steps_run[p]),
+            "attack/stop_rule": float(cfg.attack.stop != "none"),
         }
         if margins is not None:
             metrics["margin/frac_near"] = float((margins <= 1.5).mean())

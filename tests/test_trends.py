@@ -51,6 +51,9 @@ def test_settings_do_not_count_as_seeds():
 def test_usable_drops_unconverged_runs():
     tab = pd.DataFrame({"train/converged": [1.0, 0.0, 1.0], "attack/converged": [1.0, 1.0, 0.0]})
     assert len(usable(tab)) == 1
+    # a fixed step budget (no stopping rule): the attack flag is reported, not used to drop runs
+    assert len(usable(tab.assign(**{"attack/stop_rule": 0.0}))) == 2
+    assert len(usable(tab.assign(**{"attack/stop_rule": 1.0}))) == 1
 
 
 def test_mean_ci_against_known_answer():

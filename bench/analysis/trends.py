@@ -34,11 +34,19 @@ STATS = (
 
 
 def usable(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose classifier reached its target and whose attack converged (missing flags count as yes)."""
-    ok = np.ones(len(table), dtype=bool)
-    for col in ("train/converged", "attack/converged"):
-        if col in table:
-            ok &= pd.to_numeric(table[col], errors="coerce").fillna(1.0).to_numpy() > 0.5
+    """Rows whose classifier reached its target and whose attack converged (missing flags count as yes).
+
+    An attack counts as unconverged only where a stopping rule was asked for (`attack/stop_rule` = 1,
+    `attack.stop=plateau`): with a fixed step budget the flag is reported, not used to drop runs.
+    """
+
+    def flag(col: str) -> np.ndarray:
+        return pd.to_numeric(table.get(col, pd.Series(1.0, index=table.index)), errors="coerce").fillna(1.0)
+
+    ok = flag("train/converged").to_numpy() > 0.5
+    if "attack/converged" in table:
+        rule = flag("attack/stop_rule").to_numpy() > 0.5
+        ok &= ~rule | (flag("attack/converged").to_numpy() > 0.5)
     return table[ok]
 
 
