@@ -75,16 +75,12 @@ def pair_dataset(
 
 
 def split_class(images: np.ndarray, n_train: int, n_test: int, rng: np.random.Generator, what: str):
-    """Disjoint random (train, test) draws from one class's images; test may be short but not empty."""
-    from bench.errors import BenchInputError
+    """Disjoint random (train, test) draws of *distinct* images (k, h, w) of one class
+    (bench.data.split.split_pool: equal after min-max rescaling counts once); test may be short."""
+    from bench.data.split import split_pool
 
-    if len(images) < n_train + 1:
-        raise BenchInputError(
-            f"{what} has {len(images)} images; data.n_per_class={n_train} needs at least {n_train + 1} "
-            "(one left for the held-out baseline): lower data.n_per_class"
-        )
-    idx = rng.permutation(len(images))
-    return images[idx[:n_train]], images[idx[n_train : n_train + n_test]]
+    tr, te = split_pool(images.reshape(len(images), -1), n_train, n_test, rng, what)
+    return images[tr], images[te]
 
 
 # --- task hooks --------------------------------------------------------------------------------------------

@@ -39,25 +39,3 @@ class Dataset:
 def to_pm1(labels: np.ndarray) -> np.ndarray:
     """{0, 1} labels -> {-1, +1} floats."""
     return np.where(np.asarray(labels) > 0, 1.0, -1.0)
-
-
-def balanced_split(
-    x: np.ndarray, labels: np.ndarray, n_train: int, n_test: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Draw n_train + n_test samples per class {0, 1} without replacement.
-
-    Returns x_train, y_train (+-1), x_test, y_test; training rows are ordered class 0 then class 1.
-    Raises ValueError naming the class when it has too few samples.
-    """
-    tr, te = [], []
-    for cls in (0, 1):
-        idx = np.flatnonzero(labels == cls)
-        if len(idx) < n_train + 1:
-            raise ValueError(
-                f"class {cls} has {len(idx)} samples; n_per_class={n_train} needs at least {n_train + 1}"
-            )
-        idx = rng.permutation(idx)
-        tr.append(idx[:n_train])
-        te.append(idx[n_train : n_train + n_test])
-    tr_idx, te_idx = np.concatenate(tr), np.concatenate(te)
-    return x[tr_idx], to_pm1(labels[tr_idx]), x[te_idx], to_pm1(labels[te_idx])

@@ -7,7 +7,7 @@ Both classes are `side` x `side` binary images with exactly `n_pixels` on-pixels
   nor touch (4-neighbourhood), so a blob's size is what it says. Shapes: "rect", a filled rectangle of the
   most nearly square factorisation of blob_size (random orientation); "walk", the set of pixels visited
   by a lattice random walk that grows until it covers blob_size pixels.
-Spatial correlation is measured by Moran's I with rook (4-neighbour) weights, per image.
+Spatial correlation is measured by Moran's I (bench.analysis.spatial).
 """
 
 from __future__ import annotations
@@ -99,17 +99,6 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     out[:, 1:] |= mask[:, :-1]
     out[:, :-1] |= mask[:, 1:]
     return out
-
-
-def morans_i(img: np.ndarray) -> float:
-    """Moran's I of one image (h, w) with rook weights: 1 = perfectly clustered, ~0 = random."""
-    z = np.asarray(img, dtype=float) - np.mean(img)
-    denom = (z * z).sum()
-    if denom == 0:
-        return 0.0
-    cross = (z[1:] * z[:-1]).sum() + (z[:, 1:] * z[:, :-1]).sum()
-    n_pairs = z[1:].size + z[:, 1:].size
-    return float(z.size / n_pairs * cross / denom)
 
 
 def make_blob_classes(
