@@ -160,6 +160,34 @@ def test_attack_reports_every_step_in_order_with_monitors_between() -> None:
     assert np.array_equal(res.curves["attack/loss"][1][0], np.array([losses[s] for s in range(25)]))
 
 
+def test_divergence_found_at_monitor_points_ends_where_a_per_step_check_would() -> None:
+    from bench.attack.kkt import Weights
+    from bench.attack.reconstruct import reconstruct
+    from bench.config import AttackConfig
+
+    g = torch.Generator().manual_seed(0)
+    w = Weights((torch.randn(8, 5, generator=g), torch.randn(1, 8, generator=g)))
+    cfg = AttackConfig(steps=30, eval_every=10, m_factor=1, optimizer="sgd")
+    box = (-np.ones(5), np.ones(5))
+    steps: list[int] = []
+    mons: list[int] = []
+
+    def monitor(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
+        mons.append(step)
+        return {}
+
+    # one setting blows up at step 1, the other goes on: every step is reported, the loop runs to the end
+    res = reconstruct(w, 3, *box, cfg, 0, [{"lr": 1e36}, {"lr": 1e-3}], monitor, lambda s, _: steps.append(s))
+    assert res.diverged.tolist() == [True, False] and res.steps_run.tolist() == [1, 30]
+    assert steps == list(range(30)) and mons == [0, 10, 20, 30]
+    assert not np.isfinite(res.curves["attack/loss"][1][0, 1]) and np.isfinite(res.x).all()
+    # every setting blows up at step 1: the loop ends there (step 1 recorded, not taken), as before
+    steps.clear(), mons.clear()
+    res = reconstruct(w, 3, *box, cfg, 0, [{"lr": 1e36}, {"lr": 1e37}], monitor, lambda s, _: steps.append(s))
+    assert res.diverged.all() and res.steps_run.tolist() == [1, 1]
+    assert steps == [0] and mons == [0, 1] and res.curves["attack/loss"][1].shape == (2, 2)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (needs one)")
 def test_smoke_series_on_gpu_matches_cpu(tracking_uri: str) -> None:

@@ -67,8 +67,9 @@ def reconstruct(
 
     weights: the trained (and normalised) network; n_train: assumed training-set size (m = m_factor n);
     lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
-    of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` every step; `monitor` every
-    `cfg.eval_every` steps and at the end. device: where to compute (a name as in bench.device); the
+    of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` for every step, delivered in
+    order at the monitor points (where losses reach the host); `monitor` every `cfg.eval_every` steps
+    and at the end. device: where to compute (a name as in bench.device); the
     random starting point is drawn on the CPU and moved, so every device starts from the same numbers.
     """
     import time
@@ -118,6 +119,15 @@ def reconstruct(
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
     mon_steps: list[int] = []
     mon_vals: dict[str, list[np.ndarray]] = {}
+    # The loop never waits for the device: each step's loss and fit, whether any setting still moves, and
+    # the step each setting diverged at stay on the device and reach the host at monitor points (`flush`),
+    # which replays them as if checked step by step: the same history, callbacks and stopping point.
+    hist = torch.zeros(
+        2, P, cfg.steps, dtype=torch.float32 if dev.type == "mps" else torch.float64, device=dev
+    )
+    any_moving = torch.ones(cfg.steps, dtype=torch.bool, device=dev)
+    died_at = torch.full((P,), -1, dtype=torch.long, device=dev)
+    flushed = 0  # steps whose record is on the host
 
     def run_monitor(step: int) -> None:
         if monitor is None:
@@ -131,8 +141,33 @@ def reconstruct(
         errors = (np.asarray(mon_steps), np.stack(err, axis=1)) if err else None
         return plateau(fit_hist[:, :recorded], errors, at, cfg.stop_window, cfg.stop_tol)
 
+    def flush(upto: int) -> bool:
+        """Bring steps [flushed, upto) to the host and report them; False when no setting moved any more
+        at one of them (the loop ends there: that step is recorded, not taken)."""
+        nonlocal flushed, recorded, taken
+        if upto <= flushed:
+            return True
+        chunk = hist[:, :, flushed:upto].cpu().numpy()
+        still = any_moving[flushed:upto].cpu().numpy()
+        died = died_at.cpu().numpy()
+        dead = np.flatnonzero(~still)
+        stop = flushed + int(dead[0]) if len(dead) else None
+        end = upto if stop is None else stop + 1
+        loss_hist[:, flushed:end] = chunk[0, :, : end - flushed]
+        fit_hist[:, flushed:end] = chunk[1, :, : end - flushed]
+        newly = (died >= flushed) & (died < end)
+        steps_run[newly] = died[newly]
+        first, flushed, recorded = flushed, end, end
+        taken = end if stop is None else stop
+        if on_step is not None:
+            for s in range(first, taken):
+                on_step(s, loss_hist[:, s])
+        return stop is None
+
     for step in range(cfg.steps):
         if step % cfg.eval_every == 0:
+            if not flush(step):
+                break
             run_monitor(step)
             if cfg.stop == "plateau" and step > 0:
                 newly = torch.as_tensor(rule(step), device=dev) & alive & ~stopped
@@ -155,23 +190,20 @@ def reconstruct(
                 box_penalty=cfg.box_penalty,
             )
         finite = torch.isfinite(loss.detach())
-        steps_run[(alive & ~finite & ~stopped).cpu().numpy()] = step
+        died_at = torch.where(alive & ~finite & ~stopped, step, died_at)
         alive &= finite
-        loss_hist[:, step] = loss.detach().cpu().double().numpy()
-        fit_hist[:, step] = fit.detach().cpu().double().numpy()
-        recorded = step + 1
+        hist[0, :, step] = loss.detach()
+        hist[1, :, step] = fit.detach()
         moving = alive & ~stopped
-        if not moving.any():
-            break
+        any_moving[step] = moving.any()
         torch.where(moving, loss, torch.zeros_like(loss)).sum().backward()
         opt.step(moving)
         with torch.no_grad():
             for good, cur in zip(last_good, (x, l), strict=True):
                 keep = moving.view(-1, *([1] * (good.dim() - 1)))
                 good.copy_(torch.where(keep, cur.detach(), good))  # no boolean indexing: no device sync
-        taken = step + 1
-        if on_step is not None:
-            on_step(step, loss_hist[:, step])
+    else:
+        flush(cfg.steps)
     if not mon_steps or mon_steps[-1] != taken:
         run_monitor(taken)
     moving = (alive & ~stopped).cpu().numpy()
