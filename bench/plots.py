@@ -17,6 +17,19 @@ def _as_image(v: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
     return np.pad(v, (0, side * side - v.size)).reshape(side, side)
 
 
+def pair_order(score: np.ndarray, max_pairs: int, higher_is_better: bool = True) -> np.ndarray:
+    """Indices of the pairs to draw, best first: all of them, or the best and the worst halves of max_pairs.
+
+    NaN scores count as the worst.
+    """
+    key = np.where(np.isnan(score), -np.inf, score if higher_is_better else -score)
+    order = np.argsort(-key, kind="stable")
+    if len(order) <= max_pairs:
+        return order
+    best = (max_pairs + 1) // 2
+    return np.concatenate([order[:best], order[len(order) - (max_pairs - best) :]])
+
+
 def reconstruction_grid(
     train: np.ndarray,
     recon: np.ndarray,
@@ -24,26 +37,55 @@ def reconstruction_grid(
     shape: tuple[int, int] | None,
     title: str = "",
     max_pairs: int = 24,
+    metric: str = "score",
+    higher_is_better: bool = True,
+    per_row: int = 8,
 ) -> plt.Figure:
-    """Training samples (top row) above their best reconstructions (bottom row), best score first.
+    """Training samples above their matched reconstructions, best match first, in rows of `per_row` pairs.
 
-    train, recon: (n, d) matched pairs (already rescaled); score: (n,) higher is better (SSIM or corr).
-    Tabular rows are drawn as padded squares.
+    train, recon: (n, d) matched pairs (already rescaled to [0, 1]); score: (n,) the pair's match score
+    named `metric` (e.g. "NCC"), higher is better unless `higher_is_better` is False. Each pair is labelled
+    with its score; the best and the worst pair also say "best"/"worst" and the metric's name. With more
+    than `max_pairs` pairs the best and the worst halves are drawn. Tabular rows are drawn as padded
+    squares. About 1 inch (100 px at matplotlib's default dpi) per image: 8 pairs are ~900 px wide.
     """
-    order = np.argsort(-score)[:max_pairs]
-    k = len(order)
-    fig, axes = plt.subplots(2, k, figsize=(0.9 * k + 0.5, 2.2), squeeze=False)
+    score = np.asarray(score, dtype=float)
+    order = pair_order(score, max_pairs, higher_is_better)
+    k, per_row = len(order), max(1, min(per_row, len(order)))
+    n_rows = -(-k // per_row)
+    # per row of pairs: a train row, its recon row, then a thin spacer row (not after the last)
+    ratios = ([1.0, 1.0, 0.35] * n_rows)[:-1]
+    fig, grid = plt.subplots(
+        len(ratios),
+        per_row,
+        figsize=(1.05 * per_row + 0.55, 2.35 * n_rows + 0.8),
+        squeeze=False,
+        gridspec_kw={"height_ratios": ratios, "hspace": 0.12},
+    )
+    for ax in grid.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    axes = np.stack([grid[3 * r + q] for r in range(n_rows) for q in (0, 1)])
     for j, i in enumerate(order):
-        for row, src in enumerate((train, recon)):
-            ax = axes[row, j]
-            ax.imshow(_as_image(src[i], shape), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[1, j].set_xlabel(f"{score[i]:.2f}", fontsize=7)
-    axes[0, 0].set_ylabel("train", fontsize=8)
-    axes[1, 0].set_ylabel("recon", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        r, c = divmod(j, per_row)
+        for row, src in ((2 * r, train), (2 * r + 1, recon)):
+            axes[row, c].imshow(_as_image(src[i], shape), cmap="gray", vmin=0, vmax=1)
+        label = f"{score[i]:.2f}"
+        if j in (0, k - 1) and k > 1:
+            label = f"{metric} {score[i]:.2f}"
+            axes[2 * r, c].set_title(
+                "best" if j == 0 else "worst", fontsize=8, color="C2" if j == 0 else "C3"
+            )
+        axes[2 * r + 1, c].set_xlabel(label, fontsize=7)
+    for r in range(n_rows):
+        axes[2 * r, 0].set_ylabel("train", fontsize=8)
+        axes[2 * r + 1, 0].set_ylabel("recon", fontsize=8)
+    shown = f"{k} of {len(score)} pairs" if k < len(score) else f"{k} pairs"
+    note = f"{shown}, ordered by {metric} ({'higher' if higher_is_better else 'lower'} is better)"
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=9)
+    w, h = fig.get_size_inches()  # margins in inches: the title above, labels left and below
+    fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, top=1 - 0.6 / h, bottom=0.3 / h, wspace=0.1)
     return fig
 
 

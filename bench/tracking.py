@@ -46,6 +46,11 @@ def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
 
+# The MLflow UI (3.x) opens an untagged experiment in its GenAI view, where runs hide under "Model
+# training"; this kind opens bench's experiments in the classic runs table.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 class Tracker:
     """A connection to one tracking store, with bench's run layout."""
 
@@ -82,11 +87,14 @@ class Tracker:
         try:
             exp = self.client.get_experiment_by_name(name)
             if exp is not None:
+                for key, value in EXPERIMENT_TAGS.items():
+                    if key not in exp.tags:  # an experiment made before bench tagged its experiments
+                        self.client.set_experiment_tag(exp.experiment_id, key, value)
                 return exp.experiment_id
             path = _sqlite_path(self.uri)
             location = (path.parent / "artifacts" / name).resolve().as_uri() if path else None
             try:
-                return self.client.create_experiment(name, artifact_location=location)
+                return self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
             except Exception:  # another process created it meanwhile (`bench tune` workers start together)
                 exp = self.client.get_experiment_by_name(name)
                 if exp is None:
