@@ -16,15 +16,21 @@ from bench.config import RunConfig, _set, apply_overrides, to_dict
 from bench.errors import ConfigError
 from bench.registry import Task
 
+# Series-table columns shown by `bench run` and their headers; PRIMARY stands for the task's primary
+# metric (eval.primary), and every header names its metric.
 SUMMARY_COLS = {
     "series_value": "series",
     "seed": "seed",
-    "train_loss": "train loss",
-    "test_accuracy": "test acc",
-    "error": "error",
-    "corr_mean": "corr",
-    "baseline/mean/PRIMARY": "mean-img",
-    "baseline/heldout/PRIMARY": "held-out",
+    "train/converged": "train converged",
+    "test_accuracy": "test accuracy",
+    "PRIMARY": "attack PRIMARY",
+    "baseline/mean/PRIMARY": "mean-image PRIMARY",
+    "baseline/heldout/PRIMARY": "held-out PRIMARY",
+    "class1/PRIMARY": "class-1 attack PRIMARY",
+    "memorised/frac": "memorised frac",
+    "baseline/random/memorised/frac": "random memorised frac",
+    "membership/auc": "membership AUC",
+    "attack/converged": "attack converged",
 }
 SHARED_SECTIONS = ("model", "train", "attack", "eval")
 
@@ -48,22 +54,28 @@ def print_summary(task: Task, summary: Any) -> None:
 
     table = summary.table
     primary = str(table["primary"].iloc[0]) if "primary" in table else "error"
-    cols = {k.replace("PRIMARY", primary): v for k, v in SUMMARY_COLS.items()}
+    cols = {k.replace("PRIMARY", primary): v.replace("PRIMARY", primary) for k, v in SUMMARY_COLS.items()}
     show = [c for c in cols if c in table]
     sweep_cols = [c for c in table if str(c).startswith("sweep.")]  # after the series column
     show[1:1] = sweep_cols
     cols |= {c: c.removeprefix("sweep.") for c in sweep_cols}
-    rich_table = Table(
-        title=f"{task.name}: one row per run (error = {primary}, baselines in the same metric)"
-    )
+    rich_table = Table(title=f"{task.name}: one row per run (primary metric {primary}; see docs/metrics.md)")
     for c in show:
         rich_table.add_column(cols[c], justify="right")
     for _, row in table.iterrows():
         rich_table.add_row(*[fmt(row[c]) for c in show])
     console = Console(width=max(120, Console().width))
     console.print(rich_table)
-    for k, v in summary.trend.items():
-        console.print(f"{k} = {v:.4g}")
+    for (
+        k,
+        v,
+    ) in summary.trend.items():  # the primary metric's trend and the run counts; the rest on the parent
+        if (
+            k.startswith(("trend/error/", "trend/sweep/", "runs/"))
+            and "/error/" in k
+            or k.startswith("runs/")
+        ):
+            console.print(f"{k} = {v:.4g}")
     console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
 
 

@@ -104,20 +104,25 @@ def test_print_summary_shows_the_primary_metric_and_sweep_columns(capsys) -> Non
             "series_value": [1, 25],
             "seed": [0, 0],
             "sweep.train.lr": [0.5, 1.0],
-            "error": [0.123456, 0.5],
+            "dssim_mean": [0.123456, 0.5],
             "primary": ["dssim_mean", "dssim_mean"],
             "baseline/heldout/dssim_mean": [0.3, 0.4],
         }
     )
-    summary = SimpleNamespace(table=table, trend={"trend/x": 0.25}, parent_run_id="P1", experiment_id="7")
+    trend = {"trend/error/slope": 0.25, "trend/dssim_mean/slope": 0.5, "runs/used": 2.0}
+    summary = SimpleNamespace(table=table, trend=trend, parent_run_id="P1", experiment_id="7")
     console.print_summary(get_task("blobs-rect"), summary)
     out = capsys.readouterr().out
-    header = next(line for line in out.splitlines() if "series" in line and "error" in line)
+    header = next(line for line in out.splitlines() if "series" in line and "attack" in line)
     assert (
-        header.index("series") < header.index("train.lr") < header.index("error") < header.index("held-out")
+        header.index("series") < header.index("train.lr") < header.index("attack") < header.index("held-out")
     )
-    assert "0.1235" in out and "error = dssim_mean" in out
-    assert "trend/x = 0.25" in out and "parent run P1 in experiment 7" in out
+    # every metric column names its metric (rich may wrap a header over lines)
+    assert "dssim_mean" in out and out.count("dssim_mean") >= 3
+    assert "0.1235" in out and "primary metric dssim_mean" in out
+    assert "trend/error/slope = 0.25" in out and "runs/used = 2" in out
+    assert "trend/dssim_mean/slope" not in out  # the rest of the trends are on the parent run
+    assert "parent run P1 in experiment 7" in out
 
 
 def test_progress_closes_a_phase_that_stopped_early() -> None:
