@@ -66,15 +66,10 @@ def print_summary(task: Task, summary: Any) -> None:
         rich_table.add_row(*[fmt(row[c]) for c in show])
     console = Console(width=max(120, Console().width))
     console.print(rich_table)
-    for (
-        k,
-        v,
-    ) in summary.trend.items():  # the primary metric's trend and the run counts; the rest on the parent
-        if (
-            k.startswith(("trend/error/", "trend/sweep/", "runs/"))
-            and "/error/" in k
-            or k.startswith("runs/")
-        ):
+    # the primary metric's trends and the run counts here; every other trend is on the parent run
+    for k, v in summary.trend.items():
+        primary_trend = k.startswith("trend/error") or (k.startswith("trend/sweep/") and "/error/" in k)
+        if primary_trend or k.startswith("runs/"):
             console.print(f"{k} = {v:.4g}")
     console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
 
