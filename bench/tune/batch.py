@@ -93,7 +93,11 @@ def _attack_batch(
                 prune[p] = prune[p] or why
 
         result = attack_and_evaluate(
-            prep, runner.plan.cfg, settings, Hooks(on_step=on_step, on_monitor=on_monitor)
+            prep,
+            runner.plan.cfg,
+            settings,
+            Hooks(on_step=on_step, on_monitor=on_monitor),
+            runner.task.post,
         )
         for p, (trial, log, setup) in enumerate(zip(trials, logs, setups, strict=True)):
             sr = result.settings[p]

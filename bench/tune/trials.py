@@ -293,7 +293,7 @@ class TrialRunner:
                 raise optuna.TrialPruned(why)
 
         result = attack_and_evaluate(
-            self.prepared(), cfg, None, Hooks(on_step=on_step, on_monitor=on_monitor)
+            self.prepared(), cfg, None, Hooks(on_step=on_step, on_monitor=on_monitor), self.task.post
         )
         value = self.log_attack(trial, log, result, result.settings[0])
         if result.settings[0].metrics.get("diverged"):
