@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import os
 import re
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.errors import BenchInputError
 
+if TYPE_CHECKING:  # torch is imported where it is used: config checks stay light
+    import torch
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
-_state: dict[str, object] = {"device": torch.device("cpu"), "threads": None}
+_state: dict[str, object] = {"device": None, "threads": None}
 
 
 def valid_device_name(name: str) -> bool:
@@ -31,6 +33,8 @@ def valid_device_name(name: str) -> bool:
 
 def available_devices() -> list[str]:
     """The devices torch can use on this machine, e.g. ['cpu', 'cuda:0', 'cuda:1'] or ['cpu', 'mps']."""
+    import torch
+
     found = ["cpu"]
     if torch.cuda.is_available():
         found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -42,6 +46,8 @@ def available_devices() -> list[str]:
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """The torch.device for a device name (None = auto); BenchInputError when it is absent or malformed."""
+    import torch
+
     if isinstance(name, torch.device):
         return name
     text = "auto" if name is None else str(name).strip().lower()
@@ -65,6 +71,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 def resolve_threads(threads: int = 0) -> int:
     """The CPU thread count a run uses: `threads` if positive, else torch's current count (which defaults
     to the machine's cores), else os.cpu_count()."""
+    import torch
+
     if threads and threads > 0:
         return int(threads)
     return int(torch.get_num_threads() or os.cpu_count() or 1)
@@ -74,6 +82,8 @@ def configure(device: str | torch.device | None = "auto", threads: int = 0) -> t
     """Resolve and apply a run's device and thread count (torch.set_num_threads); returns both.
 
     Recorded for the process: `current_device()` and the provenance tags read them."""
+    import torch
+
     dev = resolve_device(device)
     n = resolve_threads(threads)
     if torch.get_num_threads() != n:
@@ -84,16 +94,22 @@ def configure(device: str | torch.device | None = "auto", threads: int = 0) -> t
 
 def current_device() -> torch.device:
     """The device the last `configure` call chose (the CPU before any)."""
-    return _state["device"]  # type: ignore[return-value]
+    import torch
+
+    return _state["device"] or torch.device("cpu")  # type: ignore[return-value]
 
 
 def current_threads() -> int:
     """The thread count torch uses now."""
+    import torch
+
     return int(torch.get_num_threads())
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (timing); a no-op on the CPU."""
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
@@ -102,6 +118,8 @@ def synchronize(device: torch.device) -> None:
 
 def device_model(device: torch.device | None = None) -> str:
     """A human-readable name of the accelerator, e.g. 'NVIDIA H100 80GB HBM3' ('' for the CPU)."""
+    import torch
+
     device = device or current_device()
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
