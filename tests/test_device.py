@@ -209,3 +209,13 @@ def test_smoke_series_on_gpu_matches_cpu(tracking_uri: str) -> None:
     for run_id in gpu.child_run_ids:
         tags = client.get_run(run_id).data.tags
         assert tags["device"] == "cuda:0" and tags["gpu.model"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (needs one)")
+def test_perf_reports_the_gpu_gemm_rate() -> None:
+    from bench.perf import format_report, measure
+
+    r = measure(depth=3, width=256, d=64, n=32, repeats=3, reference=False, device="cuda")
+    assert r.device == "cuda:0" and r.device_model and r.gemm_gflops > 0 and r.fraction_of_peak > 0
+    assert "on cuda:0" in format_report(r)
