@@ -44,6 +44,18 @@ def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float
         return float(logistic_loss(logits, yt)), float(((logits > 0) == (yt > 0)).double().mean())
 
 
+def _stationarity(model: MLP, wd: float) -> float:
+    """||grad L + wd theta|| / ||wd theta||: relative stationarity of the regularised objective, from the
+    data-loss gradients in `.grad` (0 at a stationary point; bench.attack.kkt.stationarity_residual is the
+    same quantity, written as the KKT condition)."""
+    num = den = 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            num += float(((p.grad + wd * p) ** 2).sum())
+            den += float(((wd * p) ** 2).sum())
+    return (num / den) ** 0.5 if den > 0 else float("inf")
+
+
 def train_classifier(
     x: np.ndarray,
     y: np.ndarray,
@@ -57,7 +69,10 @@ def train_classifier(
 ) -> TrainResult:
     """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1}.
 
-    Runs until the training loss is below `cfg.target_loss` or `cfg.max_epochs`; raises if the loss
+    Runs until the training loss is below `cfg.target_loss` (or, with `cfg.weight_decay` > 0, the
+    regularised objective is stationary) and then `cfg.extra_epochs` more, or for `cfg.max_epochs`
+    without reaching it (metrics `reached_target`, `train_extra_epochs`; with weight decay also
+    `train_stationarity`, see `_stationarity`). Raises if the loss
     becomes non-finite (lower `train.lr`). `device`: where to train (a name as in bench.device, or a
     torch.device); the weights are initialised on the CPU and moved, so every device starts alike. The
     stopping rule reads the loss (one scalar) every epoch.
@@ -78,31 +93,45 @@ def train_classifier(
     ).to(dev)
     xt = torch.as_tensor(x, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=dtype, device=dev)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    wd = cfg.weight_decay  # SGD's weight_decay adds wd * theta to every gradient: (wd/2)||theta||^2
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=wd)
     epochs, losses = [], []
-    epoch = 0
-    for epoch in range(1, cfg.max_epochs + 1):
+    epoch, reached, stop_at = 0, 0, cfg.max_epochs  # reached: the epoch the target was met (0: not yet)
+    while epoch < stop_at:
+        epoch += 1
         opt.zero_grad(set_to_none=True)
         loss = logistic_loss(model(xt), yt)
         value = float(loss.detach())
         if not np.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}: lower train.lr")
-        done = value < cfg.target_loss
-        if epoch % cfg.log_every == 0 or epoch == 1 or done:
+        if not reached and value < cfg.target_loss:
+            reached, stop_at = epoch, epoch + cfg.extra_epochs
+        if epoch % cfg.log_every == 0 or epoch in (1, reached, stop_at):
             epochs.append(epoch)
             losses.append(value)
             if on_epoch is not None:
                 on_epoch(epoch, value)
-        if done:
+        if epoch >= stop_at:
             break
         loss.backward()
+        check = wd > 0 and not reached and epoch % cfg.log_every == 0
+        if check and _stationarity(model, wd) <= cfg.stationary_tol:  # the regularised problem's target
+            reached, stop_at = epoch, epoch + cfg.extra_epochs
+            if epoch >= stop_at:
+                break
         opt.step()
     model.eval()
     train_loss, train_acc = evaluate_classifier(model, x, y)
     metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "train_epochs": float(epoch)}
     if x_test is not None and y_test is not None and len(x_test):
         metrics["test_loss"], metrics["test_accuracy"] = evaluate_classifier(model, x_test, y_test)
-    metrics["reached_target"] = float(train_loss < cfg.target_loss)
+    metrics["reached_target"] = float(reached > 0)
+    metrics["train_extra_epochs"] = float(epoch - reached if reached else 0)
+    if wd > 0:
+        model.zero_grad(set_to_none=True)
+        logistic_loss(model(xt), yt).backward()
+        metrics["train_stationarity"] = _stationarity(model, wd)
+        model.zero_grad(set_to_none=True)
     return TrainResult(
         model, (np.array(epochs), np.array(losses)), epoch, metrics, time.perf_counter() - start
     )

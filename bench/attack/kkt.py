@@ -230,3 +230,56 @@ def flops_per_step(d: int, widths: list[int], m: int, population: int = 1, metho
         fwd += cost
         bwd += 2 * cost
     return population * (fwd + bwd)
+
+
+def weight_decay_multipliers(
+    w: Weights, x: torch.Tensor, y: torch.Tensor, weight_decay: float
+) -> torch.Tensor:
+    """lambda_i = sigmoid(-y_i Phi(x_i)) / (n * weight_decay), shape (n,): the KKT multipliers of a
+    network trained with weight decay (see `stationarity_residual`). x (n, d) centred inputs, y (n,) +-1."""
+    with torch.no_grad():
+        phi = _exact_phi(w.mats, w.bias, x)
+    return torch.sigmoid(-y * phi) / (len(x) * weight_decay)
+
+
+def stationarity_residual(w: Weights, x: torch.Tensor, y: torch.Tensor, lam: torch.Tensor) -> float:
+    """||theta - sum_i lam_i y_i grad_theta Phi(x_i)|| / ||theta|| with the exact ReLU gradient (autograd).
+
+    x (n, d), y (n,) in {-1, +1}, lam (n,); theta = all of `w` (bias included). 0 exactly at a KKT point
+    with these multipliers; `kkt_fit` is its square with the ReLU derivative smoothed (alpha -> inf).
+
+    With weight decay. Training on J(theta) = (1/n) sum_i log(1 + exp(-y_i Phi(x_i))) + (wd/2)||theta||^2
+    to a stationary point gives 0 = -(1/n) sum_i sigmoid(-y_i Phi_i) y_i grad Phi_i + wd theta, i.e.
+
+        theta = sum_i lambda_i y_i grad_theta Phi(x_i),   lambda_i = sigmoid(-y_i Phi(x_i)) / (n wd) > 0,
+
+    the same condition the attack fits (`weight_decay_multipliers` gives these lambda). It needs the decay
+    on every parameter the sum runs over: the first-layer bias of `model.bias=first` is decayed too
+    (bench.train), so its row holds as well; an undecayed bias would instead need sum_i lambda_i y_i
+    dPhi/db = 0. Rescaling theta by a (the attack's margin normalisation) keeps the form, with lambda
+    multiplied by a^(2-L). What differs from the unregularised case: there the direction converges to
+    the max-margin KKT point, where lambda_i = 0 for every sample off the margin (complementary
+    slackness), so only margin samples carry the gradient; with weight decay no multiplier is zero, each
+    decays like exp(-margin_i) / (n wd), and every training sample contributes. The attack itself is
+    unchanged (it fits theta = sum lambda y grad Phi with lambda >= lam_min * s, which the regularised
+    point also satisfies); it is the multipliers it has to find that are no longer margin-limited.
+    """
+    params = [m.detach().clone().requires_grad_() for m in w.mats]
+    bias = None if w.bias is None else w.bias.detach().clone().requires_grad_()
+    leaves = params + ([bias] if bias is not None else [])
+    with torch.enable_grad():
+        phi = _exact_phi(params, bias, x)
+        grads = torch.autograd.grad((lam * y * phi).sum(), leaves)
+    num = sum(float(((p.detach() - g) ** 2).sum()) for p, g in zip(leaves, grads, strict=True))
+    den = sum(float((p.detach() ** 2).sum()) for p in leaves)
+    return (num / den) ** 0.5
+
+
+def _exact_phi(
+    mats: list[torch.Tensor] | tuple[torch.Tensor, ...], bias: torch.Tensor | None, x: torch.Tensor
+) -> torch.Tensor:
+    """Phi(x) (n,) with the exact ReLU (no surrogate slope)."""
+    h = x @ mats[0].T + (bias if bias is not None else 0.0)
+    for mat in mats[1:]:
+        h = torch.relu(h) @ mat.T
+    return h.squeeze(-1)
