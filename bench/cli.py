@@ -137,6 +137,14 @@ def run(
             "--population", help="an attack setting 'lr=0.01,alpha=100' (repeatable): run them batched"
         ),
     ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sweep",
+            help="any config key as an axis 'train.weight_decay=0,1e-3' (repeatable, crossed with each "
+            "other and with the series; the series key replaces the series)",
+        ),
+    ] = None,
     tracking_uri: UriOpt = None,
     experiment: ExpOpt = None,
     device: DeviceOpt = None,
@@ -149,6 +157,9 @@ def run(
         _check_profile(spec, profile)
         overrides = _with_device(_overrides(set_), device)
         settings = [_parse_setting(s) for s in population] if population else None
+        from bench.sweep import parse_sweeps
+
+        sweeps = parse_sweeps(sweep)
     except BenchInputError as e:
         _fail_input(e)
     from bench.console import Progress, print_summary
@@ -157,7 +168,7 @@ def run(
     with Progress() as progress:
         try:
             summary = run_task(
-                spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks
+                spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks, sweeps
             )
         except BenchInputError as e:
             progress.stop()
