@@ -5,6 +5,7 @@
 # stdout: one line `export BENCH_TEST_POSTGRES_URL=postgresql+psycopg2://bench:bench@127.0.0.1:PORT/bench_test`
 # (everything else goes to stderr), so a CI script can do:   eval "$(.ci/postgres.sh)"
 # Idempotent: an already running cluster, user or database is reused. Env: BENCH_PG_PORT (default 5432).
+# Exits non-zero (and prints no URL) when the server cannot be installed, started or reached.
 set -euo pipefail
 
 PORT="${BENCH_PG_PORT:-5432}"
@@ -41,10 +42,18 @@ if ! pg_lsclusters -h | awk -v v="$VERSION" '$1==v && $2=="main" {print $4}' | g
 fi
 
 psql_admin() { runuser -u postgres -- psql -p "$PORT" -v ON_ERROR_STOP=1 -qtA "$@"; }
+ready=0
 for _ in $(seq 1 30); do
-    psql_admin -c 'select 1' >/dev/null 2>&1 && break
+    if psql_admin -c 'select 1' >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
     sleep 1
 done
+if [ "$ready" != 1 ]; then
+    log "error: the server on port $PORT did not answer within 30 s"
+    exit 1
+fi
 if [ "$(psql_admin -c "select 1 from pg_roles where rolname='$PG_USER'")" != "1" ]; then
     log "creating user $PG_USER"
     psql_admin -c "create role $PG_USER login password '$PG_PASS'" >&2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -248,7 +247,6 @@ def test_matrix_index_column_and_numeric_labels(tmp_path):
     assert d.samples[0] == "S0" and d.y.tolist() == [0, 1] * 6
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow not installed")
 def test_matrix_parquet(tmp_path):
     path = tmp_path / "m.parquet"
     _matrix().to_parquet(path)
@@ -296,7 +294,6 @@ def test_matrix_duplicate_sample(tmp_path):
 
 
 def test_gse7390():
-    pytest.importorskip("sksurv")
     from bench.data.expression_offline import load_gse7390
 
     d = load_gse7390()

@@ -141,7 +141,6 @@ def test_pca_inverts_to_gene_space(gdc_dir: Path) -> None:
 
 
 def test_gse7390_stand_in_smoke(tracking_uri: str) -> None:
-    pytest.importorskip("sksurv")
     args = ["run", "genetic-sdae", "--profile", "smoke", "--set", "data.source=gse7390"]
     args += ["--set", "data.selection=dissimilar", "--tracking-uri", tracking_uri]
     out = runner.invoke(app, args)

@@ -1,7 +1,9 @@
-"""`bench tune`: a tiny study end to end, resume after SIGKILL, several workers on one study.
+"""`bench tune`: a tiny study end to end; objectives, jobs, timeout, failures and storage URLs; resume
+after SIGKILL; several workers on one study.
 
-The worker tests run real `bench tune` processes: on the embedded journal file and on a PostgreSQL
-server (`BENCH_TEST_POSTGRES_URL`, started by `.ci/postgres.sh`; skipped without it, failed in CI).
+The worker tests run real `bench tune` processes (marked `slow`: `-m 'not slow'` leaves them out): on the
+embedded journal file and on a PostgreSQL server (`BENCH_TEST_POSTGRES_URL`, started by `.ci/postgres.sh`;
+skipped without it, failed in CI).
 """
 
 from __future__ import annotations
@@ -229,6 +231,7 @@ def _wait_for(predicate, seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tracking_uri: str, tmp_path: Path) -> None:
     """A worker killed mid-trial: rerunning the command fails that trial (heartbeat) and retries it."""
     from optuna.trial import TrialState
@@ -285,6 +288,7 @@ def _postgres_url() -> str:
     return url
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["journal", "postgres"])
 def test_workers_share_one_study(backend: str, tracking_uri: str, tmp_path: Path) -> None:
     """Two `bench tune` processes started together on one study: every trial runs once, none is lost."""
@@ -299,7 +303,7 @@ def test_workers_share_one_study(backend: str, tracking_uri: str, tmp_path: Path
         with open(log, "w") as out:
             procs.append(subprocess.Popen([BENCH, *args], stdout=out, stderr=subprocess.STDOUT, env=ENV))
     try:
-        codes = [p.wait(timeout=120) for p in procs]
+        codes = [p.wait(timeout=300) for p in procs]  # generous: a shared, loaded machine is slow
     finally:
         for p in procs:
             p.kill()
