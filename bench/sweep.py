@@ -105,10 +105,11 @@ def get_value(cfg: Any, key: str) -> Any:
 
 
 def sweep_trends(
-    table: pd.DataFrame, keys: Iterable[str], metrics: Sequence[str] = TREND_METRICS
+    table: pd.DataFrame, keys: Iterable[str], metrics: Sequence[str] = TREND_METRICS, n_boot: int = 2000
 ) -> dict[str, float]:
     """{`trend/sweep/<key>/<metric>/<stat>`: value} for every swept key with numeric values and every
-    metric column of `table` in `metrics` (see `bench.analysis.trends.seed_trend` for the statistics).
+    metric column of `table` in `metrics` (see `bench.analysis.trends.seed_trend` for the statistics;
+    `n_boot` bootstrap draws over seeds for the intervals).
 
     All rows count, converged or not: a factor such as weight decay may itself stop the classifier short
     of the loss target, and dropping those rows would hide its effect (the table keeps the flags).
@@ -123,7 +124,7 @@ def sweep_trends(
         for metric in metrics:
             if metric not in table:
                 continue
-            stats = seed_trend(table, col, metric)
+            stats = seed_trend(table, col, metric, n_boot=n_boot)
             out.update({f"trend/sweep/{key}/{metric}/{k}": float(v) for k, v in stats.items()})
     return out
 
