@@ -163,7 +163,7 @@ def attack_and_evaluate(
     from bench.analysis.memorisation import memorisation
     from bench.attack.reconstruct import reconstruct
     from bench.data.split import drop_overlap, overlap_counts
-    from bench.evaluate import Scorer, rescale
+    from bench.evaluate import Scorer
 
     cfg = cfg or prepared.config
     _check_same_classifier(prepared.config, cfg)
@@ -209,10 +209,12 @@ def attack_and_evaluate(
     data_counts |= {"data/n_fresh": float(len(held.fresh_x)), "data/heldout_dropped": float(dropped)}
     shared = {"mean": scorer.scores(mean_image(mean))[0], "heldout": scorer.scores(held.x)[0]}
 
-    def compared(x: np.ndarray) -> np.ndarray:
-        return rescale(x, cfg.eval.rescale, lo, hi)
+    # memorisation and membership compare centred samples (x - training mean, the space the attack works
+    # in): the mean added back for viewing would otherwise give every candidate set a training statistic
+    def centred(x: np.ndarray) -> np.ndarray:
+        return x - mean
 
-    held_s, fresh_s = compared(held.x), compared(held.fresh_x)
+    train_c, held_c, fresh_c = centred(data.x_train), centred(held.x), centred(held.fresh_x)
     margins = prepared.margins / q_min if prepared.margins is not None and q_min > 0 else None
     result = ExperimentResult(
         cfg,
@@ -229,9 +231,9 @@ def attack_and_evaluate(
         recon = att.x[p] + mean
         random_x = random_candidates(mean, noise, setting["init_scale"])
         random = scorer.scores(random_x)[0]
-        mem_random = memorisation(scorer.train_s, data.y_train, compared(random_x), held_s, fresh_s)
+        mem_random = memorisation(train_c, data.y_train, centred(random_x), held_c, fresh_c)
         random |= mem_random
-        mem = memorisation(scorer.train_s, data.y_train, compared(recon), held_s, fresh_s)
+        mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c)
         ev = scorer.evaluate(recon, shared | {"random": random}, mem)
         metrics = {
             **ev.metrics,

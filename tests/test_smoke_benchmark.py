@@ -65,17 +65,18 @@ def _nearest_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_memorisation_recomputed_from_the_logged_arrays(smoke) -> None:
     """memorised/frac and membership/auc from train.npz, reconstruction.npz, heldout.npz and fresh.npz
-    by a short script that uses numpy only (minmax rescaling leaves the correlation unchanged)."""
+    by a short script that uses numpy only."""
     uri, summary = smoke
     client = MlflowClient(uri)
     for run_id in summary.child_run_ids:
         m = client.get_run(run_id).data.metrics
         arrays = {k: load_arrays(client, run_id, k) for k in ("train", "reconstruction", "heldout", "fresh")}
-        train = arrays["train"]["x"]
-        d_att = _nearest_dist(train, arrays["reconstruction"]["x"])
-        d_fresh = _nearest_dist(train, arrays["heldout"]["x"])
+        mu = arrays["train"]["x"].mean(axis=0)  # everything centred by the training mean
+        train, recon = arrays["train"]["x"] - mu, arrays["reconstruction"]["x"] - mu
+        d_att = _nearest_dist(train, recon)
+        d_fresh = _nearest_dist(train, arrays["heldout"]["x"] - mu)
         assert np.mean(d_att < d_fresh) == pytest.approx(m["memorised/frac"], abs=1e-12)
-        d_neg = _nearest_dist(arrays["fresh"]["x"], arrays["reconstruction"]["x"])
+        d_neg = _nearest_dist(arrays["fresh"]["x"] - mu, recon)
         pairs = d_att[:, None] - d_neg[None, :]
         assert np.mean((pairs < 0) + 0.5 * (pairs == 0)) == pytest.approx(m["membership/auc"], abs=1e-12)
         assert len(arrays["heldout"]["x"]) == len(arrays["reconstruction"]["x"])  # as many as candidates
@@ -91,11 +92,10 @@ def test_the_attack_beats_fresh_samples_and_chance(smoke) -> None:
     t = summary.table
     assert (t["train/converged"] == 1).all() and (t["data/heldout_overlap"] == 0).all()
     assert t["memorised/frac"].mean() > 0.9 and t["membership/auc"].mean() > 0.9
-    # the untrained candidates carry the training mean (added back before scoring, as in Haim et al.),
-    # which at 6 images per class already matches training images better than fresh samples do: the
-    # attack must be read against this baseline (docs/metrics.md), and it is never below it here
-    assert (t["memorised/frac"] >= t["baseline/random/memorised/frac"]).all()
-    assert (t["gain/random/memorised"] >= 0).all()
+    # the untrained candidates (noise around the mean) know nothing of the training set: near chance
+    assert t["baseline/random/memorised/frac"].mean() < 0.6
+    assert t["baseline/random/membership/auc"].mean() < 0.75
+    assert (t["gain/random/memorised"] > 0.3).all()
     assert (t["ncc_dist_mean"] < t["baseline/mean/ncc_dist_mean"]).all()
     assert (t["ncc_dist_mean"] < t["baseline/heldout/ncc_dist_mean"]).all()
 
