@@ -150,6 +150,9 @@ _STUDY = {
 _STUDY_SERIES = tuple(
     {"data.n_per_class": n, "data.blob_size": b} for n in (10, 25, 50) for b in (1, 4, 9, 16, 25, 49, 100)
 )
+# The factors of reconstructability (issue 13; benchmarks/factors.sh sweeps them with --sweep): the quick
+# scale at one blob size, 5 seeds for seed-level intervals.
+_FACTORS = _QUICK
 _DESIGN_SUMMARY = {
     "paper": "control pixels vs {shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
     "shuffled": "{shape} blobs vs {shape} blobs with shuffled labels (decoupled control for figs 4-6)",
@@ -170,6 +173,7 @@ TASKS = tuple(
             "quick": Profile(_QUICK, series=(1, 4, 25, 100), seeds=5),
             "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
             "study": Profile(_STUDY, series=_STUDY_SERIES, seeds=5),
+            "factors": Profile(_FACTORS, series=(4,), seeds=5),
         },
     )
     for _design in ("paper", "shuffled")

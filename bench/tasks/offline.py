@@ -106,6 +106,8 @@ _DIGITS_PAIR = Task(
         "smoke": Profile(_DIGITS["smoke"]),
         "quick": Profile(_DIGITS["quick"]),
         "paper": Profile(_DIGITS["paper"], seeds=3),
+        # issue 13's factors (benchmarks/factors.sh): quick scale, 5 seeds, held-out sets for n_per_class <= 40
+        "factors": Profile(_DIGITS["quick"] | {"data.n_test_per_class": 100}, seeds=5),
     },
     post=pair_post,
 )
