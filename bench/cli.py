@@ -66,6 +66,15 @@ DeviceOpt = Annotated[
 ]
 
 
+def _probe(tracking_uri: str | None) -> None:
+    """An http(s) tracking server must answer (exit 2 otherwise), checked before the heavy imports."""
+    import os
+
+    from bench.tracking import probe_tracking_uri
+
+    probe_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "")
+
+
 def _with_device(overrides: dict[str, str], device: str | None) -> dict[str, str]:
     """--device as the config key `device`; the device named (by either) must exist here (exit 2).
     It becomes the process's device (bench.device.configure) for the runs created before training."""
@@ -153,6 +162,7 @@ def run(
     from bench.tasks import get_task
 
     try:
+        _probe(tracking_uri)
         spec = get_task(task)
         _check_profile(spec, profile)
         overrides = _with_device(_overrides(set_), device)
@@ -232,17 +242,16 @@ def perf(
 ) -> None:
     """Time the attack step against the reference formulation and the GEMM peak; log to experiment `perf`."""
     import json
-    import os
-
-    from bench.device import configure
-    from bench.perf import format_report, log_report, measure
-    from bench.tracking import probe_tracking_uri
 
     try:
+        _probe(tracking_uri)
+        from bench.device import configure
+
         dev, _ = configure(device, threads)
-        probe_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "")
     except BenchInputError as e:
         _fail_input(e)
+    from bench.perf import format_report, log_report, measure
+
     if time_to_quality is not None:
         from bench.perf import time_to_quality as race
 
@@ -337,6 +346,7 @@ def tune(
     from bench.tune import TuneError, TuneOptions, parse_space, tune
 
     try:
+        _probe(tracking_uri)
         opts = TuneOptions(
             task=task,
             stage=stage,
