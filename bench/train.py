@@ -5,6 +5,8 @@ Knows nothing of MLflow: the loss curve is returned, and progress goes through a
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +77,7 @@ def train_classifier(
     `train_stationarity`, see `_stationarity`). Raises if the loss
     becomes non-finite (lower `train.lr`). `device`: where to train (a name as in bench.device, or a
     torch.device); the weights are initialised on the CPU and moved, so every device starts alike. The
-    stopping rule reads the loss (one scalar) every epoch.
+    losses reach the host at log points only (every `cfg.log_every` epochs; see the loop).
     """
     from bench.device import resolve_device
 
@@ -97,22 +99,51 @@ def train_classifier(
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=wd)
     epochs, losses = [], []
     epoch, reached, stop_at = 0, 0, cfg.max_epochs  # reached: the epoch the target was met (0: not yet)
+    params = list(model.parameters())
     while epoch < stop_at:
-        epoch += 1
-        opt.zero_grad(set_to_none=True)
-        loss = logistic_loss(model(xt), yt)
-        value = float(loss.detach())
-        if not np.isfinite(value):
-            raise FloatingPointError(f"training loss became {value} at epoch {epoch}: lower train.lr")
-        if not reached and value < cfg.target_loss:
-            reached, stop_at = epoch, epoch + cfg.extra_epochs
-        if epoch % cfg.log_every == 0 or epoch in (1, reached, stop_at):
-            epochs.append(epoch)
-            losses.append(value)
-            if on_epoch is not None:
-                on_epoch(epoch, value)
-        if epoch >= stop_at:
+        # One chunk: the epochs up to the next log point (or the known stop) run without reading the
+        # loss; their losses reach the host once, at the chunk's end, and the stopping rule reads them
+        # epoch by epoch as if it had each time. A stop inside the chunk (the target met, extra_epochs
+        # short) rewinds to the chunk's start and reruns the steps before it: the same model, curve and
+        # callbacks as a loop that reads the loss every epoch, without waiting for the device each time.
+        first, last = epoch + 1, min(stop_at, (epoch // cfg.log_every + 1) * cfg.log_every)
+        saved = [p.detach().clone() for p in params]
+        saved_opt = copy.deepcopy(opt.state_dict())
+        values = []
+        for e in range(first, last + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = logistic_loss(model(xt), yt)
+            values.append(loss.detach())
+            if e < last:
+                loss.backward()
+                opt.step()
+        stop = None
+        for e, value in zip(range(first, last + 1), torch.stack(values).cpu().tolist(), strict=True):
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {e}: lower train.lr")
+            if not reached and value < cfg.target_loss:
+                reached, stop_at = e, e + cfg.extra_epochs
+            if e % cfg.log_every == 0 or e in (1, reached, stop_at):
+                epochs.append(e)
+                losses.append(value)
+                if on_epoch is not None:
+                    on_epoch(e, value)
+            if e >= stop_at:
+                stop = e
+                break
+        if stop is not None:
+            epoch = stop
+            if stop < last:  # rewind: the model is the one after stop - 1 steps
+                with torch.no_grad():
+                    for p, kept in zip(params, saved, strict=True):
+                        p.copy_(kept)
+                opt.load_state_dict(saved_opt)
+                for _ in range(first, stop):
+                    opt.zero_grad(set_to_none=True)
+                    logistic_loss(model(xt), yt).backward()
+                    opt.step()
             break
+        epoch = last
         loss.backward()
         check = wd > 0 and not reached and epoch % cfg.log_every == 0
         if check and _stationarity(model, wd) <= cfg.stationary_tol:  # the regularised problem's target

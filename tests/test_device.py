@@ -7,6 +7,8 @@ device to every component are tested on the CPU (CUDA hidden or faked where need
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -186,6 +188,30 @@ def test_divergence_found_at_monitor_points_ends_where_a_per_step_check_would() 
     res = reconstruct(w, 3, *box, cfg, 0, [{"lr": 1e36}, {"lr": 1e37}], monitor, lambda s, _: steps.append(s))
     assert res.diverged.all() and res.steps_run.tolist() == [1, 1]
     assert steps == [0] and mons == [0, 1] and res.curves["attack/loss"][1].shape == (2, 2)
+
+
+@pytest.mark.parametrize("extra", [0, 3])
+def test_training_reads_losses_at_log_points_and_stops_where_a_per_epoch_check_would(extra: int) -> None:
+    """log_every=1 reads every epoch's loss (no chunk, no rewind); log_every=10 reads them in chunks and
+    rewinds when the target is met inside one: the same model, epochs and values, bit for bit."""
+    from bench.config import ModelConfig, TrainConfig
+    from bench.train import train_classifier
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 20)), np.where(np.arange(12) < 6, -1.0, 1.0)
+    base = TrainConfig(lr=1.0, init_scale=1e-2, target_loss=1e-2, max_epochs=400, extra_epochs=extra)
+    runs = []
+    for log_every in (1, 10):
+        seen: dict[int, float] = {}
+        cfg = dataclasses.replace(base, log_every=log_every)
+        r = train_classifier(x, y, ModelConfig(width=30), cfg, 0, on_epoch=seen.__setitem__)
+        runs.append((r, seen))
+    (every, per_epoch), (chunked, logged) = runs
+    assert every.epochs == chunked.epochs and every.epochs % 10 not in (0, 1)  # the stop is mid-chunk
+    assert every.metrics == chunked.metrics and every.metrics["reached_target"] == 1.0
+    for a, b in zip(every.model.parameters(), chunked.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert chunked.epochs in logged and all(per_epoch[e] == v for e, v in logged.items())
 
 
 @pytest.mark.cuda
