@@ -157,8 +157,27 @@ def run(
     tracking_uri: UriOpt = None,
     experiment: ExpOpt = None,
     device: DeviceOpt = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs", "-j", min=1, help="run the series' runs in N worker processes (docs/scaling.md)"
+        ),
+    ] = 1,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="run only slice I of N of the series x seeds, e.g. 2/8 (needs --group)"),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group", help="tag the runs with this group; `bench summarise --group` merges its shards"
+        ),
+    ] = None,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
+    from contextlib import nullcontext
+
+    from bench.parallel import parse_shard
     from bench.tasks import get_task
 
     try:
@@ -170,15 +189,32 @@ def run(
         from bench.sweep import parse_sweeps
 
         sweeps = parse_sweeps(sweep)
+        if shard is not None and group is None:
+            raise BenchInputError(
+                "--shard needs --group NAME; fix: add --group NAME (the same for every shard)"
+            )
+        shard_ = parse_shard(shard) if shard is not None else None
     except BenchInputError as e:
         _fail_input(e)
     from bench.console import Progress, print_summary
     from bench.runner import run_task
 
-    with Progress() as progress:
+    bars = Progress()  # --jobs N: bench.parallel draws a bar per worker instead
+    with bars if jobs == 1 else nullcontext(bars) as progress:
         try:
             summary = run_task(
-                spec, profile, seeds, overrides, tracking_uri, experiment, settings, progress.hooks, sweeps
+                spec,
+                profile,
+                seeds,
+                overrides,
+                tracking_uri,
+                experiment,
+                settings,
+                progress.hooks,
+                sweeps,
+                jobs=jobs,
+                shard=shard_,
+                group=group,
             )
         except BenchInputError as e:
             progress.stop()
@@ -212,6 +248,26 @@ def _parse_setting(text: str) -> dict[str, float]:
         if out[key] <= 0 and key != "lam_min":
             raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
     return out
+
+
+@app.command()
+def summarise(
+    task: Annotated[str, typer.Argument(help="the task the group ran")],
+    group: Annotated[str, typer.Option("--group", help="the --group of the shards to merge")],
+    tracking_uri: UriOpt = None,
+    experiment: ExpOpt = None,
+) -> None:
+    """Merge the shards of a group into one series table and log its summary (docs/scaling.md)."""
+    from bench.console import print_summary
+    from bench.parallel import summarise_group
+    from bench.tasks import get_task
+
+    try:
+        spec = get_task(task)
+        summary = summarise_group(spec, group, tracking_uri, experiment)
+    except BenchInputError as e:
+        _fail_input(e)
+    print_summary(spec, summary)
 
 
 @app.command()
