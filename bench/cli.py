@@ -450,3 +450,39 @@ def tune(
     if results and results[-1].command:
         typer.echo("best config as a run:")
         typer.echo(f"  {results[-1].command}")
+
+
+@app.command()
+def report(
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="folder for report.md, report.html, report.json")
+    ] = "report",
+    tracking_uri: UriOpt = None,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option("--experiment", help="read the runs of this experiment only (repeatable; default: all)"),
+    ] = None,
+    run_ids: Annotated[
+        list[str] | None, typer.Option("--run", help="read the children of this parent run only (repeatable)")
+    ] = None,
+    claims: Annotated[bool, typer.Option("--claims", help="list the claims and exit")] = False,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="log the files to MLflow experiment 'report'")
+    ] = True,
+) -> None:
+    """Judge every claim of the paper (and four from the literature) on the runs in the store."""
+    from bench.analysis.report import claims_listing, run_report
+
+    if claims:
+        typer.echo(claims_listing())
+        return
+    try:
+        rep, paths, run_id = run_report(out, tracking_uri, experiment, run_ids, log)
+    except BenchInputError as e:
+        _fail_input(e)
+    for v in rep.verdicts:
+        typer.echo(f"{v.claim:32s} {v.verdict:15s} {v.bench[:90]}")
+    typer.echo(
+        f"wrote {paths[0]} and {paths[1]} ({len(rep.runs)} runs)"
+        + (f"; MLflow run {run_id}" if run_id else "")
+    )

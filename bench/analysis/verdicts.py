@@ -1,0 +1,208 @@
+"""Verdicts on claims: the statistics behind `bench.analysis.claims`, pure functions over a runs table.
+
+The runs table has one row per finished child run: `run_id`, `task`, `profile`, `seed`, `setting`,
+`series_value`, every metric under its own name (`ncc_dist_mean`, `memorised/frac`, ...) and every
+config parameter under its dotted key (`data.blob_size`, `model.width`, ...; values as logged, often
+strings: use `num`). Seeds are the statistical unit throughout: rows of one seed (population settings,
+series points pooled by a rule) are averaged first, and intervals are 95% bootstrap intervals over seeds.
+
+Verdict words: `reproduced` (bench's interval lies on the side the claim asserts), `opposite` (it lies on
+the other side), `not reproduced` (it contains no effect and rules out one of the claim's size),
+`inconclusive` (too few seeds or x values, or an interval too wide to tell), `no runs`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+VERDICTS = ("reproduced", "not reproduced", "opposite", "inconclusive", "no runs")
+MIN_SEEDS = 3  # fewer seeds give no usable interval: inconclusive
+
+
+@dataclass
+class Verdict:
+    """One claim judged on bench's runs.
+
+    `bench`: bench's headline number in words (mean or difference with its 95% CI over seeds);
+    `rows`: the detail behind it, one dict per (task, group, metric) with keys task, group, metric,
+    verdict, bench (trend rows also profile, n and the trend statistics); `run_ids`: the child runs used; `note`: fallbacks, left-out runs, disagreements.
+    """
+
+    claim: str
+    verdict: str
+    rule: str
+    paper: str
+    bench: str = "–"
+    value: float = float("nan")
+    lo: float = float("nan")
+    hi: float = float("nan")
+    n_seeds: int = 0
+    run_ids: tuple[str, ...] = ()
+    note: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    profile: str = ""
+    head: dict[str, Any] = field(default_factory=dict)  # the detail row behind the headline, if one
+
+
+def num(df: pd.DataFrame, col: str) -> pd.Series:
+    """Column `col` as floats (NaN where absent or not a number)."""
+    if col not in df:
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    return pd.to_numeric(df[col], errors="coerce").astype(float)
+
+
+def has(df: pd.DataFrame, col: str) -> bool:
+    """Whether `col` exists and holds at least one number."""
+    return col in df and bool(num(df, col).notna().any())
+
+
+def judge(asserted_lo: float, asserted_hi: float, n_seeds: int, min_effect: float) -> str:
+    """The verdict from a 95% interval of the asserted effect (positive = the claim's direction).
+
+    reproduced if lo > 0; opposite if hi < 0; not reproduced if the interval contains 0 and hi is below
+    `min_effect` (an effect of the claim's size is ruled out); otherwise, or with fewer than MIN_SEEDS
+    seeds or no interval, inconclusive.
+    """
+    if n_seeds < MIN_SEEDS or not (np.isfinite(asserted_lo) and np.isfinite(asserted_hi)):
+        return "inconclusive"
+    if asserted_lo > 0:
+        return "reproduced"
+    if asserted_hi < 0:
+        return "opposite"
+    return "not reproduced" if asserted_hi < min_effect else "inconclusive"
+
+
+def _oriented(lo: float, hi: float, sign: int) -> tuple[float, float]:
+    a, b = sign * lo, sign * hi
+    return (min(a, b), max(a, b))
+
+
+def trend(
+    rows: pd.DataFrame, x: str, y: str, sign: int, min_effect: float, label: str = ""
+) -> dict[str, Any]:
+    """Trend of metric `y` against column `x` (seeds as units, `bench.analysis.trends.seed_trend`).
+
+    `sign`: +1 if the claim says y rises with x, -1 if it falls; `min_effect`: the smallest change (largest
+    x minus smallest x) of the claim's size, as a fraction of the level at the smallest x. Returns the
+    trend's statistics plus `verdict`, `level`, `rel` (diff / |level|) and `bench` (the number in words,
+    naming x as `label`).
+    """
+    from bench.analysis.trends import per_seed, seed_trend
+
+    t = seed_trend(rows, x, y, n_boot=1)  # point statistics; the interval comes from `boot_ci` (fast)
+    grid = per_seed(rows, x, y)
+    t.update(boot_ci(grid.columns.to_numpy(dtype=float), grid.to_numpy(dtype=float)))
+    level = float(np.nanmean(grid.iloc[:, 0])) if grid.shape[1] else float("nan")
+    rel = t["diff"] / abs(level) if level else float("nan")
+    lo, hi = _oriented(t["diff_lo"], t["diff_hi"], sign)
+    n_seeds = int(t["n_seeds"]) if np.isfinite(t["n_seeds"]) else 0
+    word = "inconclusive" if t["n_points"] < 2 else judge(lo, hi, n_seeds, min_effect * abs(level))
+    xs = grid.columns.to_numpy(dtype=float) if grid.shape[1] else np.array([np.nan])
+    words = (
+        f"{y}: {_g(level)} at {label or x}={_g(xs[0])} → Δ {_g(t['diff'], '+')} [{_g(t['diff_lo'], '+')}, "
+        f"{_g(t['diff_hi'], '+')}] ({_pct(rel)}) at {_g(xs[-1])}; ρ {_g(t['spearman_rho'], '+')}; "
+        f"{n_seeds} seeds × {int(t['n_points'])} x"
+    )
+    return t | {"verdict": word, "level": level, "rel": rel, "bench": words, "n_seeds": n_seeds}
+
+
+def boot_ci(xs: np.ndarray, grid: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> dict[str, float]:
+    """`slope_lo/hi`, `diff_lo/hi`: the 95% bootstrap intervals of `seed_trend`, computed for all draws
+    at once (the same draws and definitions: seeds resampled with replacement, per-x means, slope and
+    last-minus-first over the x values with data). grid (seeds, k) against xs (k,); NaN with < 2 seeds."""
+    nan = float("nan")
+    out = {"slope_lo": nan, "slope_hi": nan, "diff_lo": nan, "diff_hi": nan}
+    if grid.shape[0] < 2 or grid.shape[1] < 2:
+        return out
+    rng = np.random.default_rng(rng_seed)
+    draws = rng.integers(0, len(grid), (n_boot, len(grid)))
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # draws without a column's seeds: NaN, dropped
+        means = np.nanmean(grid[draws], axis=1)  # (n_boot, k)
+        ok = np.isfinite(means)
+        w = ok.astype(float)
+        m = np.where(ok, means, 0.0)
+        xm = (w * xs).sum(1, keepdims=True) / w.sum(1, keepdims=True)
+        mm = m.sum(1, keepdims=True) / w.sum(1, keepdims=True)
+        xc = np.where(ok, xs - xm, 0.0)
+        slope = (xc * (m - mm)).sum(1) / (xc * xc).sum(1)
+        rows = np.arange(n_boot)
+        first, last = ok.argmax(1), ok.shape[1] - 1 - ok[:, ::-1].argmax(1)
+        diff = means[rows, last] - means[rows, first]
+        enough = ok.sum(1) >= 2
+        slope, diff = np.where(enough, slope, np.nan), np.where(enough, diff, np.nan)
+        (s_lo, d_lo), (s_hi, d_hi) = np.nanpercentile(np.stack([slope, diff], 1), [2.5, 97.5], axis=0)
+    return {"slope_lo": float(s_lo), "slope_hi": float(s_hi), "diff_lo": float(d_lo), "diff_hi": float(d_hi)}
+
+
+def seed_values(rows: pd.DataFrame, values: pd.Series) -> np.ndarray:
+    """Per-seed means (k,) of a per-row series aligned with `rows` (NaN rows dropped)."""
+    t = pd.DataFrame({"seed": rows["seed"].to_numpy(), "v": values.to_numpy(dtype=float)}).dropna()
+    return t.groupby("seed")["v"].mean().to_numpy(dtype=float)
+
+
+def mean_effect(values: np.ndarray, sign: int, min_effect: float, what: str) -> dict[str, Any]:
+    """Verdict on per-seed values (k,) of an effect whose claimed sign is `sign` (0 = no effect)."""
+    from bench.analysis.trends import mean_ci
+
+    mean, lo, hi = mean_ci(values)
+    a_lo, a_hi = _oriented(lo, hi, sign)
+    n = int(np.isfinite(values).sum())
+    word = judge(a_lo, a_hi, n, min_effect)
+    text = f"{what}: {_g(mean, '+')} [{_g(lo, '+')}, {_g(hi, '+')}], {n} seeds"
+    return {"verdict": word, "value": mean, "lo": lo, "hi": hi, "n_seeds": n, "bench": text}
+
+
+def two_groups(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> tuple[float, ...]:
+    """mean(a) - mean(b) of two sets of independent units and its 95% bootstrap interval."""
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        return (float("nan"),) * 3
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    rng = np.random.default_rng(rng_seed)
+    boots = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[
+        rng.integers(0, len(b), (n_boot, len(b)))
+    ].mean(1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return diff, float(lo), float(hi)
+
+
+def combine(words: list[str]) -> str:
+    """One verdict from several that must all hold: any opposite -> opposite, then not reproduced,
+    then inconclusive; reproduced only if all are."""
+    if not words:
+        return "inconclusive"
+    for w in ("opposite", "not reproduced", "inconclusive"):
+        if w in words:
+            return w
+    return "reproduced"
+
+
+def disagreement(rows: list[dict[str, Any]], headline: str) -> str:
+    """A note naming the detail rows whose definite verdict differs from the headline's."""
+    definite = ("reproduced", "not reproduced", "opposite")
+    odd = [r for r in rows if r["verdict"] in definite and r["verdict"] != headline]
+    if not odd:
+        return ""
+    parts = [
+        f"{r['metric']}{' ' + r['group'] if r.get('group') else ''} ({r['task']}): {r['verdict']}"
+        for r in odd
+    ]
+    return "metrics disagree: " + "; ".join(parts)
+
+
+def _g(v: float, sign: str = "") -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:{sign}.3g}"
+
+
+def _pct(v: float) -> str:
+    return "–" if not np.isfinite(v) else f"{v:+.0%}"

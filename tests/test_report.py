@@ -1,0 +1,269 @@
+"""Claims as data and `bench report`: planted effects get the right verdict; a real store gives a report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.analysis.claims import CLAIMS, evaluate_all, get_claim
+from bench.analysis.verdicts import VERDICTS
+
+REQUIRED = (
+    "medmnist-reconstructs",
+    "dssim-steadier-than-l2",
+    "interclass-variance",
+    "dissimilar-lowers-loss",
+    "pca-dissimilar-best",
+    "resnet-dissimilar-beats-random",
+    "blob-error-falls-rect",
+    "blob-error-falls-walk",
+    "blob-trend-linear",
+    "genetic-worse-than-images",
+    "width-vs-dn",
+    "weight-decay-raises",
+    "longer-training-lowers",
+    "margin-predicts-quality",
+)
+
+
+def blob_runs(
+    slope: float, seeds: int = 5, noise: float = 0.01, task: str = "blobs-rect", n: int = 50
+) -> list:
+    """Child-run rows of a blob study, no randomness: ncc_dist = 0.5 + slope * size + a seed offset + a
+    wiggle of +-noise/5 at the largest size (sign alternating with the seed)."""
+    rows = []
+    for seed in range(seeds):
+        offset = noise * (seed - 2) / 2
+        wiggle = noise / 5 * (1 if seed % 2 == 0 else -1)
+        for size in (1, 4, 25, 100):
+            rows.append(
+                {
+                    "run_id": f"{task}-{n}-{seed}-{size}",
+                    "task": task,
+                    "profile": "study",
+                    "seed": seed,
+                    "setting": "0",
+                    "data.blob_size": str(size),
+                    "data.n_per_class": str(n),
+                    "ncc_dist_mean": 0.5 + slope * size + offset + wiggle * size / 100,
+                    "train/converged": 1.0,
+                    "attack/converged": 1.0,
+                }
+            )
+    return rows
+
+
+def test_fast_interval_equals_seed_trend() -> None:
+    from bench.analysis.trends import per_seed, seed_trend
+    from bench.analysis.verdicts import boot_ci
+
+    t = pd.DataFrame(blob_runs(-0.002, noise=0.05)).drop(index=[3, 7])  # two seeds lack one size
+    t["x"] = pd.to_numeric(t["data.blob_size"])
+    slow = seed_trend(t, "x", "ncc_dist_mean", n_boot=300)
+    grid = per_seed(t, "x", "ncc_dist_mean")
+    fast = boot_ci(grid.columns.to_numpy(dtype=float), grid.to_numpy(dtype=float), n_boot=300)
+    for key, value in fast.items():
+        assert value == pytest.approx(slow[key], rel=1e-9), key
+
+
+def test_the_claims_are_declared_as_data() -> None:
+    ids = [c.id for c in CLAIMS]
+    assert len(ids) == len(set(ids)) and set(REQUIRED) <= set(ids)
+    for c in CLAIMS:
+        assert c.statement and c.source and c.paper and c.tasks and c.metric and c.direction and c.rule
+        assert all(cmd.startswith("bench run ") for cmd in c.commands())
+    assert (
+        "1273.13" in get_claim("blob-error-falls-rect").paper
+        and "0.408" in get_claim("pca-dissimilar-best").paper
+    )
+    assert "arXiv" in get_claim("weight-decay-raises").source
+    with pytest.raises(KeyError, match="blob-error-falls-rect"):
+        get_claim("nope")
+
+
+def test_no_runs_is_a_verdict_not_an_error() -> None:
+    for table in (pd.DataFrame(), pd.DataFrame(blob_runs(-0.001, task="blobs-walk"))):
+        verdicts = evaluate_all(table)
+        assert len(verdicts) == len(CLAIMS) and all(v.verdict in VERDICTS for v in verdicts)
+    assert {v.verdict for v in evaluate_all(pd.DataFrame())} == {"no runs"}
+    assert verdicts[[c.id for c in CLAIMS].index("blob-error-falls-rect")].verdict == "no runs"
+
+
+@pytest.mark.parametrize(
+    ("slope", "seeds", "expected"),
+    [
+        (-0.002, 5, "reproduced"),
+        (0.002, 5, "opposite"),
+        (0.0, 5, "not reproduced"),
+        (-0.002, 2, "inconclusive"),
+    ],
+)
+def test_blob_trend_verdicts(slope: float, seeds: int, expected: str) -> None:
+    runs = pd.DataFrame(blob_runs(slope, seeds) + blob_runs(0.0, seeds, task="blobs-rect-shuffled"))
+    v = get_claim("blob-error-falls-rect").evaluate(runs)
+    assert v.verdict == expected, v.bench
+    assert v.n_seeds == seeds and len(v.run_ids) == len(runs)
+    assert "blobs-rect-shuffled" in v.note  # the control's verdict beside the design's
+    if expected == "reproduced":
+        assert v.hi < 0 and "Δ" in v.bench and "n=50" in v.bench
+
+
+def test_headline_is_the_largest_n_and_disagreeing_metrics_are_named() -> None:
+    rows = blob_runs(-0.002, n=50) + blob_runs(0.002, n=10)
+    for r in rows:  # DSSIM rises where NCC falls: the note must say the metrics disagree
+        r["dssim_mean"] = 0.2 + 0.002 * float(r["data.blob_size"]) + 0.001 * r["seed"]
+    v = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "reproduced" and "n=50" in v.bench
+    assert "metrics disagree" in v.note and "dssim_mean" in v.note
+    assert {(r["group"], r["verdict"]) for r in v.rows if r["metric"] == "ncc_dist_mean"} == {
+        ("n=50", "reproduced"),
+        ("n=10", "opposite"),
+    }
+
+
+def test_unconverged_runs_are_left_out_and_counted() -> None:
+    rows = blob_runs(-0.002)
+    for r in rows[:4]:
+        r["attack/converged"] = 0.0
+    v = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(rows))
+    assert "4 of 20 runs left out" in v.note and len(v.run_ids) == 16
+
+
+def test_linear_claim_needs_a_line() -> None:
+    rows = blob_runs(-0.002)
+    v = get_claim("blob-trend-linear").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "reproduced" and "R² of the per-size means 1.00" in v.bench
+    for r in rows:  # a step down at the largest size only: falls, but not on a line in blob size
+        r["ncc_dist_mean"] = 0.5 - (
+            0.2 if r["data.blob_size"] == "4" else 0.25 if r["data.blob_size"] != "1" else 0
+        )
+        r["ncc_dist_mean"] += 0.001 * r["seed"]
+    v = get_claim("blob-trend-linear").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "not reproduced" and "not on a line" in v.note
+
+
+def _genetic_runs(loss_gap: float) -> pd.DataFrame:
+    rows = []
+    for seed in range(4):
+        for red in ("pca", "deg"):
+            for sel in ("random", "dissimilar"):
+                good = sel == "dissimilar"
+                rows.append(
+                    {
+                        "run_id": f"g{seed}{red}{sel}",
+                        "task": "genetic-grid",
+                        "profile": "quick",
+                        "seed": seed,
+                        "data.reduce.name": red,
+                        "data.selection": sel,
+                        "test_loss": 1.0 - loss_gap * good + 0.01 * seed,
+                        "mae_mean": 0.3 - 0.1 * (good and red == "pca") + 0.002 * seed,
+                        "train_accuracy": 1.0,
+                        "test_accuracy": 0.6,
+                        "resnet/test_accuracy": 0.6 + 0.3 * good + 0.01 * seed,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_genetic_claims_on_planted_tables() -> None:
+    runs = _genetic_runs(0.5)
+    assert get_claim("dissimilar-lowers-loss").evaluate(runs).verdict == "reproduced"
+    assert get_claim("dissimilar-lowers-loss").evaluate(_genetic_runs(-0.5)).verdict == "opposite"
+    best = get_claim("pca-dissimilar-best").evaluate(runs)
+    assert best.verdict == "reproduced" and "test error 0.4" in best.bench
+    assert get_claim("resnet-dissimilar-beats-random").evaluate(runs).verdict == "reproduced"
+    assert get_claim("genetic-worse-than-images").evaluate(runs).verdict == "inconclusive"  # no image runs
+
+
+def test_factor_claims_use_swept_runs_of_any_profile() -> None:
+    rows = []
+    for seed in range(4):
+        for width in (50, 200, 800):
+            rows.append(
+                {
+                    "run_id": f"w{seed}{width}",
+                    "task": "blobs-rect",
+                    "profile": "quick",
+                    "seed": seed,
+                    "model.width": str(width),
+                    "data.n_per_class": "10",
+                    "memorised/frac": 0.2 + width / 1000 + 0.01 * seed,
+                }
+            )
+    runs = pd.DataFrame(rows)
+    assert get_claim("width-vs-dn").evaluate(runs).verdict == "reproduced"
+    assert get_claim("weight-decay-raises").evaluate(runs).verdict == "no runs"  # nothing varies it
+
+
+def test_stand_in_images_and_baselines() -> None:
+    rows = []
+    for seed in range(4):
+        row = {"run_id": f"d{seed}", "task": "digits-pair", "profile": "quick", "seed": seed}
+        for c in (0, 1):
+            row[f"class{c}/ncc_dist_mean"] = 0.2 + 0.01 * seed
+            row[f"baseline/mean/class{c}/ncc_dist_mean"] = 0.6
+            row[f"baseline/heldout/class{c}/ncc_dist_mean"] = 0.4 if c == 0 else 0.1  # class 1: held-out wins
+        rows.append(row)
+    v = get_claim("medmnist-reconstructs").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "opposite" and "stand-in" in v.note and len(v.rows) == 4
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """A real (tiny) smoke run of blobs-rect in a fresh copy of the prepared store."""
+    import torch
+    from mlflow_store import fresh_store
+
+    from bench.runner import run_task
+    from bench.tasks import get_task
+
+    torch.set_num_threads(1)
+    uri = fresh_store(tmp_path_factory.mktemp("report"))
+    small = {"data.n_per_class": 3, "model.width": 40, "attack.steps": 40, "attack.eval_every": 10}
+    run_task(get_task("blobs-rect"), "smoke", seeds=1, overrides=small, tracking_uri=uri)
+    return uri
+
+
+def test_bench_report_writes_both_files_with_a_verdict_per_claim(store: str, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    start = time.perf_counter()
+    res = CliRunner().invoke(app, ["report", "--out", str(tmp_path / "rep"), "--tracking-uri", store])
+    assert res.exit_code == 0, res.output
+    assert time.perf_counter() - start < 60
+    md = (tmp_path / "rep" / "report.md").read_text()
+    page = (tmp_path / "rep" / "report.html").read_text()
+    for c in CLAIMS:
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {c.id} |"))
+        assert any(f"| {w} |" in line for w in VERDICTS), line
+        assert f"id='{c.id}'" in page
+    assert "data:image/png;base64," in page and "src='figures/" not in page  # self-contained
+    blob = next(ln for ln in md.splitlines() if ln.startswith("| blob-error-falls-rect |"))
+    assert "| inconclusive |" in blob and "ncc_dist_mean" in blob  # one seed: no interval
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("report")
+    logged = client.search_runs([exp.experiment_id])
+    assert len(logged) == 1 and logged[0].data.tags["claim.blob-error-falls-rect"] == "inconclusive"
+    names = {a.path for a in client.list_artifacts(logged[0].info.run_id)}
+    assert {"report.md", "report.html"} <= names
+
+
+def test_report_claims_lists_without_a_store_and_bad_input_exits_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    res = CliRunner().invoke(app, ["report", "--claims"])
+    assert res.exit_code == 0 and all(c.id in res.output for c in CLAIMS)
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    res = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path), "--tracking-uri", uri, "--run", "deadbeef"]
+    )
+    assert res.exit_code == 2 and "fix:" in res.output
