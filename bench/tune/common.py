@@ -50,6 +50,9 @@ class TuneOptions:
 
 @dataclass
 class StageResult:
+    """What one stage's study holds after this process's work: trial counts, the best trial and its
+    `bench run` command, and (attack stage) the Spearman rank correlation of kkt vs oracle values."""
+
     stage: str
     study: str
     storage: str  # password hidden
@@ -85,6 +88,8 @@ class Plan:
 
 @dataclass
 class TrialSetup:
+    """One trial, ready to run: its parameters, config, MLflow run tags and the trial it retries."""
+
     params: dict[str, Any]  # the suggested values, by dotted key
     cfg: RunConfig  # the study's config with params applied
     tags: dict[str, Any]  # of the trial's MLflow run
