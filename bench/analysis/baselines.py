@@ -25,9 +25,7 @@ class HeldOut:
     fresh_y: np.ndarray
 
 
-def heldout_sets(
-    x_test: np.ndarray, y_test: np.ndarray, m: int, n: int, rng: np.random.Generator
-) -> HeldOut:
+def heldout_sets(x_test: np.ndarray, y_test: np.ndarray, m: int, n: int, rng: np.random.Generator) -> HeldOut:
     """Per class, m // 2 held-out samples then up to n // 2 further fresh ones, disjoint, drawn at random.
 
     Classes with fewer samples give what they have (held-out first); the counts are logged by the caller.
