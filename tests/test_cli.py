@@ -65,7 +65,8 @@ def test_run_logs_parent_and_children(tracking_uri: str) -> None:
         assert r.data.tags["bench.seed"] == "0" and r.data.tags["bench.task"] == "blobs-rect"
         assert r.info.status == "FINISHED"
         names = {a.path for a in client.list_artifacts(r.info.run_id, "arrays")}
-        assert names == {"arrays/train.npz", "arrays/reconstruction.npz"}
+        expected = ("train", "reconstruction", "heldout", "fresh", "margins")
+        assert names == {f"arrays/{k}.npz" for k in expected}
         assert len(client.get_metric_history(r.info.run_id, "attack/kkt_fit")) == 20
     parent_files = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"series.csv", "error_vs_series.png", "error_vs_moran.png"} <= parent_files

@@ -129,7 +129,9 @@ def _plan_stage(
         "set": {  # the classifier stage does not depend on the attack's or the evaluation's settings
             k: str(v)
             for k, v in sorted(overrides.items())
-            if stage == "attack" or not k.startswith(("attack.", "eval."))
+            if (stage == "attack" or not k.startswith(("attack.", "eval.")))
+            and k not in ("device", "threads")  # where it runs, not what it searches
+            and not k.startswith("log.")
         },
         "space": {k: d.describe() for k, d in sorted(space.items())},
         "objective": opts.objective if stage == "attack" else "train_loss",

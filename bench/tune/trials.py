@@ -82,10 +82,11 @@ class TrialRunner:
         prep = self.prepared()
         parent.metrics({f"classifier/{k}": v for k, v in prep.train_metrics.items()} | prep.data.stats)
         parent.curve("train/loss", *prep.train_curve)
-        parent.arrays("arrays/train", x=prep.data.x_train, y=prep.data.y_train)
-        parent.torch_state(
-            {k: v.detach().cpu() for k, v in prep.model.state_dict().items()}, "model/weights.pt"
-        )
+        if prep.config.log.arrays:
+            parent.arrays("arrays/train", x=prep.data.x_train, y=prep.data.y_train)
+            parent.torch_state(
+                {k: v.detach().cpu() for k, v in prep.model.state_dict().items()}, "model/weights.pt"
+            )
 
     # -- the worker loop
     def run_workers(self) -> None:
