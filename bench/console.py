@@ -72,6 +72,10 @@ def print_summary(task: Task, summary: Any) -> None:
         if primary_trend or k.startswith("runs/"):
             console.print(f"{k} = {v:.4g}")
     console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
+    console.print(
+        f"MLflow UI (mlflow ui --backend-store-uri ...): #/experiments/{summary.experiment_id}"
+        "?workflowType=machine_learning, or click 'Model training' at the top of the sidebar"
+    )
 
 
 class Progress:

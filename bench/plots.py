@@ -75,17 +75,17 @@ def reconstruction_grid(
         if j in (0, k - 1) and k > 1:
             label = f"{metric} {score[i]:.2f}"
             axes[2 * r, c].set_title(
-                "best" if j == 0 else "worst", fontsize=8, color="C2" if j == 0 else "C3"
+                "best" if j == 0 else "worst", fontsize=10, color="C2" if j == 0 else "C3"
             )
-        axes[2 * r + 1, c].set_xlabel(label, fontsize=7)
+        axes[2 * r + 1, c].set_xlabel(label, fontsize=9)
     for r in range(n_rows):
-        axes[2 * r, 0].set_ylabel("train", fontsize=8)
-        axes[2 * r + 1, 0].set_ylabel("recon", fontsize=8)
+        axes[2 * r, 0].set_ylabel("train", fontsize=9)
+        axes[2 * r + 1, 0].set_ylabel("recon", fontsize=9)
     shown = f"{k} of {len(score)} pairs" if k < len(score) else f"{k} pairs"
     note = f"{shown}, ordered by {metric} ({'higher' if higher_is_better else 'lower'} is better)"
-    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=9)
+    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=11)
     w, h = fig.get_size_inches()  # margins in inches: the title above, labels left and below
-    fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, top=1 - 0.6 / h, bottom=0.3 / h, wspace=0.1)
+    fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, top=1 - 0.7 / h, bottom=0.3 / h, wspace=0.1)
     return fig
 
 

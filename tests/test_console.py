@@ -123,6 +123,7 @@ def test_print_summary_shows_the_primary_metric_and_sweep_columns(capsys) -> Non
     assert "trend/error/slope = 0.25" in out and "runs/used = 2" in out
     assert "trend/dssim_mean/slope" not in out  # the rest of the trends are on the parent run
     assert "parent run P1 in experiment 7" in out
+    assert "#/experiments/7?workflowType=machine_learning" in out  # the runs table, not the GenAI view
 
 
 def test_progress_closes_a_phase_that_stopped_early() -> None:
