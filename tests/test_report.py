@@ -197,6 +197,13 @@ def test_factor_claims_use_swept_runs_of_any_profile() -> None:
     runs = pd.DataFrame(rows)
     assert get_claim("width-vs-dn").evaluate(runs).verdict == "reproduced"
     assert get_claim("weight-decay-raises").evaluate(runs).verdict == "no runs"  # nothing varies it
+    # a weight-decay sweep at width 800 stays out of the width trend (held fixed: one trend per decay)
+    sweep = [r | {"run_id": f"{r['run_id']}wd{wd}", "train.weight_decay": wd, "memorised/frac": 0.0}
+             for r in rows if r["model.width"] == "800" for wd in ("0.001", "0.01")]  # fmt: skip
+    runs = pd.DataFrame([r | {"train.weight_decay": "0"} for r in rows] + sweep)
+    v = get_claim("width-vs-dn").evaluate(runs)
+    assert v.verdict == "reproduced" and {r["group"] for r in v.rows} == {"n=10 weight_decay=0"}
+    assert get_claim("weight-decay-raises").evaluate(runs).verdict == "opposite"
 
 
 def test_stand_in_images_and_baselines() -> None:

@@ -75,27 +75,43 @@ def _inconclusive(claim: Claim, why: str) -> Verdict:
 # --- trends over a config axis (blob size, width, weight decay, extra epochs) ----------------------------
 
 
+# Config keys held fixed within a trend (besides task, profile and n per class): the swept factors.
+HOLD = ("model.width", "model.depth", "train.weight_decay", "train.extra_epochs")
+
+
 def trend_rows(runs: pd.DataFrame, x: str, metrics: tuple, min_effect: float) -> list[dict[str, Any]]:
-    """One detail row per (task, profile, n per class, metric) in which column `x` takes >= 2 values:
-    the metric's trend against `x` (`bench.analysis.verdicts.trend`)."""
+    """One detail row per (task, profile, n per class, held keys, metric) in which column `x` takes >= 2
+    values: the metric's trend against `x` (`bench.analysis.verdicts.trend`). Held keys (`HOLD`, less x)
+    keep e.g. a weight-decay sweep out of a width trend; a held key that varies in a task is named in the
+    row's `group`."""
     out = []
+    hold = [k for k in HOLD if k != x and k in runs]
     table = runs.assign(_n=num(runs, "data.n_per_class").fillna(-1), _x=num(runs, x))
+    table = table.assign(**{f"_h{i}": table[k].astype(str) for i, k in enumerate(hold)})
     if "profile" not in table:
         table["profile"] = ""
-    for (task, profile, n), rows in table.groupby(["task", "profile", "_n"], sort=False):
+    keys = ["task", "profile", "_n", *(f"_h{i}" for i in range(len(hold)))]
+    for values, rows in table.groupby(keys, sort=False):
+        task, profile, n, held = values[0], values[1], values[2], values[3:]
         if rows["_x"].nunique() < 2:
             continue
+        varying = table[table["task"] == task]
+        label = [f"n={n:g}"] if n >= 0 else []
+        label += [
+            f"{k.split('.')[-1]}={v}" for k, v in zip(hold, held, strict=True) if varying[k].nunique() > 1
+        ]
         for metric, sign in metrics:
             if has(rows, metric):
                 t = trend(rows, "_x", metric, sign, min_effect, label=x)
-                group = f"n={n:g}" if n >= 0 else ""
-                out.append(t | {"task": task, "profile": profile, "n": n, "group": group, "metric": metric})
+                row = {"task": task, "profile": profile, "n": n, "group": " ".join(label), "metric": metric}
+                out.append(t | row | {"n_rows": len(rows)})
     return out
 
 
 def judge_trend(claim: Claim, runs: pd.DataFrame, x: str, metrics: tuple, min_effect: float) -> Verdict:
     """Headline: `claim.metric` in the first of the claim's tasks with runs that vary `x`, at the claim's
-    profile if it has such runs, at the largest n per class; the other tasks at that n in the note."""
+    profile if it has such runs, at the largest n per class (then the group with most runs); the other
+    tasks' verdicts in the same group go in the note."""
     rows = trend_rows(runs, x, metrics, min_effect)
     if not rows:
         return Verdict(claim.id, "no runs", claim.rule, claim.paper, note=f"no runs vary {x}")
@@ -103,11 +119,12 @@ def judge_trend(claim: Claim, runs: pd.DataFrame, x: str, metrics: tuple, min_ef
     for task in claim.tasks:
         mine = [r for r in heads if r["task"] == task]
         if mine:
-            head = max([r for r in mine if r["profile"] == claim.profile] or mine, key=lambda r: r["n"])
-            at = (head["profile"], head["n"])
-            same = [r for r in rows if r["task"] == task and (r["profile"], r["n"]) == at]
-            others = [r for r in heads if r["task"] != task and (r["profile"], r["n"]) == at]
-            note = "; ".join(f"same n in {r['task']}: {r['verdict']} ({r['bench']})" for r in others)
+            pick = [r for r in mine if r["profile"] == claim.profile] or mine
+            head = max(pick, key=lambda r: (r["n"], r["n_rows"]))
+            at = (head["profile"], head["group"])
+            same = [r for r in rows if r["task"] == task and (r["profile"], r["group"]) == at]
+            others = [r for r in heads if r["task"] != task and (r["profile"], r["group"]) == at]
+            note = "; ".join(f"same group in {r['task']}: {r['verdict']} ({r['bench']})" for r in others)
             v = _verdict(claim, head | {"bench": f"{task} {head['group']}: {head['bench']}"}, same, note)
             v.rows, v.profile, v.head = rows, head["profile"], head
             return v
@@ -116,15 +133,11 @@ def judge_trend(claim: Claim, runs: pd.DataFrame, x: str, metrics: tuple, min_ef
 
 def judge_blob_linear(claim: Claim, runs: pd.DataFrame) -> Verdict:
     """Falls (as blob-error-falls) and the per-size means lie on a line: R² >= 0.8."""
-    from bench.analysis.trends import per_seed
-
     v = judge_trend(claim, runs, "data.blob_size", ((claim.metric, -1),), 0.31)
     head = v.head
     if not head:
         return v
-    rows = runs[(runs["task"] == head["task"]) & (num(runs, "data.n_per_class").fillna(-1) == head["n"])]
-    grid = per_seed(rows.assign(_x=num(rows, "data.blob_size")), "_x", claim.metric)
-    means, xs = grid.mean(axis=0).to_numpy(dtype=float), grid.columns.to_numpy(dtype=float)
+    xs, means = np.asarray(head["xs"], dtype=float), np.asarray(head["means"], dtype=float)
     r2 = float(np.corrcoef(xs, means)[0, 1] ** 2) if len(xs) >= 3 and np.ptp(means) > 0 else float("nan")
     v.bench += f"; linear R² of the per-size means {r2:.2f}" if np.isfinite(r2) else "; R² needs 3 sizes"
     if v.verdict == "reproduced" and not r2 >= 0.8:

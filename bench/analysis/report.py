@@ -163,6 +163,34 @@ def _summary_rows(report: Report) -> list[list[str]]:
 
 
 SUMMARY_HEAD = ["claim", "source", "paper", "bench (95% CI over seeds)", "verdict", "profile"]
+RUNS_HEAD = [
+    "task",
+    "profile",
+    "runs",
+    "seeds",
+    "classifier unconverged",
+    "attack hit the cap",
+    "attack steps",
+]
+
+
+def run_counts(runs: pd.DataFrame) -> list[list[str]]:
+    """Per (task, profile): runs, seeds, runs whose classifier did not converge, runs whose attack ended
+    unconverged (`attack/converged` = 0: hit `attack.steps`), and the median [min, max] attack steps run."""
+    if runs.empty or "task" not in runs:
+        return []
+    out = []
+    for (task, profile), g in runs.groupby(["task", "profile"], sort=True):
+        steps = num(g, "attack/steps_run").dropna()
+        span = f"{steps.median():.0f} [{steps.min():.0f}, {steps.max():.0f}]" if len(steps) else "–"
+        bad = [
+            str(int((num(g, c) < 0.5).sum())) if c in g else "–"
+            for c in ("train/converged", "attack/converged")
+        ]
+        out.append([task, profile, str(len(g)), str(g["seed"].nunique()), *bad, span])
+    return out
+
+
 DETAIL_HEAD = ["task", "group", "metric", "verdict", "bench"]
 
 
@@ -203,6 +231,8 @@ def render_markdown(report: Report) -> str:
         f"{len(report.runs)} finished child runs ({report.source}). Verdicts: {counts}.\n",
         "## Summary\n",
         _md_table(SUMMARY_HEAD, _summary_rows(report)),
+        "\n## Runs\n",
+        _md_table(RUNS_HEAD, run_counts(report.runs)),
         "\n## Claims\n",
     ]
     for s in _sections(report):
@@ -242,6 +272,7 @@ def render_html(report: Report) -> str:
         f"<p>{len(report.runs)} finished child runs ({html.escape(report.source)}).</p><h2>Summary</h2>"
     )
     parts.append(_html_table(SUMMARY_HEAD, _summary_rows(report)))
+    parts.append("<h2>Runs</h2>" + _html_table(RUNS_HEAD, run_counts(report.runs)))
     for s in _sections(report):
         parts.append(
             f"<h3 id='{s['id']}'>{s['id']}: <span class='{s['verdict']}'>{s['verdict']}</span></h3><ul>"

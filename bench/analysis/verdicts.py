@@ -89,8 +89,8 @@ def trend(
 
     `sign`: +1 if the claim says y rises with x, -1 if it falls; `min_effect`: the smallest change (largest
     x minus smallest x) of the claim's size, as a fraction of the level at the smallest x. Returns the
-    trend's statistics plus `verdict`, `level`, `rel` (diff / |level|) and `bench` (the number in words,
-    naming x as `label`).
+    trend's statistics plus `verdict`, `level`, `rel` (diff / |level|), `bench` (the number in words,
+    naming x as `label`), `xs` and `means` (the x values and the mean over seeds at each).
     """
     from bench.analysis.trends import per_seed, seed_trend
 
@@ -108,7 +108,9 @@ def trend(
         f"{_g(t['diff_hi'], '+')}] ({_pct(rel)}) at {_g(xs[-1])}; ρ {_g(t['spearman_rho'], '+')}; "
         f"{n_seeds} seeds × {int(t['n_points'])} x"
     )
-    return t | {"verdict": word, "level": level, "rel": rel, "bench": words, "n_seeds": n_seeds}
+    means = np.nanmean(grid.to_numpy(dtype=float), axis=0) if grid.shape[1] else np.array([])
+    found = {"verdict": word, "level": level, "rel": rel, "bench": words, "n_seeds": n_seeds}
+    return t | found | {"xs": xs.tolist(), "means": means.tolist()}
 
 
 def boot_ci(xs: np.ndarray, grid: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> dict[str, float]:
