@@ -16,9 +16,11 @@ logs the series summary of the whole group on a run tagged `bench.kind=group` (`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -106,7 +108,17 @@ def _init_worker(uri: str, task_name: str, tasks_dir: str | None, threads: int, 
     from bench.tracking import Tracker
 
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, _on_sigint)
     _WORKER.update(tracker=Tracker(uri), task=get_task(task_name, tasks_dir), threads=threads, queue=queue)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """Ctrl-C in a worker (once): a run in progress raises and is marked FAILED; no other run starts."""
+    if _WORKER.get("stop"):
+        return  # a second signal (the terminal's and the parent's) must not interrupt the FAILED mark
+    _WORKER["stop"] = True
+    if _WORKER.get("busy"):
+        raise KeyboardInterrupt
 
 
 def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) -> tuple[int, list, list]:
@@ -116,22 +128,19 @@ def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) ->
     from bench.runner import run_point
 
     index, exp_id, parent_id, profile, value, seed, cfg, settings, tags = job
+    if _WORKER.get("stop"):
+        raise KeyboardInterrupt  # Ctrl-C came before this queued run started
     torch.set_num_threads(getattr(cfg, "threads", 0) or _WORKER["threads"])
     queue = _WORKER["queue"]
     progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
-    rows, ids = run_point(
-        _WORKER["tracker"],
-        exp_id,
-        parent_id,
-        _WORKER["task"],
-        profile,
-        value,
-        seed,
-        cfg,
-        settings,
-        progress,
-        tags,
-    )
+    task, tracker = _WORKER["task"], _WORKER["tracker"]
+    _WORKER["busy"] = True
+    try:
+        rows, ids = run_point(
+            tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
+        )
+    finally:
+        _WORKER["busy"] = False
     return index, rows, ids
 
 
@@ -219,7 +228,9 @@ def run_parallel(
     """Run `points` (series value, seed, config, child tags) in `jobs` processes under `parent_id`:
     (table rows, child run ids), in plan order.
 
-    On the first failed run no new run starts; the running ones finish, then its exception is raised.
+    On the first failed run, the runs not yet handed to a worker are cancelled (one more may start),
+    the running ones finish and are logged, then its exception is raised. Ctrl-C: every run in
+    progress is marked FAILED and the workers end.
     """
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -250,8 +261,14 @@ def run_parallel(
                 results[index] = (rows, ids)
                 if bars:
                     bars.advance()
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except KeyboardInterrupt:  # pass Ctrl-C on (if the terminal did not): runs in progress end FAILED
+        for proc in list(getattr(pool, "_processes", None) or {}):
+            with contextlib.suppress(OSError):
+                os.kill(proc, signal.SIGINT)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    except BaseException:  # a run failed: start no other, let the running ones finish and be logged
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         if bars:
