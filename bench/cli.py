@@ -435,21 +435,9 @@ def tune(
     except Exception as e:
         typer.echo(f"tune failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(1) from None
-    for r in results:
-        done = r.n_complete + r.n_pruned
-        typer.echo(
-            f"{r.stage} study '{r.study}': {done}/{r.n_target} finished ({r.n_pruned} pruned, "
-            f"{r.n_failed} failed); parent run {r.parent_run_id} in experiment {r.experiment_id}"
-        )
-        if r.best_trial is not None:
-            typer.echo(f"  best trial {r.best_trial}: value {r.best_value:.6g}  {r.best_params}")
-        if r.spearman is not None:
-            typer.echo(f"  Spearman rho (kkt residual vs oracle error) over the trials: {r.spearman:.3f}")
-        if not r.finished:
-            typer.echo("  not finished (timeout): rerun the same command to continue")
-    if results and results[-1].command:
-        typer.echo("best config as a run:")
-        typer.echo(f"  {results[-1].command}")
+    from bench.console import print_tune_results
+
+    print_tune_results(results)
 
 
 @app.command()

@@ -78,6 +78,25 @@ def print_summary(task: Task, summary: Any) -> None:
     )
 
 
+def print_tune_results(results: list[Any]) -> None:
+    """What `bench tune` reports per study (bench.tune's results): progress, best trial, the best as a run."""
+    for r in results:
+        done = r.n_complete + r.n_pruned
+        print(
+            f"{r.stage} study '{r.study}': {done}/{r.n_target} finished ({r.n_pruned} pruned, "
+            f"{r.n_failed} failed); parent run {r.parent_run_id} in experiment {r.experiment_id}"
+        )
+        if r.best_trial is not None:
+            print(f"  best trial {r.best_trial}: value {r.best_value:.6g}  {r.best_params}")
+        if r.spearman is not None:
+            print(f"  Spearman rho (kkt residual vs oracle error) over the trials: {r.spearman:.3f}")
+        if not r.finished:
+            print("  not finished (timeout): rerun the same command to continue")
+    if results and results[-1].command:
+        print("best config as a run:")
+        print(f"  {results[-1].command}")
+
+
 class Progress:
     """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal)."""
 

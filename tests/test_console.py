@@ -137,3 +137,28 @@ def test_progress_closes_a_phase_that_stopped_early() -> None:
         bars = {t.description: t for t in progress._progress.tasks}
     assert bars["run 1 train"].total == 40 and bars["run 1 train"].finished
     assert bars["run 1 attack"].completed == 30 and bars["run 1 attack"].finished
+
+
+def test_tune_results_name_the_study_the_best_trial_and_how_to_continue(capsys) -> None:
+    result = SimpleNamespace(
+        stage="attack",
+        study="s1",
+        n_complete=3,
+        n_pruned=1,
+        n_target=6,
+        n_failed=2,
+        parent_run_id="P",
+        experiment_id="4",
+        best_trial=2,
+        best_value=0.1234567,
+        best_params={"attack.lr": 0.01},
+        spearman=0.5,
+        finished=False,
+        command="bench run blobs-rect --set attack.lr=0.01",
+    )
+    console.print_tune_results([result])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "attack study 's1': 4/6 finished (1 pruned, 2 failed); parent run P in experiment 4"
+    assert "best trial 2: value 0.123457" in lines[1] and "rho" in lines[2] and "0.500" in lines[2]
+    assert "not finished (timeout)" in lines[3]
+    assert lines[-1] == "  bench run blobs-rect --set attack.lr=0.01"
