@@ -137,3 +137,8 @@ def sweep_tags(cfg: RunConfig, keys: Iterable[str]) -> dict[str, Any]:
 def swept_from_tags(tags: Mapping[str, Any] | None) -> dict[str, Any]:
     """The swept {key: value} named by a point's tags (the inverse of `sweep_tags`; other tags ignored)."""
     return {k.removeprefix(TAG_PREFIX): v for k, v in (tags or {}).items() if k.startswith(TAG_PREFIX)}
+
+
+def swept_keys(table: pd.DataFrame) -> list[str]:
+    """The swept keys of a series table, from its `sweep.<key>` columns (e.g. shards merged later)."""
+    return [str(c).removeprefix(COLUMN_PREFIX) for c in table.columns if str(c).startswith(COLUMN_PREFIX)]

@@ -15,7 +15,7 @@ from bench.errors import ConfigError
 from bench.experiment import resolve_config
 from bench.registry import Profile, Task
 from bench.runner import plan
-from bench.sweep import check_sweeps, expand, parse_sweeps, sweep_trends
+from bench.sweep import check_sweeps, expand, parse_sweeps, sweep_trends, swept_keys
 from bench.tasks import get_task
 from bench.tasks.blobs import BlobData
 
@@ -134,6 +134,7 @@ def test_sweep_trends_find_a_planted_trend_per_key_and_skip_categorical_axes() -
         trends["trend/sweep/model.width/error/diff_lo"] < 0 < trends["trend/sweep/model.width/error/diff_hi"]
     )
     assert not any("model.bias" in k or "memorised" in k for k in trends)  # categorical; absent metric
+    assert swept_keys(table) == ["train.weight_decay", "model.width", "model.bias"]
 
 
 def test_bad_sweep_exits_2_before_the_store_is_touched(tmp_path: Path) -> None:
