@@ -175,19 +175,19 @@ RUNS_HEAD = [
 
 
 def run_counts(runs: pd.DataFrame) -> list[list[str]]:
-    """Per (task, profile): runs, seeds, runs whose classifier did not converge, runs whose attack ended
-    unconverged (`attack/converged` = 0: hit `attack.steps`), and the median [min, max] attack steps run."""
+    """Per (task, profile): runs, seeds, runs whose classifier did not converge, runs whose attack hit the
+    cap unconverged (`attack/converged` = 0 under a stopping rule, `attack/stop_rule` = 1; '–' for runs
+    with a fixed step budget), and the median [min, max] attack steps run."""
     if runs.empty or "task" not in runs:
         return []
     out = []
     for (task, profile), g in runs.groupby(["task", "profile"], sort=True):
         steps = num(g, "attack/steps_run").dropna()
         span = f"{steps.median():.0f} [{steps.min():.0f}, {steps.max():.0f}]" if len(steps) else "–"
-        bad = [
-            str(int((num(g, c) < 0.5).sum())) if c in g else "–"
-            for c in ("train/converged", "attack/converged")
-        ]
-        out.append([task, profile, str(len(g)), str(g["seed"].nunique()), *bad, span])
+        train = str(int((num(g, "train/converged") < 0.5).sum())) if "train/converged" in g else "–"
+        ruled = num(g, "attack/stop_rule").fillna(1.0) > 0.5 if "attack/stop_rule" in g else g["seed"].notna()
+        capped = str(int((num(g, "attack/converged")[ruled] < 0.5).sum())) if ruled.any() else "–"
+        out.append([task, profile, str(len(g)), str(g["seed"].nunique()), train, capped, span])
     return out
 
 
