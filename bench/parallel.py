@@ -123,14 +123,13 @@ def _on_sigint(signum: int, frame: Any) -> None:
 
 def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) -> tuple[int, list, list]:
     """One (series point, seed) in a worker: (plan index, table rows, child run ids)."""
-    import torch
-
+    from bench.device import configure
     from bench.runner import run_point
 
     index, exp_id, parent_id, profile, value, seed, cfg, settings, tags = job
     if _WORKER.get("stop"):
         raise KeyboardInterrupt  # Ctrl-C came before this queued run started
-    torch.set_num_threads(getattr(cfg, "threads", 0) or _WORKER["threads"])
+    configure(cfg.device, cfg.threads or _WORKER["threads"])  # as the parent does: the runs' tags read it
     queue = _WORKER["queue"]
     progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
     task, tracker = _WORKER["task"], _WORKER["tracker"]

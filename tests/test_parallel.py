@@ -64,6 +64,8 @@ def test_jobs_2_gives_the_series_of_jobs_1(tracking_uri: str, tmp_path) -> None:
     for r in children:  # logged by the workers into the one parent
         assert r.data.tags["mlflow.parentRunId"] == two.info.run_id
         assert r.info.status == "FINISHED" and r.data.params["threads"] == "1"
+        assert r.data.tags["threads"] == "1" and r.data.tags["device"] == "cpu"  # provenance, as a plain run
+        assert "bench.version" in r.data.tags and "torch.version" in r.data.tags
 
 
 def test_jobs_sets_threads_to_the_cores_shared_out(tracking_uri: str) -> None:
