@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -47,18 +49,25 @@ def reconstruction_grid(
     named `metric` (e.g. "NCC"), higher is better unless `higher_is_better` is False. Each pair is labelled
     with its score; the best and the worst pair also say "best"/"worst" and the metric's name. With more
     than `max_pairs` pairs the best and the worst halves are drawn. Tabular rows are drawn as padded
-    squares. About 1 inch (100 px at matplotlib's default dpi) per image: 8 pairs are ~900 px wide.
+    squares. About 1 inch (100 px at matplotlib's default dpi) per image: 8 pairs are ~900 px wide; the labels
+    are large enough to read when the MLflow artifact pane shrinks the figure to ~60%.
     """
     score = np.asarray(score, dtype=float)
     order = pair_order(score, max_pairs, higher_is_better)
     k, per_row = len(order), max(1, min(per_row, len(order)))
     n_rows = -(-k // per_row)
+    shown = f"{k} of {len(score)} pairs" if k < len(score) else f"{k} pairs"
+    note = f"{shown}, ordered by {metric} ({'higher' if higher_is_better else 'lower'} is better)"
+    w = 1.05 * per_row + 0.6  # inches; margins below are in inches too
+    text = "\n".join(textwrap.fill(t, max(24, int(w * 9))) for t in ([title] if title else []) + [note])
+    head = 0.2 + 0.22 * (text.count("\n") + 1)  # the title's lines
+    h = 2.45 * n_rows + head + 0.3
     # per row of pairs: a train row, its recon row, then a thin spacer row (not after the last)
-    ratios = ([1.0, 1.0, 0.35] * n_rows)[:-1]
+    ratios = ([1.0, 1.0, 0.45] * n_rows)[:-1]
     fig, grid = plt.subplots(
         len(ratios),
         per_row,
-        figsize=(1.05 * per_row + 0.55, 2.35 * n_rows + 0.8),
+        figsize=(w, h),
         squeeze=False,
         gridspec_kw={"height_ratios": ratios, "hspace": 0.12},
     )
@@ -75,17 +84,14 @@ def reconstruction_grid(
         if j in (0, k - 1) and k > 1:
             label = f"{metric} {score[i]:.2f}"
             axes[2 * r, c].set_title(
-                "best" if j == 0 else "worst", fontsize=10, color="C2" if j == 0 else "C3"
+                "best" if j == 0 else "worst", fontsize=11, color="C2" if j == 0 else "C3"
             )
-        axes[2 * r + 1, c].set_xlabel(label, fontsize=9)
+        axes[2 * r + 1, c].set_xlabel(label, fontsize=11)
     for r in range(n_rows):
-        axes[2 * r, 0].set_ylabel("train", fontsize=9)
-        axes[2 * r + 1, 0].set_ylabel("recon", fontsize=9)
-    shown = f"{k} of {len(score)} pairs" if k < len(score) else f"{k} pairs"
-    note = f"{shown}, ordered by {metric} ({'higher' if higher_is_better else 'lower'} is better)"
-    fig.suptitle(f"{title}\n{note}" if title else note, fontsize=11)
-    w, h = fig.get_size_inches()  # margins in inches: the title above, labels left and below
-    fig.subplots_adjust(left=0.45 / w, right=1 - 0.1 / w, top=1 - 0.7 / h, bottom=0.3 / h, wspace=0.1)
+        axes[2 * r, 0].set_ylabel("train", fontsize=10)
+        axes[2 * r + 1, 0].set_ylabel("recon", fontsize=10)
+    fig.suptitle(text, fontsize=12, y=1 - 0.1 / h, va="top")
+    fig.subplots_adjust(left=0.5 / w, right=1 - 0.1 / w, top=1 - head / h, bottom=0.35 / h, wspace=0.1)
     return fig
 
 
