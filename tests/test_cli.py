@@ -94,11 +94,14 @@ def test_population_gives_one_child_per_setting(tracking_uri: str) -> None:
 
 def test_a_failing_run_exits_1_and_is_marked_failed_with_its_curve(tracking_uri: str) -> None:
     args = ["run", "blobs-rect", "--profile", "smoke", "--tracking-uri", tracking_uri, *TINY]
-    out = runner.invoke(app, [*args, "--set", "train.lr=1e9", "--set", "train.log_every=1"])
+    bad = ["--set", "train.lr=1e9", "--set", "train.log_every=1", "--set", "data.blob_size=25"]
+    out = runner.invoke(app, [*args, *bad])
     assert out.exit_code == 1, out.output
     assert "run failed" in out.output
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("blobs-rect").experiment_id])
-    assert runs and all(r.info.status == "FAILED" for r in runs)
+    assert runs and all(r.info.status == "FAILED" for r in runs), [
+        (r.data.tags.get("bench.kind"), r.info.status) for r in runs
+    ]
     child = next(r for r in runs if r.data.tags.get("bench.kind") == "child")
     assert len(client.get_metric_history(child.info.run_id, "train/loss")) >= 1
