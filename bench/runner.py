@@ -340,7 +340,9 @@ def log_setting(
     train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
     recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
     with lock or nullcontext():
-        fig = plots.reconstruction_grid(train_s, recon_s, sr.match_score, data.image_shape, title)
+        fig = plots.reconstruction_grid(
+            train_s, recon_s, sr.match_score, data.image_shape, title, metric="NCC"
+        )
         log.figure(fig, "reconstructions.png")
         plots.close(fig)
         if result.margins is not None and sr.distance is not None:
