@@ -358,17 +358,18 @@ def summarise_group(
 ) -> Any:
     """Log the series summary of a whole group on a new run tagged `bench.kind=group`; a RunSummary."""
     from bench.runner import RunSummary, log_series_summary
+    from bench.sweep import COLUMN_PREFIX, sweep_trends
     from bench.tracking import Tracker
 
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment(experiment or task.name)
-    parents = group_parents(tracker, exp_id, group)
+    parents = group_parents(tracker, experiment or task.name, group)
     first = next(iter(parents.values()))
     if first.data.tags.get("bench.task") != task.name:
         raise BenchInputError(
             f"group '{group}' ran task '{first.data.tags.get('bench.task')}', not '{task.name}'; fix: name that task"
         )
-    table = group_table(tracker, exp_id, group)
+    table = group_table(tracker, experiment or task.name, group)
     profile = first.data.tags.get("bench.profile", "")
     tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "group", "bench.group": group}
     with tracker.run(exp_id, f"{task.name}-{profile}-group-{group}", tags) as run:
@@ -377,6 +378,11 @@ def summarise_group(
             | {f"shard.{i}/{n}": r.info.run_id for (i, n), r in parents.items()}
         )
         trend = log_series_summary(run, table, task)
+        swept = [c[len(COLUMN_PREFIX) :] for c in table.columns if c.startswith(COLUMN_PREFIX)]
+        if swept:  # as run_task does: one trend per swept key
+            trend_sweep = sweep_trends(table, swept)
+            run.metrics(trend_sweep)
+            trend.update(trend_sweep)
     return RunSummary(run.run_id, exp_id, table, trend)
 
 
