@@ -177,6 +177,9 @@ def test_genetic_claims_on_planted_tables() -> None:
     assert best.verdict == "reproduced" and "test error 0.4" in best.bench
     assert get_claim("resnet-dissimilar-beats-random").evaluate(runs).verdict == "reproduced"
     assert get_claim("genetic-worse-than-images").evaluate(runs).verdict == "inconclusive"  # no image runs
+    unconverged = runs.assign(**{"train/converged": 0.0})  # claims about training keep every run
+    assert get_claim("dissimilar-lowers-loss").evaluate(unconverged).verdict == "reproduced"
+    assert get_claim("pca-dissimilar-best").evaluate(unconverged).verdict == "inconclusive"
 
 
 def test_factor_claims_use_swept_runs_of_any_profile() -> None:
