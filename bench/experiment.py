@@ -246,6 +246,9 @@ def attack_and_evaluate(
         }
         if margins is not None:
             metrics["margin/frac_near"] = float((margins <= 1.5).mean())
+            # Oz et al. 2024: per-sample quality tracks the distance to the margin (rho > 0: the samples
+            # far from the margin are reconstructed worse)
+            metrics["margin/spearman"] = _spearman(margins, 1.0 - ev.match.corr)
         metrics["error"] = metrics[cfg.eval.primary]
         curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
         sr = SettingResult(
@@ -277,3 +280,12 @@ def _check_same_classifier(a: RunConfig, b: RunConfig) -> None:
     if ka != kb:
         diff = sorted(k for k in ka.keys() | kb.keys() if ka.get(k) != kb.get(k))
         raise ValueError(f"attack_and_evaluate: config differs from the prepared one in {diff}")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rho of two (n,) arrays; NaN when either is constant."""
+    from scipy import stats
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(stats.spearmanr(a, b)[0])

@@ -13,7 +13,6 @@ the other side), `not reproduced` (it contains no effect and rules out one of th
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +93,8 @@ def trend(
     """
     from bench.analysis.trends import per_seed, seed_trend
 
-    t = seed_trend(rows, x, y, n_boot=1)  # point statistics; the interval comes from `boot_ci` (fast)
+    t = seed_trend(rows, x, y)
     grid = per_seed(rows, x, y)
-    t.update(boot_ci(grid.columns.to_numpy(dtype=float), grid.to_numpy(dtype=float)))
     level = float(np.nanmean(grid.iloc[:, 0])) if grid.shape[1] else float("nan")
     rel = t["diff"] / abs(level) if level else float("nan")
     lo, hi = _oriented(t["diff_lo"], t["diff_hi"], sign)
@@ -111,35 +109,6 @@ def trend(
     means = np.nanmean(grid.to_numpy(dtype=float), axis=0) if grid.shape[1] else np.array([])
     found = {"verdict": word, "level": level, "rel": rel, "bench": words, "n_seeds": n_seeds}
     return t | found | {"xs": xs.tolist(), "means": means.tolist()}
-
-
-def boot_ci(xs: np.ndarray, grid: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> dict[str, float]:
-    """`slope_lo/hi`, `diff_lo/hi`: the 95% bootstrap intervals of `seed_trend`, computed for all draws
-    at once (the same draws and definitions: seeds resampled with replacement, per-x means, slope and
-    last-minus-first over the x values with data). grid (seeds, k) against xs (k,); NaN with < 2 seeds."""
-    nan = float("nan")
-    out = {"slope_lo": nan, "slope_hi": nan, "diff_lo": nan, "diff_hi": nan}
-    if grid.shape[0] < 2 or grid.shape[1] < 2:
-        return out
-    rng = np.random.default_rng(rng_seed)
-    draws = rng.integers(0, len(grid), (n_boot, len(grid)))
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # draws without a column's seeds: NaN, dropped
-        means = np.nanmean(grid[draws], axis=1)  # (n_boot, k)
-        ok = np.isfinite(means)
-        w = ok.astype(float)
-        m = np.where(ok, means, 0.0)
-        xm = (w * xs).sum(1, keepdims=True) / w.sum(1, keepdims=True)
-        mm = m.sum(1, keepdims=True) / w.sum(1, keepdims=True)
-        xc = np.where(ok, xs - xm, 0.0)
-        slope = (xc * (m - mm)).sum(1) / (xc * xc).sum(1)
-        rows = np.arange(n_boot)
-        first, last = ok.argmax(1), ok.shape[1] - 1 - ok[:, ::-1].argmax(1)
-        diff = means[rows, last] - means[rows, first]
-        enough = ok.sum(1) >= 2
-        slope, diff = np.where(enough, slope, np.nan), np.where(enough, diff, np.nan)
-        (s_lo, d_lo), (s_hi, d_hi) = np.nanpercentile(np.stack([slope, diff], 1), [2.5, 97.5], axis=0)
-    return {"slope_lo": float(s_lo), "slope_hi": float(s_hi), "diff_lo": float(d_lo), "diff_hi": float(d_hi)}
 
 
 def seed_values(rows: pd.DataFrame, values: pd.Series) -> np.ndarray:
