@@ -432,9 +432,9 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
 
 def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[str | None, Any]:
     """The numeric x column of the trends and a function splitting the table into groups (name, rows)."""
-    grid_x = "grid.data.blob_size"
-    if grid_x in table:
-        others = [c for c in table.columns if c.startswith("grid.") and c != grid_x]
+    grid_x = next((c for c in ("grid.data.blob_size", "sweep.data.blob_size") if c in table), None)
+    if grid_x is not None:  # a grid or sweep over blob size: one trend per value of the other keys
+        others = [c for c in table.columns if c.startswith(("grid.", "sweep.")) and c != grid_x]
 
         def by_other(t: pd.DataFrame) -> Any:
             if not others:

@@ -63,3 +63,9 @@ def test_grid_of_n_and_blob_size_gives_one_trend_per_n() -> None:
     for n in (10, 50):
         assert trend[f"trend/error/n_per_class={n}/spearman_rho"] == -1.0
         assert trend[f"trend/error/n_per_class={n}/n_points"] == 4
+
+
+def test_a_sweep_over_n_and_blob_size_gives_one_trend_per_n() -> None:
+    table = _rows(grid=True).rename(columns=lambda c: c.replace("grid.", "sweep."))
+    trend = log_series_summary(_Parent(), table.assign(series_value=None), get_task("blobs-rect"))
+    assert trend["trend/error/n_per_class=10/spearman_rho"] == -1.0
