@@ -72,6 +72,18 @@ def test_jobs_2_gives_the_series_of_jobs_1(tracking_uri: str, tmp_path) -> None:
         assert "bench.version" in r.data.tags and "torch.version" in r.data.tags
 
 
+def test_a_failed_run_under_jobs_exits_1_with_every_run_ended(tracking_uri: str) -> None:
+    args = ["run", "blobs-rect", *METRICS_ONLY, "--seeds", "2", "--jobs", "2", "--tracking-uri", tracking_uri]
+    out = runner.invoke(app, [*args, "--set", "train.lr=1e9", "--set", "train.log_every=1"])
+    assert out.exit_code == 1 and "run failed" in out.output, out.output
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("blobs-rect").experiment_id])
+    parents = [r.info.status for r in runs if r.data.tags["bench.kind"] == "parent"]
+    children = [r.info.status for r in runs if r.data.tags["bench.kind"] == "child"]
+    assert parents == ["FAILED"] and "FAILED" in children
+    assert "RUNNING" not in children  # runs in progress finish before the parent is marked FAILED
+
+
 def test_jobs_sets_threads_to_the_cores_shared_out(tracking_uri: str) -> None:
     from bench.parallel import threads_per_job, with_threads
     from bench.runner import plan
