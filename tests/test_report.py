@@ -290,3 +290,13 @@ def test_report_claims_lists_without_a_store_and_bad_input_exits_2(tmp_path: Pat
         app, ["report", "--out", str(tmp_path), "--tracking-uri", uri, "--run", "deadbeef"]
     )
     assert res.exit_code == 2 and "fix:" in res.output
+
+
+def test_a_metric_at_its_ceiling_is_inconclusive_not_a_negative_result() -> None:
+    from bench.analysis.verdicts import trend
+
+    rows = pd.DataFrame([{"seed": s, "x": x, "memorised/frac": 1.0} for s in range(5) for x in (10, 40, 400)])
+    got = trend(rows, "x", "memorised/frac", +1, 0.1)
+    assert got["verdict"] == "inconclusive" and "ceiling" in got["bench"]
+    # a fall from the ceiling can show: judged as usual
+    assert trend(rows, "x", "memorised/frac", -1, 0.1)["verdict"] == "not reproduced"

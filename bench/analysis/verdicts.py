@@ -76,6 +76,19 @@ def judge(asserted_lo: float, asserted_hi: float, n_seeds: int, min_effect: floa
     return "not reproduced" if asserted_hi < min_effect else "inconclusive"
 
 
+def _at_bound(y: str, values: np.ndarray, sign: int) -> str:
+    """'' or why a bounded metric (a fraction or an AUC, in [0, 1]) cannot move the asserted way: every
+    per-seed value already at 1 for an asserted rise, or at 0 for an asserted fall."""
+    if not (y.startswith(("memorised/", "membership/")) or y.endswith("/frac")):
+        return ""
+    v = values[np.isfinite(values)]
+    if len(v) and sign > 0 and v.min() >= 1.0 - 1e-12:
+        return "at its ceiling 1 everywhere: a rise cannot show"
+    if len(v) and sign < 0 and v.max() <= 1e-12:
+        return "at its floor 0 everywhere: a fall cannot show"
+    return ""
+
+
 def _oriented(lo: float, hi: float, sign: int) -> tuple[float, float]:
     a, b = sign * lo, sign * hi
     return (min(a, b), max(a, b))
@@ -100,11 +113,14 @@ def trend(
     lo, hi = _oriented(t["diff_lo"], t["diff_hi"], sign)
     n_seeds = int(t["n_seeds"]) if np.isfinite(t["n_seeds"]) else 0
     word = "inconclusive" if t["n_points"] < 2 else judge(lo, hi, n_seeds, min_effect * abs(level))
+    ceiling = _at_bound(y, grid.to_numpy(dtype=float), sign)
+    if ceiling:
+        word = "inconclusive"  # a fraction or AUC pinned at the bound the claim moves it past
     xs = grid.columns.to_numpy(dtype=float) if grid.shape[1] else np.array([np.nan])
     words = (
         f"{y}: {_g(level)} at {label or x}={_g(xs[0])} → Δ {_g(t['diff'], '+')} [{_g(t['diff_lo'], '+')}, "
         f"{_g(t['diff_hi'], '+')}] ({_pct(rel)}) at {_g(xs[-1])}; ρ {_g(t['spearman_rho'], '+')}; "
-        f"{n_seeds} seeds × {int(t['n_points'])} x"
+        f"{n_seeds} seeds × {int(t['n_points'])} x" + (f" ({ceiling})" if ceiling else "")
     )
     means = np.nanmean(grid.to_numpy(dtype=float), axis=0) if grid.shape[1] else np.array([])
     found = {"verdict": word, "level": level, "rel": rel, "bench": words, "n_seeds": n_seeds}
