@@ -45,8 +45,10 @@ def main(store: str, names: list[str]) -> None:
             table = pd.read_csv(client.download_artifacts(parent.info.run_id, "series.csv", store))
             used = usable(table)
             print(f"\n== {exp.name} (parent {parent.info.run_id}): {len(used)} of {len(table)} runs used")
-            key = [c for c in table if c.startswith("grid.") and c != "grid.data.blob_size"]
-            x = "grid.data.blob_size" if "grid.data.blob_size" in table else "series_value"
+            x = next(
+                (c for c in ("grid.data.blob_size", "sweep.data.blob_size") if c in table), "series_value"
+            )
+            key = [c for c in table if c.startswith(("grid.", "sweep.")) and c != x]
             rows = []
             for point, g in used.groupby([*key, x]):
                 per_seed = g.groupby("seed").mean(numeric_only=True)
