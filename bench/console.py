@@ -97,23 +97,28 @@ def print_tune_results(results: list[Any]) -> None:
         print(f"  {results[-1].command}")
 
 
+def rich_bars() -> Any:
+    """A rich Progress on stderr with bench's columns: description, bar, done/total, time, `info` field."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as RichProgress
+
+    return RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
 class Progress:
     """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal)."""
 
     def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-        from rich.progress import Progress as RichProgress
-
-        self._progress = RichProgress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self._progress = rich_bars()
 
     def __enter__(self) -> Progress:
         self._progress.start()

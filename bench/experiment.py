@@ -160,7 +160,7 @@ def attack_and_evaluate(
     so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
     """
     from bench.analysis.baselines import heldout_sets, mean_image, random_candidates
-    from bench.analysis.memorisation import memorisation
+    from bench.analysis.memorisation import memorisation, nearest_distance
     from bench.attack.reconstruct import reconstruct
     from bench.data.split import drop_overlap, overlap_counts
     from bench.evaluate import Scorer
@@ -215,6 +215,10 @@ def attack_and_evaluate(
         return x - mean
 
     train_c, held_c, fresh_c = centred(data.x_train), centred(held.x), centred(held.fresh_x)
+    d_fresh = nearest_distance(train_c, held_c)  # the same for every candidate set
+    # the untrained candidates, centred, are init_scale * noise: NCC ignores the scale, so one value
+    # serves every setting
+    mem_random = memorisation(train_c, data.y_train, noise, held_c, fresh_c, d_fresh)
     margins = prepared.margins / q_min if prepared.margins is not None and q_min > 0 else None
     result = ExperimentResult(
         cfg,
@@ -230,10 +234,8 @@ def attack_and_evaluate(
     for p, setting in enumerate(att.settings):
         recon = att.x[p] + mean
         random_x = random_candidates(mean, noise, setting["init_scale"])
-        random = scorer.scores(random_x)[0]
-        mem_random = memorisation(train_c, data.y_train, centred(random_x), held_c, fresh_c)
-        random |= mem_random
-        mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c)
+        random = scorer.scores(random_x)[0] | mem_random
+        mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c, d_fresh)
         ev = scorer.evaluate(recon, shared | {"random": random}, mem)
         metrics = {
             **ev.metrics,

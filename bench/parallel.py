@@ -172,17 +172,9 @@ class WorkerBars:
     """One overall bar (finished runs) and one bar per worker (its current run's phase), on stderr."""
 
     def __init__(self, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from bench.console import rich_bars
 
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-        )
+        self.progress = rich_bars()
         self.overall = self.progress.add_task("all runs", total=total, info="")
         self.bars: dict[int, Any] = {}
 

@@ -351,6 +351,8 @@ def log_setting(
             plots.close(fig)
 
 
+# Metrics plotted against the series axis and Moran's I on the parent.
+PLOTTED = ("error", "memorised/frac")
 # Metrics whose trend the parent reports (when the table has them), besides the primary `error`.
 TREND_METRICS = (
     "ncc_dist_mean",
@@ -403,28 +405,25 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
             moran = sub.groupby(x_col)["moran_i/class1"].transform("mean")
             sub = sub.assign(_moran=moran)
             xs["_vs_moran"] = "_moran"
-        for ycol, _label in metrics:
+        for ycol, label in metrics:
             if ycol not in sub:
                 continue
             for tag, xc in xs.items():
                 st = seed_trend(sub, xc, ycol)
-                key = f"trend/{ycol.replace('/', '_')}{tag}{suffix}"
-                trend.update({f"{key}/{k}": v for k, v in st.items()})
-        for ycol, label in metrics[:1] + [m for m in metrics if m[0] in ("memorised/frac",)]:
-            if ycol not in sub:
-                continue
-            for tag, xc in xs.items():
+                name = f"{ycol.replace('/', '_')}{tag}"
+                trend.update({f"trend/{name}{suffix}/{k}": v for k, v in st.items()})
+                if ycol not in PLOTTED:
+                    continue
                 xlabel = "Moran's I of class 1 (per-point mean)" if tag else (task.series_label or x_col)
-                rho = trend[f"trend/{ycol.replace('/', '_')}{tag}{suffix}/spearman_rho"]
                 fig = plots.series_plot(
                     pd.to_numeric(sub[xc], errors="coerce").to_numpy(dtype=float),
                     pd.to_numeric(sub[ycol], errors="coerce").to_numpy(dtype=float),
                     xlabel,
                     label,
-                    f"{task.name}{' ' + gname if gname else ''}: rho of means={rho:.2f}",
+                    f"{task.name}{' ' + gname if gname else ''}: rho of means={st['spearman_rho']:.2f}",
                 )
-                name = f"{ycol.replace('/', '_')}_vs_{'moran' if tag else 'series'}"
-                parent.figure(fig, f"{name}{'_' + gname.replace('=', '') if gname else ''}.png")
+                fname = f"{ycol.replace('/', '_')}_vs_{'moran' if tag else 'series'}"
+                parent.figure(fig, f"{fname}{'_' + gname.replace('=', '') if gname else ''}.png")
                 plots.close(fig)
     parent.metrics({k: v for k, v in trend.items() if k.startswith("trend/")})
     return trend

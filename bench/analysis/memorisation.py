@@ -50,14 +50,16 @@ def memorisation(
     cands: np.ndarray,
     heldout: np.ndarray,
     fresh: np.ndarray,
+    d_fresh: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Memorisation and membership metrics of one candidate set (see the module docstring).
 
     train (n, d) with labels train_y (n,) in {-1, +1}; cands (m, d); heldout (k, d), k ideally = m;
-    fresh (n', d), n' ideally = n. All in the same (compared) scale.
+    fresh (n', d), n' ideally = n. All in the same (compared) scale. `d_fresh`: (n,)
+    `nearest_distance(train, heldout)` when the caller already has it (it does not depend on cands).
     """
     d_att = nearest_distance(train, cands)
-    d_fresh = nearest_distance(train, heldout)
+    d_fresh = nearest_distance(train, heldout) if d_fresh is None else d_fresh
     won = d_att < d_fresh
     out = {"memorised/frac": float(won.mean())}
     for cls, sign in ((0, -1), (1, 1)):
