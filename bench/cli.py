@@ -284,6 +284,9 @@ def perf(
     population: Annotated[int, typer.Option(min=1, help="settings batched in one step")] = 1,
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     reference: Annotated[bool, typer.Option(help="also time the reference formulation")] = True,
+    compile_step: Annotated[
+        bool, typer.Option("--compile", help="time the step through torch.compile (attack.compile)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -324,7 +327,18 @@ def perf(
         _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32, float64 or bfloat16"))
     try:
         report = measure(
-            depth, width, d, n, m, dtype, threads, population, repeats, reference=reference, device=str(dev)
+            depth,
+            width,
+            d,
+            n,
+            m,
+            dtype,
+            threads,
+            population,
+            repeats,
+            reference=reference,
+            device=str(dev),
+            compiled=compile_step,
         )
         log_report(report, tracking_uri)
     except BenchInputError as e:

@@ -87,6 +87,8 @@ class AttackConfig:
     `eval_every` steps), the relative improvement of the best KKT fit and of the best monitored error
     over the last `stop_window` steps are both below `stop_tol`; `steps` is then the cap. "none" runs
     all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
+    `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
+    paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
     """
 
     steps: int = 1000
@@ -106,6 +108,7 @@ class AttackConfig:
     stop: Literal["none", "plateau"] = "none"
     stop_window: int = 1000
     stop_tol: float = 0.01
+    compile: bool = False
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bench.attack.kkt import Weights, attack_loss, flops_per_step, lambda_scale
+from bench.attack.kkt import Weights, flops_per_step, lambda_scale, loss_function
 from bench.attack.reference import reference_fit
 
 
@@ -52,6 +52,7 @@ class PerfReport:
     peak_rss_mb: float
     device: str = "cpu"
     device_model: str = ""
+    compiled: bool = False
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -106,18 +107,19 @@ def step_fn(
     alpha: float,
     method: str = "auto",
     mixed: bool = False,
+    compiled: bool = False,
 ) -> Callable[[], None]:
-    """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products."""
+    """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products;
+    `compiled`: through torch.compile (see bench.attack.kkt.loss_function)."""
     scale = lambda_scale(w, x.shape[-2])
     d = x.shape[-1]
     lo = -torch.ones(d, dtype=x.dtype, device=x.device)
     hi = torch.ones(d, dtype=x.dtype, device=x.device)
 
+    loss_fn = loss_function(mixed, compiled)
+
     def step() -> None:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
-            loss, _ = attack_loss(
-                w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method
-            )
+        loss, _ = loss_fn(w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method)
         loss.sum().backward()
         x.grad = None
         l.grad = None
@@ -163,6 +165,7 @@ def measure(
     sequential: bool = True,
     method: str = "auto",
     device: str | torch.device = "cpu",
+    compiled: bool = False,
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
     (the reference step needs float64 and is skipped on MPS, which has none)."""
@@ -180,7 +183,7 @@ def measure(
     y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, tdtype)
     alpha = 100.0
 
-    step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16")
+    step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
     s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
@@ -195,7 +198,7 @@ def measure(
     if sequential and population > 1:
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
-        one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16")
+        one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
         seq_s = population * _median_time(one, repeats, warmup, dev)
 
     ref_s = None
@@ -225,6 +228,7 @@ def measure(
         peak_rss_mb=rss,
         device=str(dev),
         device_model=device_model(dev),
+        compiled=compiled,
     )
 
 
@@ -235,7 +239,19 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
     tracker = Tracker(tracking_uri)
     exp = tracker.experiment("perf")
     values = report.as_dict()
-    keys = ("depth", "width", "d", "n", "m", "population", "dtype", "threads", "device", "device_model")
+    keys = (
+        "depth",
+        "width",
+        "d",
+        "n",
+        "m",
+        "population",
+        "dtype",
+        "threads",
+        "device",
+        "device_model",
+        "compiled",
+    )
     params = {k: values[k] for k in keys}
     name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
     with tracker.run(exp, name, {"bench.kind": "perf"}) as log:
@@ -247,7 +263,7 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
 def format_report(r: PerfReport) -> str:
     lines = [
         f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
-        f"{r.dtype} threads={r.threads} device={r.device}"
+        f"{r.dtype}{' compiled' if r.compiled else ''} threads={r.threads} device={r.device}"
         + (f" ({r.device_model})" if r.device_model else ""),
         f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",

@@ -30,6 +30,7 @@ Every tensor may carry leading population dimensions: x (..., m, d), c (..., m),
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -183,19 +184,49 @@ def attack_loss(
     lam_penalty: float = 5.0,
     box_penalty: float = 1.0,
     method: str = "auto",
+    theta_sq: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reconstruction loss per candidate set (...,) and its KKT-fit part (...,).
 
     lambda = lam_scale * l (see `lambda_scale`); loss = fit + lam_penalty * sum relu(lam_min - l)^2
     + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2), sums over candidates and features.
     lo, hi: (d,) bounds of the centred data (the data range minus the training mean). Population
-    hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1).
+    hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1). `theta_sq`: ||theta||^2 if already
+    known (see `kkt_fit`).
     """
-    fit = kkt_fit(w, x, l * lam_scale * y, alpha, method=method)
+    fit = kkt_fit(w, x, l * lam_scale * y, alpha, method=method, theta_sq=theta_sq)
     lam_term = torch.relu(lam_min - l).pow(2).sum(-1)
     outside = x - torch.clamp(x, lo, hi)  # relu(x - hi) - relu(lo - x): one of the two is zero
     box_term = (outside * outside).sum((-1, -2))
     return fit + lam_penalty * lam_term + box_penalty * box_term, fit
+
+
+def loss_function(
+    mixed: bool = False, compiled: bool = False
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """`attack_loss` as the attack loop calls it: f(w, x, l, y, **kwargs) -> (loss, fit).
+
+    mixed: matrix products in bfloat16 (autocast on x's device type; x, lambda and the sums stay float32).
+    compiled: through `torch.compile` (inductor), which fuses the elementwise work between the products:
+    on this project's 2-core CPU it halves a bf16 step at the paper's scale (benchmarks/scaling.sh).
+    It costs ~10-30 s of compilation per process and shape, so it pays only for long attacks; one compiled
+    function serves every run of the process with the same shapes (the weights are inputs, not constants).
+    """
+    return _loss_function(mixed, compiled)
+
+
+@functools.cache
+def _loss_function(mixed: bool, compiled: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
+        return inner(w.mats, w.bias, x, l, y, theta_sq=kwargs.pop("theta_sq", w.sq_norm()), **kwargs)
+
+    def inner(mats, bias, x, l, y, **kwargs):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
+            return attack_loss(Weights(tuple(mats), bias), x, l, y, **kwargs)
+
+    if compiled:
+        inner = torch.compile(inner, dynamic=False)
+    return call
 
 
 def lambda_scale(w: Weights, m: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.attack.kkt import Weights, attack_loss, lambda_scale
+from bench.attack.kkt import Weights, lambda_scale, loss_function
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -79,7 +79,7 @@ def reconstruct(
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    mixed = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.dtype == "bfloat16")
+    loss_fn = loss_function(mixed=cfg.dtype == "bfloat16", compiled=cfg.compile)
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -107,6 +107,7 @@ def reconstruct(
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
+    theta_sq = w.sq_norm()
     step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
     opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
@@ -175,20 +176,20 @@ def reconstruct(
                 steps_run[newly.cpu().numpy()] = step
                 if not (alive & ~stopped).any():
                     break
-        with mixed:  # a no-op unless attack.dtype=bfloat16
-            loss, fit = attack_loss(
-                w,
-                x,
-                l,
-                y,
-                lam_scale=scale,
-                lam_min=lam_min.view(P, 1),
-                alpha=alpha.view(P, 1, 1),
-                lo=lo_t,
-                hi=hi_t,
-                lam_penalty=cfg.lam_penalty,
-                box_penalty=cfg.box_penalty,
-            )
+        loss, fit = loss_fn(
+            w,
+            x,
+            l,
+            y,
+            lam_scale=scale,
+            lam_min=lam_min.view(P, 1),
+            alpha=alpha.view(P, 1, 1),
+            lo=lo_t,
+            hi=hi_t,
+            lam_penalty=cfg.lam_penalty,
+            box_penalty=cfg.box_penalty,
+            theta_sq=theta_sq,
+        )
         finite = torch.isfinite(loss.detach())
         died_at = torch.where(alive & ~finite & ~stopped, step, died_at)
         alive &= finite
