@@ -6,8 +6,13 @@
 #                    threads from the machine) and --jobs JOBS (default 2; threads = cores / JOBS), then
 #                    the speed-up and the largest difference in the primary error between the two tables
 #                    (0 when the thread counts agree; float rounding otherwise).
-#   paper:           the paper profile (9 blob sizes x 3 seeds; about 2 hours on 2 cores) once, at --jobs
-#                    BEST (default 2), with the extra args (e.g. --set attack.stop=plateau).
+#   paper:           the paper profile (9 blob sizes x 3 seeds; about 2 hours on 2 cores as it stands) once
+#                    at --jobs BEST (default 2) with the shortcuts SHORTCUTS (default: bf16 products,
+#                    torch.compile, the plateau stop; the extra args are added), then the check of the
+#                    shortcuts: the plain profile (float32, eager, all 5,000 steps) at CHECK_SIZES (default
+#                    1,25,100) x CHECK_SEEDS seeds (default 1), also at --jobs BEST so that training is
+#                    identical, and a table of both runs' figures at those points (error, memorisation,
+#                    membership AUC, steps run) with the largest difference.
 #   all:             both.
 # Each run writes to its own temporary MLflow store. The machine's load (uptime) is printed before each
 # run: on a shared machine the figures mean little unless the load is well below the core count.
@@ -70,5 +75,14 @@ print(f"largest |error(--jobs 1) - error(--jobs N)| over {len(a)} runs: {max(abs
 PY
 fi
 if [ "$mode" = paper ] || [ "$mode" = all ]; then
-    timed "paper $task, --jobs $best $*" --profile paper --jobs "$best" "$@"
+    shortcuts=${SHORTCUTS:---set attack.dtype=bfloat16 --set attack.compile=true --set attack.stop=plateau --set attack.stop_window=500}
+    # shellcheck disable=SC2086 # SHORTCUTS is a list of arguments
+    timed "paper $task, --jobs $best, shortcuts" --profile paper --jobs "$best" $shortcuts "$@"
+    fast=$store
+    check_sizes=${CHECK_SIZES:-1,25,100}
+    check_seeds=${CHECK_SEEDS:-1}
+    timed "check: plain paper at sizes $check_sizes, $check_seeds seed(s)" --profile paper --jobs "$best" \
+        --seeds "$check_seeds" --sweep "data.blob_size=$check_sizes" "$@"
+    echo "shortcuts: $shortcuts"
+    .venv/bin/python benchmarks/compare_runs.py "$store" "$fast"
 fi
