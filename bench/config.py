@@ -87,6 +87,7 @@ class AttackConfig:
     `eval_every` steps), the relative improvement of the best KKT fit and of the best monitored error
     over the last `stop_window` steps are both below `stop_tol`; `steps` is then the cap. "none" runs
     all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
+    The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
     `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
     paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
     """

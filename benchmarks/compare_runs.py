@@ -21,7 +21,7 @@ FIGURES = {
     "memorised/frac": "memorised",
     "membership/auc": "AUC",
     "attack/steps_run": "steps",
-    "train/accuracy": "train acc",
+    "test_accuracy": "test acc",
 }
 
 

@@ -12,7 +12,8 @@
 #                    shortcuts: the plain profile (float32, eager, all 5,000 steps) at CHECK_SIZES (default
 #                    1,25,100) x CHECK_SEEDS seeds (default 1), also at --jobs BEST so that training is
 #                    identical, and a table of both runs' figures at those points (error, memorisation,
-#                    membership AUC, steps run) with the largest difference.
+#                    membership AUC, steps run) with the largest difference. CHECK_STORE=DIR reuses the
+#                    plain runs of an earlier check (the store directory it printed).
 #   all:             both.
 # Each run writes to its own temporary MLflow store. The machine's load (uptime) is printed before each
 # run: on a shared machine the figures mean little unless the load is well below the core count.
@@ -81,8 +82,13 @@ if [ "$mode" = paper ] || [ "$mode" = all ]; then
     fast=$store
     check_sizes=${CHECK_SIZES:-1,25,100}
     check_seeds=${CHECK_SEEDS:-1}
-    timed "check: plain paper at sizes $check_sizes, $check_seeds seed(s)" --profile paper --jobs "$best" \
-        --seeds "$check_seeds" --sweep "data.blob_size=$check_sizes" "$@"
+    if [ -n "${CHECK_STORE:-}" ]; then # the plain runs do not depend on the shortcuts: reuse them
+        store=$CHECK_STORE
+        echo "check: the plain runs of $store"
+    else
+        timed "check: plain paper at sizes $check_sizes, $check_seeds seed(s)" --profile paper --jobs "$best" \
+            --seeds "$check_seeds" --sweep "data.blob_size=$check_sizes" "$@"
+    fi
     echo "shortcuts: $shortcuts"
     .venv/bin/python benchmarks/compare_runs.py "$store" "$fast"
 fi
