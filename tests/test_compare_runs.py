@@ -1,0 +1,55 @@
+"""benchmarks/compare_runs.py: two stores matched run by run on (series value, seed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+from mlflow_store import fresh_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "benchmarks" / "compare_runs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _store(folder: Path, runs: dict[tuple[int, int], dict[str, float]]) -> str:
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exp = client.create_experiment("blobs-rect")
+    parent = client.create_run(exp, tags={"bench.kind": "parent"})
+    for (size, seed), metrics in runs.items():
+        tags = {"bench.kind": "child", "bench.series_value": str(size), "bench.seed": str(seed)}
+        run = client.create_run(exp, tags=tags | {"mlflow.parentRunId": parent.info.run_id})
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value)
+    return str(folder)
+
+
+def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> None:
+    ref = _store(
+        tmp_path / "a",
+        {(1, 0): {"ncc_dist_mean": 0.30, "memorised/frac": 1.0}, (25, 0): {"ncc_dist_mean": 0.50}},
+    )
+    other = _store(
+        tmp_path / "b",
+        {
+            (1, 0): {"ncc_dist_mean": 0.40, "memorised/frac": 0.9},
+            (25, 0): {"ncc_dist_mean": 0.45},
+            (100, 0): {"ncc_dist_mean": 9.0},
+        },
+    )
+    mod = _load()
+    assert set(mod.child_runs(other)) == {("1", "0"), ("25", "0"), ("100", "0")}
+    mod.main(ref, other)
+    out = capsys.readouterr().out
+    assert "2 runs in both stores" in out  # the run only in `other` is left out
+    line = next(s for s in out.splitlines() if "(ncc_dist_mean)" in s)
+    assert "mean +0.025" in line and "largest |diff| 0.1" in line  # (+0.10 - 0.05) / 2
+    line = next(s for s in out.splitlines() if "(memorised/frac)" in s)
+    assert "mean -0.1" in line  # only the run that has it
