@@ -350,7 +350,7 @@ def summarise_group(
 ) -> Any:
     """Log the series summary of a whole group on a new run tagged `bench.kind=group`; a RunSummary."""
     from bench.runner import RunSummary, log_series_summary
-    from bench.sweep import COLUMN_PREFIX, sweep_trends
+    from bench.sweep import sweep_trends, swept_keys
     from bench.tracking import Tracker
 
     tracker = Tracker(tracking_uri)
@@ -370,7 +370,7 @@ def summarise_group(
             | {f"shard.{i}/{n}": r.info.run_id for (i, n), r in parents.items()}
         )
         trend = log_series_summary(run, table, task)
-        swept = [c[len(COLUMN_PREFIX) :] for c in table.columns if c.startswith(COLUMN_PREFIX)]
+        swept = swept_keys(table)
         if swept:  # as run_task does: one trend per swept key
             trend_sweep = sweep_trends(table, swept)
             run.metrics(trend_sweep)

@@ -14,6 +14,8 @@ import sys
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from bench.analysis.report import load_runs
+
 FIGURES = {
     "ncc_dist_mean": "ncc_dist",
     "class1/ncc_dist_mean": "c1 ncc_dist",
@@ -26,14 +28,12 @@ FIGURES = {
 
 
 def child_runs(store: str) -> dict[tuple[str, str], dict[str, float]]:
-    """(series value, seed) -> metrics of every child run in the store."""
-    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-    out = {}
-    for exp in client.search_experiments():
-        for run in client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'child'", max_results=5000):
-            tags = run.data.tags
-            out[(tags["bench.series_value"], tags["bench.seed"])] = run.data.metrics
-    return out
+    """(series value, seed) -> metrics of every finished child run in the store (bench report's table)."""
+    runs = load_runs(MlflowClient(f"sqlite:///{store}/mlflow.db"))
+    return {
+        (str(r["series_value"]), str(r["seed"])): {k: v for k, v in r.items() if isinstance(v, float)}
+        for r in runs.to_dict("records")
+    }
 
 
 def main(reference: str, other: str) -> None:

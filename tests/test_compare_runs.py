@@ -28,6 +28,7 @@ def _store(folder: Path, runs: dict[tuple[int, int], dict[str, float]]) -> str:
         run = client.create_run(exp, tags=tags | {"mlflow.parentRunId": parent.info.run_id})
         for key, value in metrics.items():
             client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id)  # bench's runs end FINISHED
     return str(folder)
 
 

@@ -218,7 +218,8 @@ def loss_function(
 @functools.cache
 def _loss_function(mixed: bool, compiled: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
-        return inner(w.mats, w.bias, x, l, y, theta_sq=kwargs.pop("theta_sq", w.sq_norm()), **kwargs)
+        kwargs.setdefault("theta_sq", w.sq_norm())  # cached on w; computed in the graph it would be per step
+        return inner(w.mats, w.bias, x, l, y, **kwargs)
 
     def inner(mats, bias, x, l, y, **kwargs):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):

@@ -107,7 +107,6 @@ def reconstruct(
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    theta_sq = w.sq_norm()
     step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
     opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
@@ -188,7 +187,6 @@ def reconstruct(
             hi=hi_t,
             lam_penalty=cfg.lam_penalty,
             box_penalty=cfg.box_penalty,
-            theta_sq=theta_sq,
         )
         finite = torch.isfinite(loss.detach())
         died_at = torch.where(alive & ~finite & ~stopped, step, died_at)
