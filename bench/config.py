@@ -90,6 +90,17 @@ class AttackConfig:
     The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
     `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
     paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
+    `fit_norm`: "theta" divides the residual by ||theta||^2 (Haim et al.); "layer" averages every layer's
+    residual divided by that layer's ||theta_l||^2 (see bench.attack.kkt.kkt_fit).
+    `schedule`: the step size over the run: "constant"; "cosine" (decay to 0 at `steps`); "step" (x0.1
+    after two thirds of `steps`); after `warmup` steps of linear warm-up. `alpha_final`: > 0 anneals the
+    surrogate's slope geometrically from `alpha` to `alpha_final` over `steps` (0: constant alpha).
+    Soundness (bench.attack.reconstruct): at every monitor point the state is re-scored in float64 with
+    the explicit residual; a fast path (bfloat16, compile, the Gram route) whose fit is off by more than
+    `fit_check_tol` (relative) is flagged and the attack falls back to the exact path (float32, explicit)
+    from its best state. The attack returns its best monitor point by that float64 objective (an
+    attacker's criterion: no training data); a run that ends worse than its best by more than
+    `degrade_tol` (relative) is `attack/degraded`, and never `attack/converged`.
     """
 
     steps: int = 1000
@@ -110,6 +121,12 @@ class AttackConfig:
     stop_window: int = 1000
     stop_tol: float = 0.01
     compile: bool = False
+    fit_norm: Literal["theta", "layer"] = "theta"
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup: int = 0
+    alpha_final: float = 0.0
+    fit_check_tol: float = 0.01
+    degrade_tol: float = 0.01
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
@@ -121,6 +138,14 @@ class AttackConfig:
         require(self.lam_min >= 0, "attack.lam_min", self.lam_min, "a number >= 0")
         require(0 <= self.momentum < 1, "attack.momentum", self.momentum, "a number in [0, 1)")
         require(self.eval_every >= 1, "attack.eval_every", self.eval_every, "a positive integer")
+        require(
+            0 <= self.warmup < self.steps, "attack.warmup", self.warmup, "an integer in [0, attack.steps)"
+        )
+        require(self.alpha_final >= 0, "attack.alpha_final", self.alpha_final, "0 (off) or a positive slope")
+        for key in ("fit_check_tol", "degrade_tol"):
+            require(
+                getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive relative tolerance"
+            )
 
 
 @dataclass

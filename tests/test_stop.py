@@ -26,16 +26,21 @@ def weights() -> Weights:
 
 
 def test_plateau_rule_on_synthetic_curves() -> None:
-    steps = np.arange(300)
-    flat = np.vstack([np.full(300, 2.0), 1.0 / (1 + steps)])  # a flat fit; a fit still falling fast
-    assert list(plateau(flat, None, at=200, window=100, tol=0.01)) == [True, False]
-    assert not plateau(flat, None, at=50, window=100, tol=0.01).any()  # too early to judge
-    # the fit is flat but the monitored error still falls by 20% over the window: not converged
+    steps = np.arange(400)
+
+    def curve(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return steps[: values.shape[1]], values
+
+    flat = np.vstack([np.full(300, 2.0), 1.0 / (1 + steps[:300])])  # a flat objective; one still falling fast
+    assert list(plateau(curve(flat), None, at=200, window=100, tol=0.01)) == [True, False]
+    assert not plateau(curve(flat), None, at=50, window=100, tol=0.01).any()  # too early to judge
+    # the objective is flat but the monitored error still falls by 20% over the window: not converged
     mon = (np.array([0, 100, 200]), np.array([[0.5, 0.5, 0.4], [0.5, 0.5, 0.5]]))
-    assert list(plateau(np.full((2, 300), 2.0), mon, at=200, window=100, tol=0.01)) == [False, True]
-    # a noisy fit that no longer improves on its best value counts as converged
+    assert list(plateau(curve(np.full((2, 300), 2.0)), mon, at=200, window=100, tol=0.01)) == [False, True]
+    # a noisy objective that no longer improves on its best value has plateaued (whether the state is
+    # at its best is the attack's `degraded` check, tested in tests/test_soundness.py)
     noisy = np.array([[1.0] * 100 + [0.5] + [0.6, 0.55] * 100])
-    assert plateau(noisy, None, at=300, window=100, tol=0.01).all()
+    assert plateau(curve(noisy), None, at=300, window=100, tol=0.01).all()
 
 
 def test_rule_fires_early_on_a_toy_attack(weights: Weights) -> None:
@@ -56,17 +61,18 @@ def test_rule_does_not_fire_while_improving(weights: Weights) -> None:
 
 
 def test_converged_setting_is_frozen_and_others_go_on(weights: Weights) -> None:
-    """A setting whose candidates barely move (lr 1e-12) converges at the first check (only its
-    multipliers move); the other goes on to the cap exactly as it would alone."""
+    """A setting whose candidates barely move (lr 1e-12) converges early (only its multipliers move, and
+    their gain is spent in the first window); the other goes on to the cap exactly as it would alone."""
     cfg = AttackConfig(
         steps=300, eval_every=50, stop="plateau", stop_window=100, stop_tol=1e-2, dtype="float64"
     )
     settings = [{"lr": 1e-12}, {"lr": 1e-2}]
     out = reconstruct(weights, 10, *BOX, cfg, seed=1, settings=settings)
     assert list(out.converged) == [True, False]
-    assert list(out.steps_run) == [100, 300]
+    stop = int(out.steps_run[0])
+    assert stop < 300 and stop % 50 == 0 and out.steps_run[1] == 300
     fit = out.curves["attack/kkt_fit"][1]
-    assert fit.shape == (2, 300) and np.all(fit[0, 100:] == fit[0, 100])  # frozen
+    assert fit.shape == (2, 300) and np.all(fit[0, stop:] == fit[0, stop])  # frozen
     alone = reconstruct(weights, 10, *BOX, cfg, seed=1, settings=[settings[1]])
     np.testing.assert_allclose(out.x[1], alone.x[0], rtol=1e-9, atol=1e-12)
 

@@ -56,6 +56,17 @@ class Weights:
         total = sum((w * w).sum() for w in self.mats)
         return total + ((self.bias * self.bias).sum() if self.bias is not None else 0.0)
 
+    def layer_sq_norms(self) -> torch.Tensor:
+        """||theta_l||^2 of every layer (L,), the first layer's bias counted with W_1."""
+        return self._layer_sq_norms
+
+    @functools.cached_property
+    def _layer_sq_norms(self) -> torch.Tensor:
+        norms = [(w * w).sum() for w in self.mats]
+        if self.bias is not None:
+            norms[0] = norms[0] + (self.bias * self.bias).sum()
+        return torch.stack(norms)
+
     def scaled(self, factor: float) -> Weights:
         """Every layer (and the bias) times `factor`: Phi scales by factor^L."""
         bias = None if self.bias is None else self.bias * factor
@@ -129,24 +140,26 @@ def gradient_sums(
     return grads, bias
 
 
-def kkt_fit(
-    w: Weights,
-    x: torch.Tensor,
-    c: torch.Tensor,
-    alpha: torch.Tensor | float,
-    method: str = "auto",
-    theta_sq: torch.Tensor | None = None,
+def layer_residuals(
+    w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: torch.Tensor | float, method: str = "auto"
 ) -> torch.Tensor:
-    """sum_l ||theta_l - G_l||^2 / ||theta||^2 for each candidate set: shape (...,).
+    """||theta_l - G_l||^2 of every layer l = 1..L (the first layer's bias counted with W_1): (..., L).
 
-    `method`: "gram" (m x m Gram matrices), "explicit" (form G_l) or "auto" (cheaper of the two per layer).
+    `method`: "explicit" forms G_l and sums the squares of theta_l - G_l: a sum of squares, >= 0 in any
+    dtype, with rounding errors relative to the residual itself; "gram" expands the square through m x m
+    Gram matrices (||W_l||^2 - 2 <W_l, G_l> + ||G_l||^2, see the module docstring): cheaper when
+    m (H_l + H_{l-1}) < H_l H_{l-1}, but the three terms are of the size of ||W_l||^2 and cancel, so its
+    rounding error is relative to ||theta||^2, and where candidates nearly coincide it is amplified
+    (in bfloat16 the optimiser finds and follows it: the logged fit turned negative after ~8,000 steps at the
+    paper's scale); "auto": the cheaper of the two per layer. The attack checks whichever it uses against
+    the float64 explicit form (`bench.attack.reconstruct`, `attack.fit_check_tol`).
     """
-    theta_sq = w.sq_norm() if theta_sq is None else theta_sq
     phi, acts, pre, signals = forward_signals(w, x, alpha)
     m = x.shape[-2]
-    total = theta_sq
+    terms = []
     for layer, (g, a_prev, h) in enumerate(zip(signals, acts[:-1], pre, strict=True)):
-        out_dim, in_dim = w.mats[layer].shape
+        mat = w.mats[layer]
+        out_dim, in_dim = mat.shape
         use_gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
         has_bias = layer == 0 and w.bias is not None
         if use_gram:
@@ -157,17 +170,47 @@ def kkt_fit(
                 k_prev = k_prev + 1.0
             gram = (g @ g.transpose(-1, -2)) * k_prev  # (S_l * K_{l-1}), m x m
             quad = (c * (gram @ c.unsqueeze(-1)).squeeze(-1)).sum(-1)
-            total = total - 2.0 * cross + quad
+            own = (mat * mat).sum() + ((w.bias * w.bias).sum() if has_bias else 0.0)
+            terms.append(own - 2.0 * cross + quad)
         else:
             cg = c.unsqueeze(-1) * g
-            grad = cg.transpose(-1, -2) @ a_prev
-            total = total + ((w.mats[layer] - grad) ** 2).sum((-1, -2)) - (w.mats[layer] ** 2).sum()
+            diff = mat - cg.transpose(-1, -2) @ a_prev
+            term = (diff * diff).sum((-1, -2))
             if has_bias:
-                total = total + ((w.bias - cg.sum(-2)) ** 2).sum(-1) - (w.bias**2).sum()
-    # Last layer: grad_{w_L} Phi(x_i) = a_{L-1}(x_i); <w_L, sum c_i a_{L-1}> = sum_i c_i Phi(x_i).
+                diff_b = w.bias - cg.sum(-2)
+                term = term + (diff_b * diff_b).sum(-1)
+            terms.append(term)
+    # Last layer: grad_{w_L} Phi(x_i) = a_{L-1}(x_i), so G_L = sum_i c_i a_{L-1}(x_i) (one row).
     s_last = (c.unsqueeze(-2) @ acts[-1]).squeeze(-2)
-    total = total - 2.0 * (c * phi).sum(-1) + (s_last * s_last).sum(-1)
-    return total / theta_sq
+    diff = w.mats[-1].squeeze(0) - s_last
+    terms.append((diff * diff).sum(-1))
+    return torch.stack(torch.broadcast_tensors(*terms), dim=-1)
+
+
+def kkt_fit(
+    w: Weights,
+    x: torch.Tensor,
+    c: torch.Tensor,
+    alpha: torch.Tensor | float,
+    method: str = "auto",
+    theta_sq: torch.Tensor | None = None,
+    norm: str = "theta",
+    layer_sq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The KKT residual of each candidate set: shape (...,).
+
+    norm "theta": sum_l ||theta_l - G_l||^2 / ||theta||^2 (Haim et al.'s residual, divided by ||theta||^2);
+    "layer": the mean over layers of ||theta_l - G_l||^2 / ||theta_l||^2, every layer weighted alike
+    (a layer that keeps most of its random initialisation, such as the hidden layer of a trained
+    784-1000-1000-1 network, holds ~95% of ||theta||^2 and no gradient sum explains it: under "theta" it
+    drowns the layers that training wrote). `method`: see `layer_residuals`. `theta_sq`: ||theta||^2 if
+    already known; `layer_sq`: the (L,) ||theta_l||^2 if already known (norm "layer").
+    """
+    terms = layer_residuals(w, x, c, alpha, method)
+    if norm == "layer":
+        return (terms / (w.layer_sq_norms() if layer_sq is None else layer_sq)).mean(-1)
+    theta_sq = w.sq_norm() if theta_sq is None else theta_sq
+    return terms.sum(-1) / theta_sq
 
 
 def attack_loss(
@@ -185,20 +228,37 @@ def attack_loss(
     box_penalty: float = 1.0,
     method: str = "auto",
     theta_sq: torch.Tensor | None = None,
+    norm: str = "theta",
+    layer_sq: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reconstruction loss per candidate set (...,) and its KKT-fit part (...,).
 
     lambda = lam_scale * l (see `lambda_scale`); loss = fit + lam_penalty * sum relu(lam_min - l)^2
     + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2), sums over candidates and features.
     lo, hi: (d,) bounds of the centred data (the data range minus the training mean). Population
-    hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1). `theta_sq`: ||theta||^2 if already
-    known (see `kkt_fit`).
+    hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1). `method`, `norm`, `theta_sq`,
+    `layer_sq`: see `kkt_fit`.
     """
-    fit = kkt_fit(w, x, l * lam_scale * y, alpha, method=method, theta_sq=theta_sq)
+    c = l * lam_scale * y
+    fit = kkt_fit(w, x, c, alpha, method=method, theta_sq=theta_sq, norm=norm, layer_sq=layer_sq)
+    return fit + penalties(x, l, lam_min, lo, hi, lam_penalty, box_penalty), fit
+
+
+def penalties(
+    x: torch.Tensor,
+    l: torch.Tensor,
+    lam_min: torch.Tensor | float,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    lam_penalty: float = 5.0,
+    box_penalty: float = 1.0,
+) -> torch.Tensor:
+    """The constraint terms of the loss (...,): lam_penalty * sum relu(lam_min - l)^2 (dual feasibility)
+    + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2) (the data range)."""
     lam_term = torch.relu(lam_min - l).pow(2).sum(-1)
     outside = x - torch.clamp(x, lo, hi)  # relu(x - hi) - relu(lo - x): one of the two is zero
     box_term = (outside * outside).sum((-1, -2))
-    return fit + lam_penalty * lam_term + box_penalty * box_term, fit
+    return lam_penalty * lam_term + box_penalty * box_term
 
 
 def loss_function(
@@ -206,7 +266,9 @@ def loss_function(
 ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     """`attack_loss` as the attack loop calls it: f(w, x, l, y, **kwargs) -> (loss, fit).
 
-    mixed: matrix products in bfloat16 (autocast on x's device type; x, lambda and the sums stay float32).
+    mixed: matrix products in bfloat16 (autocast on x's device type; x, lambda and the sums stay float32),
+    and the residual in its explicit form (a sum of squares; see `layer_residuals`) unless `method` is
+    given: the Gram expansion in bfloat16 is not a faithful residual over a long attack.
     compiled: through `torch.compile` (inductor), which fuses the elementwise work between the products:
     on this project's 2-core CPU it halves a bf16 step at the paper's scale (benchmarks/scaling.sh).
     It costs ~10-30 s of compilation per process and shape, so it pays only for long attacks; one compiled
@@ -219,6 +281,8 @@ def loss_function(
 def _loss_function(mixed: bool, compiled: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
         kwargs.setdefault("theta_sq", w.sq_norm())  # cached on w; computed in the graph it would be per step
+        kwargs.setdefault("layer_sq", w.layer_sq_norms())
+        kwargs.setdefault("method", "explicit" if mixed else "auto")
         return inner(w.mats, w.bias, x, l, y, **kwargs)
 
     def inner(mats, bias, x, l, y, **kwargs):

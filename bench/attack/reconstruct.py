@@ -8,18 +8,31 @@ non-finite is frozen at its last finite state and reported as diverged; the othe
 `attack.stop=plateau` a setting that has stopped improving (see `plateau`) is frozen the same way and
 reported as converged; the loop ends when no setting is still moving (`attack.steps` is the cap).
 
+Soundness at any length. Every `eval_every` steps the state is re-scored exactly: the loss in float64
+with the explicit residual (a sum of squares, `bench.attack.kkt.layer_residuals`), whatever path the
+steps take (bfloat16, torch.compile, the Gram route). That exact objective
+- is compared with the fit the fast path computed for the same state: a relative gap above
+  `attack.fit_check_tol` flags the run (`fit_check_failed`) and every setting falls back to the exact path
+  (float32, explicit residual, eager) from its best state, so a fast path never silently optimises another
+  function;
+- chooses the state returned: each setting's best monitor point (`best_step`); the objective is what an
+  attacker can compute, without the training data;
+- says whether the run is `degraded` (it ended worse than its best by more than `attack.degrade_tol`) or
+  `converged` (at its best, and the plateau rule holds: see `plateau`).
+
 Knows nothing of MLflow: progress and monitoring go through callbacks.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from bench.attack.kkt import Weights, lambda_scale, loss_function
+from bench.attack.kkt import Weights, lambda_scale, layer_residuals, loss_function, penalties
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -30,10 +43,15 @@ SETTING_KEYS = ("lr", "init_scale", "lam_min", "alpha")
 
 @dataclass
 class AttackResult:
-    """Candidates of every setting. x: (P, m, d) in the centred data scale; y: (m,) in {-1, +1};
-    lam: (P, m) the multipliers lambda = s l; curves: name -> (steps (T,), values (P, T)), T the steps
-    the loop ran (a frozen setting repeats its last values). converged: (P,) whether the plateau rule
-    held when the setting stopped (or at the last step); steps_run: (P,) optimisation steps it took."""
+    """Candidates of every setting. x: (P, m, d) in the centred data scale, each setting's best state;
+    y: (m,) in {-1, +1}; lam: (P, m) the multipliers lambda = s l of that state; curves: name -> (steps
+    (T,), values (P, T)), T the steps the loop ran (a frozen setting repeats its last values), or the
+    monitor points for the exact checks (`attack/objective`, `attack/fit_check`, `attack/fit_gap`,
+    `attack/kkt_fit_layer<l>`). converged: (P,) at its best and the plateau rule held when the setting
+    stopped (or at the last step); steps_run: (P,) optimisation steps it took; best_step: (P,) the monitor
+    point returned; degraded: (P,) ended worse than its best; fit_check_failed: (P,) the fast path's fit
+    left the float64 one at some monitor point (the run then fell back to the exact path at
+    `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state."""
 
     x: np.ndarray
     y: np.ndarray
@@ -44,11 +62,35 @@ class AttackResult:
     seconds: float = 0.0
     converged: np.ndarray | None = None
     steps_run: np.ndarray | None = None
+    best_step: np.ndarray | None = None
+    degraded: np.ndarray | None = None
+    fit_check_failed: np.ndarray | None = None
+    fallback_step: int = -1
+    objective: np.ndarray | None = None
 
 
 def candidate_labels(m: int) -> np.ndarray:
     """Balanced labels: the first half -1, the second +1 (Haim et al.)."""
     return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+
+
+def lr_factor(cfg: AttackConfig, step: int) -> float:
+    """The step-size multiplier of `cfg.schedule` at `step` (linear warm-up over `cfg.warmup` steps)."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return 0.1 if step >= 2 * cfg.steps // 3 else 1.0
+    return 1.0
+
+
+def alpha_factor(cfg: AttackConfig, alpha: torch.Tensor, step: int) -> torch.Tensor:
+    """The surrogate's slope at `step`: `alpha` (P,), annealed geometrically to `cfg.alpha_final`."""
+    if cfg.alpha_final <= 0:
+        return alpha
+    return alpha * (cfg.alpha_final / alpha) ** (step / cfg.steps)
 
 
 def reconstruct(
@@ -62,6 +104,7 @@ def reconstruct(
     monitor: Monitor | None = None,
     on_step: Callable[[int, np.ndarray], None] | None = None,
     device: str | torch.device = "cpu",
+    loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
@@ -69,8 +112,10 @@ def reconstruct(
     lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
     of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` for every step, delivered in
     order at the monitor points (where losses reach the host); `monitor` every `cfg.eval_every` steps
-    and at the end. device: where to compute (a name as in bench.device); the
-    random starting point is drawn on the CPU and moved, so every device starts from the same numbers.
+    and at the end (on the current state; reporting only, except that `attack/error` joins the plateau
+    rule). device: where to compute (a name as in bench.device); the random starting point is drawn on
+    the CPU and moved, so every device starts from the same numbers. `loss_fn`: the fast path's loss
+    (default: `bench.attack.kkt.loss_function` for cfg's dtype and compile); tests pass a corrupted one.
     """
     import time
 
@@ -79,7 +124,7 @@ def reconstruct(
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    loss_fn = loss_function(mixed=cfg.dtype == "bfloat16", compiled=cfg.compile)
+    fast = loss_fn or loss_function(mixed=cfg.dtype == "bfloat16", compiled=cfg.compile)
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -107,14 +152,15 @@ def reconstruct(
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
-    opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
+    base_lrs = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
+    opt = _Optimizer([x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
     # converged under attack.stop=plateau: frozen, like diverged
     stopped = torch.zeros(P, dtype=torch.bool, device=dev)
     steps_run = np.full(P, cfg.steps)
     recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
+    exact = _ExactCheck(weights, m, lo, hi, cfg, settings, dev)
 
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
     mon_steps: list[int] = []
@@ -130,16 +176,19 @@ def reconstruct(
     flushed = 0  # steps whose record is on the host
 
     def run_monitor(step: int) -> None:
-        if monitor is None:
-            return
         mon_steps.append(step)
-        for key, values in monitor(step, last_good[0].cpu().numpy()).items():
-            mon_vals.setdefault(key, []).append(np.asarray(values, dtype=float))
+        state = [t.detach() for t in last_good]
+        for key, values in exact.check(step, *state, alpha_factor(cfg, alpha, step)).items():
+            mon_vals.setdefault(key, []).append(values)
+        if monitor is not None:
+            for key, values in monitor(step, state[0].cpu().numpy()).items():
+                mon_vals.setdefault(key, []).append(np.asarray(values, dtype=float))
 
     def rule(at: int) -> np.ndarray:
         err = mon_vals.get("attack/error")
         errors = (np.asarray(mon_steps), np.stack(err, axis=1)) if err else None
-        return plateau(fit_hist[:, :recorded], errors, at, cfg.stop_window, cfg.stop_tol)
+        objective = (np.asarray(mon_steps), np.stack(mon_vals["attack/objective"], axis=1))
+        return plateau(objective, errors, at, cfg.stop_window, cfg.stop_tol) & ~exact.degraded()
 
     def flush(upto: int) -> bool:
         """Bring steps [flushed, upto) to the host and report them; False when no setting moved any more
@@ -164,8 +213,37 @@ def reconstruct(
                 on_step(s, loss_hist[:, s])
         return stop is None
 
+    def fall_back(step: int) -> None:
+        """Every setting goes back to its best state, on the exact path, with fresh optimiser moments."""
+        nonlocal fast
+        fast = loss_function(mixed=False, compiled=False)
+        exact.fallback_step = step
+        with torch.no_grad():
+            for t, good, best in zip((x, l), last_good, exact.best_state(dtype, dev), strict=True):
+                t.copy_(best)
+                good.copy_(best)
+        opt.reset()
+
+    def step_loss(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return fast(
+            w,
+            x,
+            l,
+            y,
+            lam_scale=scale,
+            lam_min=lam_min.view(P, 1),
+            alpha=alpha_factor(cfg, alpha, step).view(P, 1, 1),
+            lo=lo_t,
+            hi=hi_t,
+            lam_penalty=cfg.lam_penalty,
+            box_penalty=cfg.box_penalty,
+            norm=cfg.fit_norm,
+            **({} if exact.fallback_step < 0 else {"method": "explicit"}),
+        )
+
     for step in range(cfg.steps):
-        if step % cfg.eval_every == 0:
+        checked = step % cfg.eval_every == 0
+        if checked:
             if not flush(step):
                 break
             run_monitor(step)
@@ -175,19 +253,10 @@ def reconstruct(
                 steps_run[newly.cpu().numpy()] = step
                 if not (alive & ~stopped).any():
                     break
-        loss, fit = loss_fn(
-            w,
-            x,
-            l,
-            y,
-            lam_scale=scale,
-            lam_min=lam_min.view(P, 1),
-            alpha=alpha.view(P, 1, 1),
-            lo=lo_t,
-            hi=hi_t,
-            lam_penalty=cfg.lam_penalty,
-            box_penalty=cfg.box_penalty,
-        )
+        loss, fit = step_loss(step)
+        if checked and exact.fallback_step < 0 and exact.gap_too_large(fit, alive & ~stopped):
+            fall_back(step)
+            loss, fit = step_loss(step)
         finite = torch.isfinite(loss.detach())
         died_at = torch.where(alive & ~finite & ~stopped, step, died_at)
         alive &= finite
@@ -196,6 +265,9 @@ def reconstruct(
         moving = alive & ~stopped
         any_moving[step] = moving.any()
         torch.where(moving, loss, torch.zeros_like(loss)).sum().backward()
+        factor = lr_factor(cfg, step)
+        for rate, base in zip(opt.lrs, base_lrs, strict=True):
+            rate.copy_(base * factor)
         opt.step(moving)
         with torch.no_grad():
             for good, cur in zip(last_good, (x, l), strict=True):
@@ -207,42 +279,143 @@ def reconstruct(
         run_monitor(taken)
     moving = (alive & ~stopped).cpu().numpy()
     steps_run[moving] = taken
-    converged = stopped.cpu().numpy() | (moving & rule(taken))
+    converged = (stopped.cpu().numpy() & ~exact.degraded()) | (moving & rule(taken))
 
     steps = np.arange(recorded)
     loss_hist, fit_hist = loss_hist[:, :recorded], fit_hist[:, :recorded]
     curves = {"attack/loss": (steps, loss_hist), "attack/kkt_fit": (steps, fit_hist)}
     for key, values in mon_vals.items():
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
+    best_x, best_l = exact.best_state(dtype, dev)
     return AttackResult(
-        x=last_good[0].cpu().numpy().copy(),
+        x=best_x.cpu().numpy().copy(),
         y=candidate_labels(m),
-        lam=(last_good[1] * scale).cpu().numpy().copy(),
+        lam=(best_l * scale).cpu().numpy().copy(),
         settings=settings,
         curves=curves,
         diverged=(~alive).cpu().numpy(),
         seconds=time.perf_counter() - start,
         converged=converged,
         steps_run=steps_run,
+        best_step=exact.best_step.copy(),
+        degraded=exact.degraded(),
+        fit_check_failed=exact.failed.copy(),
+        fallback_step=exact.fallback_step,
+        objective=exact.best_objective.copy(),
     )
 
 
+class _ExactCheck:
+    """The float64 re-scoring at monitor points: objective, fit, per-layer residuals, the fast path's gap,
+    and each setting's best state (kept on the CPU or the device, in float64)."""
+
+    def __init__(
+        self,
+        weights: Weights,
+        m: int,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        cfg: AttackConfig,
+        settings: list[dict[str, float]],
+        dev: torch.device,
+    ) -> None:
+        self.dev = dev if dev.type != "mps" else torch.device("cpu")  # no float64 on MPS
+        self.cfg = cfg
+        f64 = {"dtype": torch.float64, "device": self.dev}
+        self.w = weights.to(torch.float64, self.dev)
+        self.scale = lambda_scale(self.w, m)
+        self.y = torch.tensor(candidate_labels(m), **f64)
+        self.lo, self.hi = torch.as_tensor(lo, **f64), torch.as_tensor(hi, **f64)
+        self.lam_min = torch.tensor([s["lam_min"] for s in settings], **f64).view(-1, 1)
+        P = len(settings)
+        self.best_objective = np.full(P, np.inf)
+        self.best_step = np.zeros(P, dtype=int)
+        self.current = np.full(P, np.inf)
+        self.last_fit = np.full(P, np.nan)
+        self.failed = np.zeros(P, dtype=bool)
+        self.fallback_step = -1
+        self.best: list[torch.Tensor] | None = None
+        self.best_alpha: torch.Tensor | None = None
+
+    def evaluate(
+        self, x: torch.Tensor, l: torch.Tensor, alpha: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(objective (P,), fit (P,), per-layer residual fractions (P, L)) of a state, in float64."""
+        x, l = x.to(self.dev, torch.float64), l.to(self.dev, torch.float64)
+        alpha = alpha.to(self.dev, torch.float64).view(-1, 1, 1)
+        with torch.no_grad():
+            terms = layer_residuals(self.w, x, l * self.scale * self.y, alpha, "explicit")
+            if self.cfg.fit_norm == "layer":
+                fit = (terms / self.w.layer_sq_norms()).mean(-1)
+            else:
+                fit = terms.sum(-1) / self.w.sq_norm()
+            pen = penalties(x, l, self.lam_min, self.lo, self.hi, self.cfg.lam_penalty, self.cfg.box_penalty)
+        return fit + pen, fit, terms / self.w.layer_sq_norms()
+
+    def check(
+        self, step: int, x: torch.Tensor, l: torch.Tensor, alpha: torch.Tensor
+    ) -> dict[str, np.ndarray]:
+        """Score the current state, keep it where it beats the best, and return the curves' values."""
+        objective, fit, layers = self.evaluate(x, l, alpha)
+        if self.best is None:
+            self.best = [x.to(self.dev, torch.float64).clone(), l.to(self.dev, torch.float64).clone()]
+        elif self.cfg.alpha_final > 0:  # the objective moved with alpha: re-score the kept states
+            self.best_objective = self.evaluate(*self.best, alpha)[0].cpu().numpy()
+        obj = objective.cpu().numpy()
+        obj = np.where(np.isfinite(obj), obj, np.inf)
+        better = obj < self.best_objective
+        if better.any():
+            keep = torch.as_tensor(better, device=self.dev)
+            for kept, cur in zip(self.best, (x, l), strict=True):
+                cur = cur.to(self.dev, torch.float64)
+                kept.copy_(torch.where(keep.view(-1, *([1] * (cur.dim() - 1))), cur, kept))
+            self.best_objective = np.where(better, obj, self.best_objective)
+            self.best_step = np.where(better, step, self.best_step)
+        self.current = obj
+        self.last_fit = fit.cpu().numpy()
+        out = {"attack/objective": obj, "attack/fit_check": self.last_fit}
+        for i, col in enumerate(layers.cpu().numpy().T):
+            out[f"attack/kkt_fit_layer{i + 1}"] = col
+        return out
+
+    def gap_too_large(self, fast_fit: torch.Tensor, moving: torch.Tensor) -> bool:
+        """Whether the fast path's fit of the state just checked is off by more than the tolerance in a
+        setting that still moves (marks those settings `failed`)."""
+        fast = fast_fit.detach().double().cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.abs(fast - self.last_fit) / np.maximum(np.abs(self.last_fit), 1e-12)
+        bad = moving.cpu().numpy() & np.isfinite(self.last_fit) & ~(gap <= self.cfg.fit_check_tol)
+        self.failed |= bad
+        return bool(bad.any())
+
+    def degraded(self) -> np.ndarray:
+        """(P,) the last checked state is worse than the best by more than `degrade_tol` (relative)."""
+        tol = self.cfg.degrade_tol
+        return self.current > self.best_objective + tol * np.abs(self.best_objective)
+
+    def best_state(self, dtype: torch.dtype, dev: torch.device) -> list[torch.Tensor]:
+        assert self.best is not None, "no monitor point has run"
+        return [t.to(dev, dtype) for t in self.best]
+
+
 def plateau(
-    fit: np.ndarray,
+    objective: tuple[np.ndarray, np.ndarray],
     errors: tuple[np.ndarray, np.ndarray] | None,
     at: int,
     window: int,
     tol: float,
 ) -> np.ndarray:
-    """The stopping rule: (P,) True where a setting has stopped improving by step `at`.
+    """The plateau rule: (P,) True where a setting has stopped improving by step `at`.
 
-    fit: (P, T) KKT fit at steps 0..T-1; errors: (monitor steps (K,), values (P, K)) of the monitored
-    primary error (lower is better), or None. Improvement is measured on the best value so far: the
-    relative drop (best before `at - window` minus best up to `at`) / |best before|; both the fit's and
-    the error's must be below `tol`. False everywhere while fewer than `window` steps have run.
+    objective: (monitor steps (K,), values (P, K)) of the exact objective; errors: the same for the
+    monitored primary error (lower is better), or None. Improvement is measured on the best value so far:
+    the relative drop (best before `at - window` minus best up to `at`) / |best before|; both the
+    objective's and the error's must be below `tol`. False everywhere while fewer than `window` steps have
+    run. (Whether the current state is at its best is `degraded`'s part, see `reconstruct`.)
     """
-    P = fit.shape[0]
-    if at < window or fit.shape[1] == 0:
+    steps, values = objective
+    P = values.shape[0]
+    if at < window or not (steps <= at - window).any():
         return np.zeros(P, dtype=bool)
 
     def rel_drop(values: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -253,7 +426,7 @@ def plateau(
             drop = (before - now) / np.maximum(np.abs(before), 1e-30)
         return np.where(np.isfinite(drop), drop, np.inf)
 
-    ok = rel_drop(fit, np.arange(fit.shape[1])) < tol
+    ok = rel_drop(values, steps) < tol
     if errors is not None and len(errors[0]):
         ok &= rel_drop(errors[1], errors[0]) < tol
     return ok
@@ -266,6 +439,12 @@ class _Optimizer:
         self.params, self.lrs, self.kind, self.momentum = params, lrs, kind, momentum
         self.m1 = [torch.zeros_like(p) for p in params]
         self.m2 = [torch.zeros_like(p) for p in params]
+        self.t = 0
+
+    def reset(self) -> None:
+        """Forget the moments (after the parameters were set back)."""
+        for m in (*self.m1, *self.m2):
+            m.zero_()
         self.t = 0
 
     @torch.no_grad()
