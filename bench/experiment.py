@@ -243,6 +243,11 @@ def attack_and_evaluate(
             "diverged": float(att.diverged[p]),
             "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
             "attack/converged": float(att.converged[p]),
+            "attack/degraded": float(att.degraded[p]),
+            "attack/best_step": float(att.best_step[p]),
+            "attack/objective_best": float(att.objective[p]),
+            "attack/fit_check_failed": float(att.fit_check_failed[p]),
+            "attack/fallback_step": float(att.fallback_step),
             "attack/steps_run": float(att.steps_run[p]),
             "attack/stop_rule": float(cfg.attack.stop != "none"),
         }

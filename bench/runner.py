@@ -368,7 +368,9 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     """Series table, trend statistics (seeds as the unit, bench.analysis.trends) and plots on the parent.
 
     Runs whose classifier or attack did not converge are left out of the trends and counted
-    (`runs/total`, `runs/used`, `runs/unconverged_train`, `runs/unconverged_attack`). Trends are computed
+    (`runs/total`, `runs/used`, `runs/unconverged_train`, `runs/unconverged_attack`); attacks that ended
+    worse than their best (`runs/degraded_attack`) or whose fast path failed its float64 check
+    (`runs/fit_check_failed`) are counted too. Trends are computed
     against the series axis and against the per-point mean Moran's I of class 1, for the primary metric
     (and its per-class values) and `TREND_METRICS`; for a grid with a blob-size key, per value of the
     other grid keys (e.g. per n). Keys: `trend/<metric>[_vs_moran][/<group>]/<stat>`.
@@ -385,6 +387,9 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     for col, name in (("train/converged", "train"), ("attack/converged", "attack")):
         if col in table:
             counts[f"runs/unconverged_{name}"] = float((table[col] < 0.5).sum())
+    for col, name in (("attack/degraded", "degraded_attack"), ("attack/fit_check_failed", "fit_check_failed")):
+        if col in table:  # returned at their best state; counted, as unconverged runs are
+            counts[f"runs/{name}"] = float((table[col] > 0.5).sum())
     used = usable(table)
     counts["runs/used"] = float(len(used))
     parent.metrics(counts)
