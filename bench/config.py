@@ -101,6 +101,12 @@ class AttackConfig:
     from its best state. The attack returns its best monitor point by that float64 objective (an
     attacker's criterion: no training data); a run that ends worse than its best by more than
     `degrade_tol` (relative) is `attack/degraded`, and never `attack/converged`.
+    The reference's protocol (bench.attack.protocol): `pool` > 0 draws that many settings from the sweep
+    distribution `pool_dist` ("reference": Haim et al.'s ranges; "bench": ranges for bench's normalised
+    attack), runs them as one population, and pools the candidates of the best `pool_keep` settings (0:
+    every setting that did not diverge), chosen by `pool_select`: "kkt" (the float64 KKT objective with
+    the true ReLU derivative: an attacker's criterion) or "oracle" (Haim et al.'s extraction score, which
+    reads the training set). Both selections are logged; `pool_select` is the one reported.
     """
 
     steps: int = 1000
@@ -127,6 +133,10 @@ class AttackConfig:
     alpha_final: float = 0.0
     fit_check_tol: float = 0.01
     degrade_tol: float = 0.01
+    pool: int = 0
+    pool_dist: Literal["reference", "bench"] = "bench"
+    pool_select: Literal["kkt", "oracle"] = "kkt"
+    pool_keep: int = 0
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
@@ -142,6 +152,13 @@ class AttackConfig:
             0 <= self.warmup < self.steps, "attack.warmup", self.warmup, "an integer in [0, attack.steps)"
         )
         require(self.alpha_final >= 0, "attack.alpha_final", self.alpha_final, "0 (off) or a positive slope")
+        require(self.pool >= 0, "attack.pool", self.pool, "0 (off) or the number of settings to draw")
+        require(
+            0 <= self.pool_keep <= max(self.pool, 1),
+            "attack.pool_keep",
+            self.pool_keep,
+            "0 (every setting) or a number of settings <= attack.pool",
+        )
         for key in ("fit_check_tol", "degrade_tol"):
             require(
                 getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive relative tolerance"

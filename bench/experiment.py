@@ -41,6 +41,7 @@ class SettingResult:
     ssim: np.ndarray | None  # (n,) its SSIM
     match_score: np.ndarray  # (n,) the pair's NCC (higher is better), what the grid shows
     distance: np.ndarray | None = None  # (n,) 1 - NCC to the nearest reconstruction (the primary distance)
+    y: np.ndarray | None = None  # (m,) the candidates' labels where they differ from the run's (a pool)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class ExperimentResult:
     timings: dict[str, float] = field(default_factory=dict)
     heldout: Any = None  # bench.analysis.baselines.HeldOut: the exact samples the baselines used
     margins: np.ndarray | None = None  # (n,) y f(x) / smallest margin of each training sample
+    pooled: SettingResult | None = None  # attack.pool > 0: the pooled candidates of the chosen settings
 
 
 def resolve_config(
@@ -246,6 +248,7 @@ def attack_and_evaluate(
             "attack/degraded": float(att.degraded[p]),
             "attack/best_step": float(att.best_step[p]),
             "attack/objective_best": float(att.objective[p]),
+            "attack/objective_relu": float(att.objective_relu[p]),
             "attack/fit_check_failed": float(att.fit_check_failed[p]),
             "attack/fallback_step": float(att.fallback_step),
             "attack/steps_run": float(att.steps_run[p]),
@@ -272,8 +275,64 @@ def attack_and_evaluate(
         if post is not None:
             sr.metrics.update(post(result, sr))
         result.settings.append(sr)
+    if cfg.attack.pool > 0:
+        from bench.attack.protocol import extraction_score, select
+
+        # the baselines as for one setting: m held-out samples and m random candidates (a pool of k m
+        # candidates gets more tries than they do: `pool/heldout_ratio` says by how much)
+        random = scorer.scores(random_candidates(mean, noise, att.settings[0]["init_scale"]))[0] | mem_random
+        scores = {
+            "kkt": att.objective_relu,
+            "oracle": np.array([extraction_score(sr.distance, cfg.eval.top_k) for sr in result.settings]),
+        }
+        pooled: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
+        for mode, score in scores.items():
+            idx = select(score, cfg.attack.pool_keep)
+            recon = np.concatenate([result.settings[p].recon for p in idx])
+            mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c, d_fresh)
+            pooled[mode] = (idx, recon, scorer.evaluate(recon, shared | {"random": random}, mem))
+        idx, recon, ev = pooled[cfg.attack.pool_select]
+        flags = {
+            key: np.array([result.settings[p].metrics[key] for p in idx])
+            for key in ("attack/converged", "attack/degraded", "attack/fit_check_failed", "diverged")
+        }
+        metrics = {
+            **ev.metrics,
+            **data_counts,
+            **{key: float(v.all() if key == "attack/converged" else v.any()) for key, v in flags.items()},
+            "attack/stop_rule": float(cfg.attack.stop != "none"),
+            "attack/steps_run": float(max(att.steps_run[p] for p in idx)),
+            "attack/pool_size": float(len(recon)),
+            "attack/pool_settings": float(len(idx)),
+            "attack/pool_drawn": float(len(att.settings)),
+            "pool/heldout_ratio": float(len(held.x)) / len(recon),
+            "pool/converged_frac": float(flags["attack/converged"].mean()),
+        }
+        for mode, (_, _, mode_ev) in pooled.items():
+            metrics.update(
+                {f"pool/{mode}/{k}": mode_ev.metrics[k] for k in POOL_KEYS if k in mode_ev.metrics}
+            )
+        metrics["error"] = metrics[cfg.eval.primary]
+        lam = np.concatenate([att.lam[p] for p in idx])
+        match = ev.match
+        result.pooled = SettingResult(
+            {"pool_settings": float(len(idx))},
+            recon,
+            lam,
+            metrics,
+            {},
+            match.index,
+            match.ssim,
+            match.corr,
+            1.0 - match.corr,
+            np.tile(att.y, len(idx)),
+        )
     timings["eval_s"] = time.perf_counter() - t0
     return result
+
+
+# The figures of each pooled selection (oracle, kkt) logged on a pooled run as pool/<mode>/<key>
+POOL_KEYS = ("ncc_dist_mean", "dssim_mean", "memorised/frac", "membership/auc", "gain/heldout/ncc_dist")
 
 
 def _check_same_classifier(a: RunConfig, b: RunConfig) -> None:

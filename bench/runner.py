@@ -192,7 +192,7 @@ def run_point(
         tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
     )
     rows = []
-    for p, sr in enumerate(result.settings):
+    for p, sr in enumerate([result.pooled] if result.pooled else result.settings):
         row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
         row.update({f"sweep.{k}": v for k, v in swept.items()})
         row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
@@ -239,6 +239,11 @@ def _run_child(
     from bench.tracking import warn_raw_data
 
     configure(cfg.device, cfg.threads)  # before the runs are created: their tags name device and threads
+    pooled = cfg.attack.pool > 0
+    if pooled and not settings:
+        from bench.attack.protocol import draw_settings
+
+        settings = draw_settings(cfg.attack.pool_dist, cfg.attack.pool, cfg.seed)
     n_settings = len(settings or [None])
     tags = {
         "bench.task": task.name,
@@ -254,9 +259,19 @@ def _run_child(
                 f" setting={p}" if n_settings > 1 else ""
             )
             name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
-            log = stack.enter_context(tracker.run(exp_id, name, tags | {"bench.setting": p}, parent_id))
+            # a pool's members are logged, but the pooled set is the point's result (`bench.kind` child)
+            kind = {"bench.kind": "pool_member"} if pooled else {}
+            log = stack.enter_context(
+                tracker.run(exp_id, name, tags | {"bench.setting": p} | kind, parent_id)
+            )
             log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
             logs.append(log)
+        if pooled:
+            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed} pooled"
+            pool_log = stack.enter_context(
+                tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
+            )
+            pool_log.params(to_dict(cfg))
 
         def on_epoch(epoch: int, loss: float) -> None:
             for log in logs:
@@ -282,8 +297,14 @@ def _run_child(
         state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
         for log, sr in zip(logs, result.settings, strict=True):
             # attack/loss went out step by step (on_step); the KKT fit curve goes with the results
+            checks = tuple(k for k in sr.curves if k.startswith(CHECK_CURVES))
             log_setting(
-                log, task, result, sr, f"{task.name} {series_value} seed {cfg.seed}", ("attack/kkt_fit",)
+                log,
+                task,
+                result,
+                sr,
+                f"{task.name} {series_value} seed {cfg.seed}",
+                ("attack/kkt_fit", *checks),
             )
             log.tags({"bench.source": data.source})
             if cfg.log.arrays:
@@ -291,11 +312,16 @@ def _run_child(
                 log.arrays("arrays/train", x=data.x_train, y=data.y_train)
                 log.torch_state(state, "model/weights.pt")
             skip = ("attack/loss", "attack/kkt_fit", "attack/error")  # error repeats one of the others
-            monitored = {k: v for k, v in sr.curves.items() if k not in skip}
+            monitored = {k: v for k, v in sr.curves.items() if k not in skip and k not in checks}
             if monitored:
                 fig = plots.curves(monitored, "distance to the nearest training sample")
                 log.figure(fig, "attack_curves.png")
                 plots.close(fig)
+        if pooled:
+            title = f"{task.name} {series_value} seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
+            log_setting(pool_log, task, result, result.pooled, title, ())
+            pool_log.tags({"bench.source": data.source})
+            logs.append(pool_log)
     return result, [log.run_id for log in logs]
 
 
@@ -326,7 +352,8 @@ def log_setting(
     log.metrics(sr.metrics | result.train_metrics | result.data.stats | result.timings | (extra or {}))
     data, cfg = result.data, result.config
     if cfg.log.arrays:
-        log.arrays("arrays/reconstruction", x=sr.recon, y=result.y_candidates, lam=sr.lam)
+        y = result.y_candidates if sr.y is None else sr.y
+        log.arrays("arrays/reconstruction", x=sr.recon, y=y, lam=sr.lam)
         held = result.heldout
         if held is not None:  # the exact samples behind the held-out baseline and the membership test
             scale = {"lo": np.asarray(data.lo, dtype=float), "hi": np.asarray(data.hi, dtype=float)}
@@ -364,6 +391,10 @@ TREND_METRICS = (
 )
 
 
+# The attack's float64 checks at its monitor points (bench.attack.reconstruct), logged as curves
+CHECK_CURVES = ("attack/objective", "attack/fit_check", "attack/kkt_fit_layer")
+
+
 def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str, float]:
     """Series table, trend statistics (seeds as the unit, bench.analysis.trends) and plots on the parent.
 
@@ -387,7 +418,10 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     for col, name in (("train/converged", "train"), ("attack/converged", "attack")):
         if col in table:
             counts[f"runs/unconverged_{name}"] = float((table[col] < 0.5).sum())
-    for col, name in (("attack/degraded", "degraded_attack"), ("attack/fit_check_failed", "fit_check_failed")):
+    for col, name in (
+        ("attack/degraded", "degraded_attack"),
+        ("attack/fit_check_failed", "fit_check_failed"),
+    ):
         if col in table:  # returned at their best state; counted, as unconverged runs are
             counts[f"runs/{name}"] = float((table[col] > 0.5).sum())
     used = usable(table)

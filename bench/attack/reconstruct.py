@@ -51,7 +51,9 @@ class AttackResult:
     stopped (or at the last step); steps_run: (P,) optimisation steps it took; best_step: (P,) the monitor
     point returned; degraded: (P,) ended worse than its best; fit_check_failed: (P,) the fast path's fit
     left the float64 one at some monitor point (the run then fell back to the exact path at
-    `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state."""
+    `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state;
+    objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity): one criterion for
+    settings of different alpha (bench.attack.protocol)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -67,6 +69,7 @@ class AttackResult:
     fit_check_failed: np.ndarray | None = None
     fallback_step: int = -1
     objective: np.ndarray | None = None
+    objective_relu: np.ndarray | None = None
 
 
 def candidate_labels(m: int) -> np.ndarray:
@@ -302,6 +305,7 @@ def reconstruct(
         fit_check_failed=exact.failed.copy(),
         fallback_step=exact.fallback_step,
         objective=exact.best_objective.copy(),
+        objective_relu=exact.evaluate(best_x, best_l, torch.full((P,), 1e9))[0].cpu().numpy(),
     )
 
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The attack's fast path over a long run: one paper-profile point (blobs-rect, n = 50 per class,
+# 784-1000-1000-1, m = 200, blob size 25, seed 0) attacked for STEPS (20,000) steps in float32 and in
+# bfloat16 + torch.compile, from the same trained model (same threads), then both monitored curves side
+# by side (benchmarks/compare_curves.py): the training-data error (ncc_dist), the float64 fit check and
+# the objective. The fast path is sound if its fit stays >= 0, it is never flagged (attack/fit_check_failed),
+# and its ncc_dist follows float32's.
+#   bash benchmarks/attack_soundness.sh            # both runs at once, 1 thread each (~20 min here)
+#   STORE=DIR bash benchmarks/attack_soundness.sh  # keep the stores in DIR (reused if they are there)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH=${BENCH:-.venv/bin/bench}
+PY=${PY:-.venv/bin/python}
+STORE=${STORE:-$(mktemp -d)}
+STEPS=${STEPS:-20000}
+SIZE=${SIZE:-25}
+common=(--profile paper --seeds 1 --set "data.blob_size=$SIZE" --set "attack.steps=$STEPS"
+  --set attack.eval_every=500 --set threads=1)
+run() {  # name, extra args...
+  local name=$1; shift
+  mkdir -p "$STORE/$name"
+  [ -f "$STORE/$name/done" ] && return 0
+  (cd "$STORE/$name" && /usr/bin/time -f "$name: %e s wall" "$OLDPWD/$BENCH" run blobs-rect "${common[@]}" \
+    "$@" --tracking-uri "sqlite:///$STORE/$name/mlflow.db" > run.log 2>&1) && touch "$STORE/$name/done"
+}
+echo "stores in $STORE ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+run float32 &
+run bf16 --set attack.dtype=bfloat16 --set attack.compile=true &
+wait
+tail -n1 "$STORE"/*/run.log
+"$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16"

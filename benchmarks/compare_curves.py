@@ -1,0 +1,61 @@
+"""Print the attack's monitored curves of two bench stores side by side, run by run.
+
+Usage: python benchmarks/compare_curves.py REFERENCE_STORE OTHER_STORE [KEY ...]
+Each store is a directory holding mlflow.db. Child runs are matched on (series value, seed) as in
+benchmarks/compare_runs.py; for each match and each key (default: attack/ncc_dist_mean, attack/fit_check,
+attack/objective) one row per monitor step: the reference's value, the other's, and their difference.
+Ends with the largest |difference| per key, and the lowest and highest value of each curve (a squared
+residual divided by ||theta||^2 lies in [0, inf): a negative fit is a fast path gone wrong).
+Used by benchmarks/attack_soundness.sh (bf16 + compile against float32 over a long attack).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from bench.analysis.report import load_runs
+
+KEYS = ("attack/ncc_dist_mean", "attack/fit_check", "attack/objective")
+
+
+def curves(store: str, keys: tuple[str, ...]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+    """(series value, seed) -> key -> {step: value} of every finished child run in the store."""
+    client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+    out = {}
+    for r in load_runs(client).to_dict("records"):
+        hist = {k: {m.step: m.value for m in client.get_metric_history(r["run_id"], k)} for k in keys}
+        out[(str(r["series_value"]), str(r["seed"]))] = hist
+    return out
+
+
+def main(reference: str, other: str, keys: tuple[str, ...]) -> None:
+    ref, oth = curves(reference, keys), curves(other, keys)
+    matched = sorted(set(ref) & set(oth))
+    if not matched:
+        sys.exit(f"no run is in both stores ({len(ref)} and {len(oth)} runs)")
+    for point in matched:
+        print(f"\n== series value {point[0]}, seed {point[1]}")
+        print(f"{'step':>7}  " + "  ".join(f"{k.split('/')[-1]:>28}" for k in keys))
+        steps = sorted(set().union(*(ref[point][k].keys() for k in keys)))
+        for step in steps:
+            cells = []
+            for k in keys:
+                a, b = ref[point][k].get(step, np.nan), oth[point][k].get(step, np.nan)
+                cells.append(f"{a:8.4f} {b:8.4f} {b - a:+9.4f}")
+            print(f"{step:7d}  " + "  ".join(f"{c:>28}" for c in cells))
+        for k in keys:
+            a = np.array([ref[point][k].get(s, np.nan) for s in steps])
+            b = np.array([oth[point][k].get(s, np.nan) for s in steps])
+            print(
+                f"{k}: max |diff| {np.nanmax(np.abs(b - a)):.4f}; reference in [{np.nanmin(a):.4f}, "
+                f"{np.nanmax(a):.4f}], other in [{np.nanmin(b):.4f}, {np.nanmax(b):.4f}]"
+            )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2], tuple(sys.argv[3:]) or KEYS)
