@@ -300,3 +300,38 @@ def test_a_metric_at_its_ceiling_is_inconclusive_not_a_negative_result() -> None
     assert got["verdict"] == "inconclusive" and "ceiling" in got["bench"]
     # a fall from the ceiling can show: judged as usual
     assert trend(rows, "x", "memorised/frac", -1, 0.1)["verdict"] == "not reproduced"
+
+
+def test_a_verdict_that_changes_with_the_attack_budget_is_inconclusive() -> None:
+    """The study at 5,000 steps shows the fall; its budget check re-runs blob size 100 at 10,000 steps for
+    every seed, and there the error is back at the size-1 level: the verdict changes, so it is
+    inconclusive and the note says why. A budget check that agrees keeps the verdict and says so."""
+    main = blob_runs(-0.002)
+    for r in main:
+        r["attack.steps"] = "5000"
+    v = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(main))
+    assert v.verdict == "reproduced" and "No budget check (one attack budget, 5000 steps)" in v.note
+    assert "Attacks converged: 20 of 20" in v.note
+
+    def rerun(slope_at_100: float) -> list[dict]:
+        rows = []
+        for r in main:
+            if r["data.blob_size"] == "100":
+                rows.append(
+                    r
+                    | {
+                        "run_id": r["run_id"] + "-long",
+                        "profile": "study-budget",
+                        "attack.steps": "10000",
+                        "ncc_dist_mean": r["ncc_dist_mean"] - slope_at_100 * 100,
+                    }
+                )
+        return rows
+
+    flipped = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(main + rerun(-0.002)))
+    assert flipped.verdict == "inconclusive"
+    assert "Budget check failed: 5 of 20 runs re-run at 10000 steps instead of 5000" in flipped.note
+    assert "'reproduced'" in flipped.note
+    steady = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(main + rerun(0.0)))
+    assert steady.verdict == "reproduced" and "Budget check passed" in steady.note
+    assert len(steady.run_ids) == 20  # the verdict is drawn on the main budget's runs

@@ -77,14 +77,101 @@ class Claim:
         used = usable(sub) if self.converged_only else sub
         if len(used) < len(sub):
             note += f" {len(sub) - len(used)} of {len(sub)} runs left out (classifier or attack unconverged)."
+        note += attack_counts(sub)
         empty = Verdict(self.id, "inconclusive", self.rule, self.paper)
-        v = empty if used.empty else self.judge(self, used)
+        base, alt, why = budget_check(runs, used, self.tasks)
+        v = empty if base.empty else self.judge(self, base)
+        if alt is not None and not base.empty:
+            v_alt = self.judge(self, alt)
+            if v_alt.verdict != v.verdict:
+                note += f" Budget check failed: {why}: '{v_alt.verdict}' there against '{v.verdict}'."
+                v = Verdict(
+                    self.id,
+                    "inconclusive",
+                    self.rule,
+                    self.paper,
+                    v.bench,
+                    v.value,
+                    v.lo,
+                    v.hi,
+                    v.n_seeds,
+                    rows=v.rows,
+                    head=v.head,
+                )
+            else:
+                note += f" Budget check passed: {why}: the same verdict."
+        elif not base.empty:
+            note += f" {why}."
+        used = base
         v.note = " ".join(p for p in (note.strip(), v.note) if p)
         if v.verdict != "no runs":
             v.run_ids = tuple(map(str, used["run_id"])) if "run_id" in used else ()
             profiles = sorted(map(str, used["profile"].unique())) if "profile" in used else []
             v.profile = v.profile or ",".join(profiles)
         return v
+
+
+# A profile's budget check: the same points re-run with a longer attack (profile "<name>-budget")
+BUDGET_SUFFIX = "-budget"
+
+
+def attack_counts(rows: pd.DataFrame) -> str:
+    """' Attacks converged: c of N (d degraded).' for the rows that carry the flags, else ''."""
+    from bench.analysis.verdicts import num
+
+    if "attack/converged" not in rows or rows.empty:
+        return ""
+    conv = num(rows, "attack/converged")
+    text = f" Attacks converged: {int((conv > 0.5).sum())} of {int(conv.notna().sum())}"
+    if "attack/degraded" in rows:
+        text += f" ({int((num(rows, 'attack/degraded') > 0.5).sum())} degraded)"
+    return text + "."
+
+
+def budget_check(
+    runs: pd.DataFrame, used: pd.DataFrame, tasks: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    """(rows at the main attack budget, the same rows with every point that was re-run with a longer attack
+    replaced by that run (None if none was), a phrase saying what was compared).
+
+    The main budget is the most common `attack.steps` of `used`; the longer runs are the usable rows of the
+    same tasks, at the same profiles or their "<profile>-budget" profiles, with more steps, matched on the
+    classifier they attacked (task, seed, and every data.*, model.* and train.* parameter). A claim whose
+    verdict differs between the two is inconclusive (`Claim.evaluate`).
+    """
+    from bench.analysis.trends import usable
+    from bench.analysis.verdicts import num
+
+    if used.empty or "attack.steps" not in used:
+        return used, None, "No budget check (no attack budget logged)"
+    steps = num(used, "attack.steps")
+    main = float(steps.mode().iloc[0])
+    base = used[steps == main]
+    profiles = set(map(str, used["profile"])) if "profile" in used else set()
+    pool = runs[runs["task"].isin(tasks)] if "task" in runs else runs.iloc[0:0]
+    if profiles and "profile" in pool:
+        pool = pool[pool["profile"].isin(profiles | {p + BUDGET_SUFFIX for p in profiles})]
+    longer = usable(pool[num(pool, "attack.steps") > main]) if "attack.steps" in pool else pool.iloc[0:0]
+    if longer.empty:
+        return base, None, f"No budget check (one attack budget, {main:.0f} steps)"
+    # the same classifier: task, seed and every data, model and training parameter
+    keys = ["task", "seed"] + sorted(c for c in base if c.startswith(("data.", "model.", "train.")))
+    keys = [k for k in keys if k in base and k in longer]
+    longer = longer.assign(_steps=num(longer, "attack.steps")).sort_values("_steps")
+    last = longer.drop_duplicates(keys, keep="last").drop(columns="_steps")
+    index = pd.MultiIndex.from_frame(base[keys].astype(str))
+    replace = pd.MultiIndex.from_frame(last[keys].astype(str))
+    hit = index.isin(replace)
+    if not hit.any():
+        return base, None, f"No budget check (no point of the {main:.0f}-step runs was re-run longer)"
+    matched = last[replace.isin(index)]
+    if "profile" in base:  # a re-run stands in for its point: it joins that point's profile (trend groups)
+        where = dict(zip(index, base["profile"], strict=True))
+        matched = matched.assign(profile=[where[k] for k in replace[replace.isin(index)]])
+    alt = pd.concat([base[~hit], matched], ignore_index=True)
+    budgets = "/".join(f"{s:.0f}" for s in sorted(num(matched, "attack.steps").unique()))
+    why = f"{len(matched)} of {len(base)} runs re-run at {budgets} steps instead of {main:.0f}"
+    return base, alt, why
 
 
 def _blob_claim(shape: str, fig: str, numbers: tuple[float, ...]) -> Claim:
