@@ -91,7 +91,9 @@ class AttackConfig:
     `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
     paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
     `fit_norm`: "theta" divides the residual by ||theta||^2 (Haim et al.); "layer" averages every layer's
-    residual divided by that layer's ||theta_l||^2 (see bench.attack.kkt.kkt_fit).
+    residual divided by that layer's ||theta_l||^2 (see bench.attack.kkt.kkt_fit). `residual`: how the
+    steps compute it: "explicit" (a sum of squares), "gram" (expanded through m x m Gram matrices) or
+    "auto" (explicit in bfloat16, else the cheaper per layer; see bench.attack.kkt.layer_residuals).
     `schedule`: the step size over the run: "constant"; "cosine" (decay to 0 at `steps`); "step" (x0.1
     after two thirds of `steps`); after `warmup` steps of linear warm-up. `alpha_final`: > 0 anneals the
     surrogate's slope geometrically from `alpha` to `alpha_final` over `steps` (0: constant alpha).
@@ -128,6 +130,7 @@ class AttackConfig:
     stop_tol: float = 0.01
     compile: bool = False
     fit_norm: Literal["theta", "layer"] = "theta"
+    residual: Literal["auto", "explicit", "gram"] = "auto"
     schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup: int = 0
     alpha_final: float = 0.0

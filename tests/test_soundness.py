@@ -98,15 +98,15 @@ def test_a_degrading_attack_is_neither_converged_nor_returned_at_its_last_state(
     assert not out.fit_check_failed[0]
     assert out.degraded[0] and not out.converged[0]
     assert out.best_step[0] <= 150 and objective[0, -1] > 2 * objective[0].min()
-    assert out.objective[0] == pytest.approx(objective[0].min())
+    assert out.objective[0] <= objective[0].min() * (1 + cfg.degrade_tol)  # the latest state near the best
     # the returned candidates are the best state's: re-scoring them gives the best objective
     x = torch.tensor(out.x[0], dtype=torch.float64)
     lam = torch.tensor(out.lam[0], dtype=torch.float64)
     y = torch.tensor(np.where(np.arange(20) < 10, -1.0, 1.0))
     w64 = w.to(torch.float64)
     fit = float(kkt_fit(w64, x, lam * y, cfg.alpha, method="explicit"))
-    best = int(np.argmin(objective[0]))
-    assert fit == pytest.approx(out.curves["attack/fit_check"][1][0, best], rel=1e-6)
+    kept = int(np.flatnonzero(steps == out.best_step[0])[0])
+    assert fit == pytest.approx(out.curves["attack/fit_check"][1][0, kept], rel=1e-6)
     # the same run without the corruption converges (same loose tolerance) and is not degraded
     clean = reconstruct(w, 10, *BOX, cfg, seed=0)
     assert clean.converged[0] and not clean.degraded[0] and clean.best_step[0] == 400

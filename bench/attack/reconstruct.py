@@ -15,8 +15,8 @@ steps take (bfloat16, torch.compile, the Gram route). That exact objective
   `attack.fit_check_tol` flags the run (`fit_check_failed`) and every setting falls back to the exact path
   (float32, explicit residual, eager) from its best state, so a fast path never silently optimises another
   function;
-- chooses the state returned: each setting's best monitor point (`best_step`); the objective is what an
-  attacker can compute, without the training data;
+- chooses the state returned: each setting's latest monitor point within `attack.degrade_tol` of its
+  best objective (`best_step`); the objective is what an attacker can compute, without the training data;
 - says whether the run is `degraded` (it ended worse than its best by more than `attack.degrade_tol`) or
   `converged` (at its best, and the plateau rule holds: see `plateau`).
 
@@ -49,7 +49,8 @@ class AttackResult:
     monitor points for the exact checks (`attack/objective`, `attack/fit_check`, `attack/fit_gap`,
     `attack/kkt_fit_layer<l>`). converged: (P,) at its best and the plateau rule held when the setting
     stopped (or at the last step); steps_run: (P,) optimisation steps it took; best_step: (P,) the monitor
-    point returned; degraded: (P,) ended worse than its best; fit_check_failed: (P,) the fast path's fit
+    point returned (the latest within `degrade_tol` of the best objective); degraded: (P,) ended worse than
+    its best by more than that; fit_check_failed: (P,) the fast path's fit
     left the float64 one at some monitor point (the run then fell back to the exact path at
     `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state;
     objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity): one criterion for
@@ -227,6 +228,8 @@ def reconstruct(
                 good.copy_(best)
         opt.reset()
 
+    residual = {} if cfg.residual == "auto" else {"method": cfg.residual}
+
     def step_loss(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return fast(
             w,
@@ -241,7 +244,7 @@ def reconstruct(
             lam_penalty=cfg.lam_penalty,
             box_penalty=cfg.box_penalty,
             norm=cfg.fit_norm,
-            **({} if exact.fallback_step < 0 else {"method": "explicit"}),
+            **({"method": "explicit"} if exact.fallback_step >= 0 else residual),
         )
 
     for step in range(cfg.steps):
@@ -304,14 +307,15 @@ def reconstruct(
         degraded=exact.degraded(),
         fit_check_failed=exact.failed.copy(),
         fallback_step=exact.fallback_step,
-        objective=exact.best_objective.copy(),
+        objective=exact.kept_objective.copy(),
         objective_relu=exact.evaluate(best_x, best_l, torch.full((P,), 1e9))[0].cpu().numpy(),
     )
 
 
 class _ExactCheck:
     """The float64 re-scoring at monitor points: objective, fit, per-layer residuals, the fast path's gap,
-    and each setting's best state (kept on the CPU or the device, in float64)."""
+    and each setting's kept state: the latest within `degrade_tol` of its best objective (kept on the CPU
+    or the device, in float64)."""
 
     def __init__(
         self,
@@ -332,7 +336,8 @@ class _ExactCheck:
         self.lo, self.hi = torch.as_tensor(lo, **f64), torch.as_tensor(hi, **f64)
         self.lam_min = torch.tensor([s["lam_min"] for s in settings], **f64).view(-1, 1)
         P = len(settings)
-        self.best_objective = np.full(P, np.inf)
+        self.best_objective = np.full(P, np.inf)  # the lowest objective seen
+        self.kept_objective = np.full(P, np.inf)  # the objective of the state kept (returned)
         self.best_step = np.zeros(P, dtype=int)
         self.current = np.full(P, np.inf)
         self.last_fit = np.full(P, np.nan)
@@ -364,17 +369,22 @@ class _ExactCheck:
         if self.best is None:
             self.best = [x.to(self.dev, torch.float64).clone(), l.to(self.dev, torch.float64).clone()]
         elif self.cfg.alpha_final > 0:  # the objective moved with alpha: re-score the kept states
-            self.best_objective = self.evaluate(*self.best, alpha)[0].cpu().numpy()
+            self.kept_objective = self.evaluate(*self.best, alpha)[0].cpu().numpy()
+            self.best_objective = self.kept_objective.copy()
         obj = objective.cpu().numpy()
         obj = np.where(np.isfinite(obj), obj, np.inf)
-        better = obj < self.best_objective
-        if better.any():
-            keep = torch.as_tensor(better, device=self.dev)
+        self.best_objective = np.minimum(self.best_objective, obj)
+        # keep the latest state within `degrade_tol` of the best: the objective is nearly flat late in a
+        # run (most of it is the part of theta no gradient sum explains) while the candidates still
+        # improve, so its last digits should not pick an older state
+        keep = obj <= self.best_objective + self.cfg.degrade_tol * np.abs(self.best_objective)
+        if keep.any():
+            mask = torch.as_tensor(keep, device=self.dev)
             for kept, cur in zip(self.best, (x, l), strict=True):
                 cur = cur.to(self.dev, torch.float64)
-                kept.copy_(torch.where(keep.view(-1, *([1] * (cur.dim() - 1))), cur, kept))
-            self.best_objective = np.where(better, obj, self.best_objective)
-            self.best_step = np.where(better, step, self.best_step)
+                kept.copy_(torch.where(mask.view(-1, *([1] * (cur.dim() - 1))), cur, kept))
+            self.kept_objective = np.where(keep, obj, self.kept_objective)
+            self.best_step = np.where(keep, step, self.best_step)
         self.current = obj
         self.last_fit = fit.cpu().numpy()
         out = {"attack/objective": obj, "attack/fit_check": self.last_fit}
