@@ -130,7 +130,7 @@ class AttackConfig:
     stop_tol: float = 0.01
     compile: bool = False
     fit_norm: Literal["theta", "layer"] = "theta"
-    residual: Literal["auto", "explicit", "gram"] = "auto"
+    residual: Literal["auto", "explicit", "gram"] = "explicit"
     schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup: int = 0
     alpha_final: float = 0.0
