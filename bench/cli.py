@@ -287,6 +287,9 @@ def perf(
     compile_step: Annotated[
         bool, typer.Option("--compile", help="time the step through torch.compile (attack.compile)")
     ] = False,
+    residual: Annotated[
+        str, typer.Option(help="explicit | gram | auto: how the step computes the residual (attack.residual)")
+    ] = "explicit",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -325,6 +328,8 @@ def perf(
         return
     if dtype not in ("float32", "float64", "bfloat16"):
         _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32, float64 or bfloat16"))
+    if residual not in ("explicit", "gram", "auto"):
+        _fail_input(BenchInputError(f"bad --residual '{residual}': use explicit, gram or auto"))
     try:
         report = measure(
             depth,
@@ -337,6 +342,7 @@ def perf(
             population,
             repeats,
             reference=reference,
+            method=residual,
             device=str(dev),
             compiled=compile_step,
         )

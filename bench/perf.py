@@ -163,7 +163,7 @@ def measure(
     warmup: int = 2,
     reference: bool = True,
     sequential: bool = True,
-    method: str = "auto",
+    method: str = "explicit",
     device: str | torch.device = "cpu",
     compiled: bool = False,
 ) -> PerfReport:

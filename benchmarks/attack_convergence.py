@@ -3,7 +3,7 @@ attack reaches with a long budget, on paper-profile points of blobs-rect (n = 50
 m = 200 candidates).
 
 Usage: python benchmarks/attack_convergence.py [--sizes 1,25,100] [--seeds 0,1,2] [--budget 5000]
-           [--ref-steps 20000] [--ref-overrides k=v,...] [--variants NAME,...] [--threads 2] [--cache DIR]
+           [--ref-steps 20000] [--ref-overrides k=v,...] [--variants "NAME;NAME"] [--threads 2] [--cache DIR]
 
 For each (blob size, seed) the classifier is trained once (cached in --cache). The reference is today's
 attack (bench's defaults in float32, or --ref-overrides) run for --ref-steps; its final monitored
@@ -24,42 +24,19 @@ from pathlib import Path
 import numpy as np
 
 # name -> attack overrides (on top of the paper profile); bench's defaults are the first row
+_FAST = {"attack.dtype": "bfloat16", "attack.compile": True}
 VARIANTS: dict[str, dict[str, object]] = {
-    "default (float32)": {},
-    "bf16+compile": {"attack.dtype": "bfloat16", "attack.compile": True},
-    "bf16+compile, layer norm": {
-        "attack.dtype": "bfloat16",
-        "attack.compile": True,
-        "attack.fit_norm": "layer",
-    },
-    "float32, explicit residual": {"attack.residual": "explicit"},
-    "bf16+compile, layer norm, lr 0.02": {
-        "attack.dtype": "bfloat16",
-        "attack.compile": True,
-        "attack.fit_norm": "layer",
-        "attack.lr": 0.02,
-    },
-    "bf16+compile, layer norm, cosine": {
-        "attack.dtype": "bfloat16",
-        "attack.compile": True,
-        "attack.fit_norm": "layer",
-        "attack.schedule": "cosine",
-        "attack.warmup": 100,
-    },
-    "bf16+compile, layer norm, alpha 30->300": {
-        "attack.dtype": "bfloat16",
-        "attack.compile": True,
-        "attack.fit_norm": "layer",
-        "attack.alpha": 30.0,
-        "attack.alpha_final": 300.0,
-    },
-    "bf16+compile, SGD momentum 0.9 (reference's optimiser)": {
-        "attack.dtype": "bfloat16",
-        "attack.compile": True,
-        "attack.optimizer": "sgd",
-        "attack.lr": 1.0,
-        "attack.lr_lambda": 0.01,
-    },
+    "float32 (bench's defaults)": {},
+    "float32, Gram route (the attack before this round)": {"attack.residual": "gram"},
+    "bf16+compile": _FAST,
+    "bf16+compile, layer norm": _FAST | {"attack.fit_norm": "layer"},
+    "bf16+compile, layer norm, lr 0.02": _FAST | {"attack.fit_norm": "layer", "attack.lr": 0.02},
+    "bf16+compile, layer norm, cosine from 0.02": _FAST
+    | {"attack.fit_norm": "layer", "attack.lr": 0.02, "attack.schedule": "cosine", "attack.warmup": 100},
+    "bf16+compile, layer norm, alpha 30->300": _FAST
+    | {"attack.fit_norm": "layer", "attack.alpha": 30.0, "attack.alpha_final": 300.0},
+    "bf16+compile, SGD momentum 0.9 (the reference's optimiser)": _FAST
+    | {"attack.optimizer": "sgd", "attack.lr": 1.0, "attack.lr_lambda": 0.01},
 }
 
 
@@ -110,8 +87,12 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--budget", type=int, default=5000)
     ap.add_argument("--ref-steps", type=int, default=20000)
-    ap.add_argument("--ref-overrides", default="", help="k=v,... for the reference run (default: bench's)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="names from VARIANTS, comma-separated")
+    ap.add_argument(
+        "--ref-overrides",
+        default="attack.residual=gram",
+        help="k=v,... for the reference run (default: the attack before this round, float32 Gram route)",
+    )
+    ap.add_argument("--variants", default=";".join(VARIANTS), help="names from VARIANTS, separated by ;")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default=".bench_cache/convergence")
     args = ap.parse_args()
@@ -121,7 +102,7 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     ref_over = dict(kv.split("=", 1) for kv in args.ref_overrides.split(",") if kv)
-    names = [v for v in args.variants.split(",") if v]
+    names = [v.strip() for v in args.variants.split(";") if v.strip()]
     points = [(int(s), int(e)) for s in args.sizes.split(",") for e in args.seeds.split(",")]
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"{len(points)} points, budget {args.budget}, reference {args.ref_steps} steps {ref_over or ''}")
