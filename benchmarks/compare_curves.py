@@ -3,7 +3,7 @@
 Usage: python benchmarks/compare_curves.py REFERENCE_STORE OTHER_STORE [KEY ...]
 Each store is a directory holding mlflow.db. Child runs are matched on (series value, seed) as in
 benchmarks/compare_runs.py; for each match and each key (default: attack/ncc_dist_mean, attack/fit_check,
-attack/objective) one row per monitor step: the reference's value, the other's, and their difference.
+attack/objective) one row per step of the first key (the monitor points): the reference's value, the other's, and their difference.
 Ends with the largest |difference| per key, and the lowest and highest value of each curve (a squared
 residual divided by ||theta||^2 lies in [0, inf): a negative fit is a fast path gone wrong).
 Used by benchmarks/attack_soundness.sh (bf16 + compile against float32 over a long attack).
@@ -39,7 +39,7 @@ def main(reference: str, other: str, keys: tuple[str, ...]) -> None:
     for point in matched:
         print(f"\n== series value {point[0]}, seed {point[1]}")
         print(f"{'step':>7}  " + "  ".join(f"{k.split('/')[-1]:>28}" for k in keys))
-        steps = sorted(set().union(*(ref[point][k].keys() for k in keys)))
+        steps = sorted(ref[point][keys[0]])  # the first key's steps (monitor points)
         for step in steps:
             cells = []
             for k in keys:
