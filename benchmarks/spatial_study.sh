@@ -8,6 +8,8 @@
 #   TASKS="blobs-rect blobs-rect-shuffled blobs-walk blobs-walk-shuffled"  PROFILE=study
 #   JOBS= (worker processes per run; default: the number of cores)
 #   STORE= (a new temporary folder; give one to extend a store or re-report it)  OUT=$STORE/report
+#   BUDGET=1 (default) also runs each task's "$PROFILE-budget" profile where it has one: a few points
+#   re-run with twice the attack steps, the budget check bench report applies to every claim
 #   REPORT_ONLY=1 writes the report of STORE without running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,12 @@ if [[ -z "${REPORT_ONLY:-}" ]]; then
     .venv/bin/bench run "$task" --profile "$PROFILE" --jobs "$JOBS" --tracking-uri "$uri" "$@" \
       > "$store/$task.log" 2>&1 || { echo "$task failed: see $store/$task.log" >&2; exit 1; }
     echo "$task: $(( $(date +%s) - t0 )) s"
+    if [[ "${BUDGET:-1}" == 1 ]] && .venv/bin/bench list -v "$task" | grep -q " $PROFILE-budget "; then
+      t0=$(date +%s)
+      .venv/bin/bench run "$task" --profile "$PROFILE-budget" --jobs "$JOBS" --tracking-uri "$uri" "$@" \
+        > "$store/$task-budget.log" 2>&1 || { echo "$task budget check failed: see $store/$task-budget.log" >&2; exit 1; }
+      echo "$task $PROFILE-budget: $(( $(date +%s) - t0 )) s"
+    fi
   done
   echo "runs: $(( $(date +%s) - start )) s"
 fi
