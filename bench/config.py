@@ -91,7 +91,9 @@ class AttackConfig:
     `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
     paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
     `fit_norm`: "theta" divides the residual by ||theta||^2 (Haim et al.); "layer" averages every layer's
-    residual divided by that layer's ||theta_l||^2 (see bench.attack.kkt.kkt_fit). `residual`: how the
+    residual divided by that layer's ||theta_l||^2 (see bench.attack.kkt.kkt_fit). `fit_layers`: the
+    layers (1-based, e.g. "1,3") the fit is made of; empty: all (a hidden layer that keeps its random
+    initialisation is mostly beyond any gradient sum, docs/attack.md). `residual`: how the
     steps compute it: "explicit" (a sum of squares), "gram" (expanded through m x m Gram matrices) or
     "auto" (explicit in bfloat16, else the cheaper per layer; see bench.attack.kkt.layer_residuals).
     `schedule`: the step size over the run: "constant"; "cosine" (decay to 0 at `steps`); "step" (x0.1
@@ -131,6 +133,7 @@ class AttackConfig:
     compile: bool = False
     fit_norm: Literal["theta", "layer"] = "theta"
     residual: Literal["auto", "explicit", "gram"] = "explicit"
+    fit_layers: tuple[int, ...] = ()
     schedule: Literal["constant", "cosine", "step"] = "constant"
     warmup: int = 0
     alpha_final: float = 0.0
@@ -237,6 +240,13 @@ class RunConfig:
         require(primary_ok, "eval.primary", self.eval.primary, f"one of {sorted(PRIMARY_METRICS)}")
         require(valid_device_name(self.device), "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
+        layers = self.attack.fit_layers
+        require(
+            all(1 <= i <= self.model.depth for i in layers) and len(set(layers)) == len(layers),
+            "attack.fit_layers",
+            layers,
+            f"distinct layer numbers in 1..model.depth ({self.model.depth}), e.g. 1,{self.model.depth}; empty = all",
+        )
 
 
 # Metrics that may serve as "the error" (lower is better), computed by bench.evaluate.

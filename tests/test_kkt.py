@@ -103,3 +103,17 @@ def test_lambda_scale_and_flops() -> None:
     assert f_gram < f_expl
     assert 2e9 < f_gram < 5e9
     assert np.isclose(flops_per_step(784, [1000], 10, population=4), 4 * flops_per_step(784, [1000], 10))
+
+
+def test_a_fit_of_chosen_layers_is_their_share_of_the_residual() -> None:
+    """fit_layers=(1,): ||W_1 - G_1||^2 / ||W_1||^2 under either norm; all layers under "layer" is the mean
+    of the per-layer fractions."""
+    w = _weights(3, False)
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 12, generator=g, dtype=torch.float64)
+    c = torch.randn(5, generator=g, dtype=torch.float64)
+    grads, _ = gradient_sums(w, x, c, alpha=4.0)
+    frac = [((m - gr) ** 2).sum() / (m**2).sum() for m, gr in zip(w.mats, grads, strict=True)]
+    for norm in ("theta", "layer"):
+        torch.testing.assert_close(kkt_fit(w, x, c, 4.0, norm=norm, layers=(1,)), frac[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(kkt_fit(w, x, c, 4.0, norm="layer"), sum(frac) / 3, rtol=1e-12, atol=0)

@@ -196,6 +196,7 @@ def kkt_fit(
     theta_sq: torch.Tensor | None = None,
     norm: str = "theta",
     layer_sq: torch.Tensor | None = None,
+    layers: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """The KKT residual of each candidate set: shape (...,).
 
@@ -204,13 +205,30 @@ def kkt_fit(
     (a layer that keeps most of its random initialisation, such as the hidden layer of a trained
     784-1000-1000-1 network, holds ~95% of ||theta||^2 and no gradient sum explains it: under "theta" it
     drowns the layers that training wrote). `method`: see `layer_residuals`. `theta_sq`: ||theta||^2 if
-    already known; `layer_sq`: the (L,) ||theta_l||^2 if already known (norm "layer").
+    already known; `layer_sq`: the (L,) ||theta_l||^2 if already known. `layers`: the layers (1-based)
+    the fit is made of (empty: all; under "theta" the sum is divided by their share of ||theta||^2).
     """
-    terms = layer_residuals(w, x, c, alpha, method)
+    return fit_from_terms(layer_residuals(w, x, c, alpha, method), w, norm, theta_sq, layer_sq, layers)
+
+
+def fit_from_terms(
+    terms: torch.Tensor,
+    w: Weights,
+    norm: str = "theta",
+    theta_sq: torch.Tensor | None = None,
+    layer_sq: torch.Tensor | None = None,
+    layers: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """The fit (...,) from the per-layer residuals (..., L) of `layer_residuals` (see `kkt_fit`)."""
+    layer_sq = w.layer_sq_norms() if layer_sq is None else layer_sq
+    if layers:
+        idx = [i - 1 for i in layers]
+        terms, layer_sq = terms[..., idx], layer_sq[idx]
     if norm == "layer":
-        return (terms / (w.layer_sq_norms() if layer_sq is None else layer_sq)).mean(-1)
-    theta_sq = w.sq_norm() if theta_sq is None else theta_sq
-    return terms.sum(-1) / theta_sq
+        return (terms / layer_sq).mean(-1)
+    if layers:
+        return terms.sum(-1) / layer_sq.sum()
+    return terms.sum(-1) / (w.sq_norm() if theta_sq is None else theta_sq)
 
 
 def attack_loss(
@@ -230,6 +248,7 @@ def attack_loss(
     theta_sq: torch.Tensor | None = None,
     norm: str = "theta",
     layer_sq: torch.Tensor | None = None,
+    layers: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reconstruction loss per candidate set (...,) and its KKT-fit part (...,).
 
@@ -237,10 +256,10 @@ def attack_loss(
     + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2), sums over candidates and features.
     lo, hi: (d,) bounds of the centred data (the data range minus the training mean). Population
     hyperparameters broadcast: lam_min (..., 1), alpha (..., 1, 1). `method`, `norm`, `theta_sq`,
-    `layer_sq`: see `kkt_fit`.
+    `layer_sq`, `layers`: see `kkt_fit`.
     """
     c = l * lam_scale * y
-    fit = kkt_fit(w, x, c, alpha, method=method, theta_sq=theta_sq, norm=norm, layer_sq=layer_sq)
+    fit = kkt_fit(w, x, c, alpha, method, theta_sq, norm, layer_sq, layers)
     return fit + penalties(x, l, lam_min, lo, hi, lam_penalty, box_penalty), fit
 
 

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.attack.kkt import Weights, lambda_scale, layer_residuals, loss_function, penalties
+from bench.attack.kkt import (
+    Weights,
+    fit_from_terms,
+    lambda_scale,
+    layer_residuals,
+    loss_function,
+    penalties,
+)
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -244,6 +251,7 @@ def reconstruct(
             lam_penalty=cfg.lam_penalty,
             box_penalty=cfg.box_penalty,
             norm=cfg.fit_norm,
+            layers=cfg.fit_layers,
             **({"method": "explicit"} if exact.fallback_step >= 0 else residual),
         )
 
@@ -354,10 +362,7 @@ class _ExactCheck:
         alpha = alpha.to(self.dev, torch.float64).view(-1, 1, 1)
         with torch.no_grad():
             terms = layer_residuals(self.w, x, l * self.scale * self.y, alpha, "explicit")
-            if self.cfg.fit_norm == "layer":
-                fit = (terms / self.w.layer_sq_norms()).mean(-1)
-            else:
-                fit = terms.sum(-1) / self.w.sq_norm()
+            fit = fit_from_terms(terms, self.w, self.cfg.fit_norm, layers=self.cfg.fit_layers)
             pen = penalties(x, l, self.lam_min, self.lo, self.hi, self.cfg.lam_penalty, self.cfg.box_penalty)
         return fit + pen, fit, terms / self.w.layer_sq_norms()
 
