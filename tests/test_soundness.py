@@ -104,7 +104,7 @@ def test_a_degrading_attack_is_neither_converged_nor_returned_at_its_last_state(
     lam = torch.tensor(out.lam[0], dtype=torch.float64)
     y = torch.tensor(np.where(np.arange(20) < 10, -1.0, 1.0))
     w64 = w.to(torch.float64)
-    fit = float(kkt_fit(w64, x, lam * y, cfg.alpha, method="explicit"))
+    fit = float(kkt_fit(w64, x, lam * y, cfg.alpha, method="explicit", norm=cfg.fit_norm))
     kept = int(np.flatnonzero(steps == out.best_step[0])[0])
     assert fit == pytest.approx(out.curves["attack/fit_check"][1][0, kept], rel=1e-6)
     # the same run without the corruption converges (same loose tolerance) and is not degraded
@@ -122,8 +122,8 @@ def test_bfloat16_tracks_float32_and_passes_its_check(trained) -> None:
     }
     assert not any(r.fit_check_failed[0] for r in runs.values())
     f32, bf16 = (runs[k].curves["attack/objective"][1][0] for k in ("float32", "bfloat16"))
-    assert np.abs(bf16 - f32).max() < 0.03
-    assert bf16[-1] == pytest.approx(f32[-1], rel=0.05)
+    assert np.abs(bf16 - f32).max() < 0.02  # of an objective that starts at ~1
+    assert bf16[-1] < 0.1 * bf16[0] and f32[-1] < 0.1 * f32[0]
     layers = [k for k in runs["bfloat16"].curves if k.startswith("attack/kkt_fit_layer")]
     assert layers == ["attack/kkt_fit_layer1", "attack/kkt_fit_layer2"]
 
@@ -133,7 +133,7 @@ def test_bfloat16_tracks_float32_and_passes_its_check(trained) -> None:
     [
         ("attack.fit_check_tol", "0"),
         ("attack.degrade_tol", "-1"),
-        ("attack.warmup", "1000"),
+        ("attack.warmup", "-1"),
         ("attack.alpha_final", "-5"),
         ("attack.fit_norm", "layers"),
         ("attack.schedule", "linear"),

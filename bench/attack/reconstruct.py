@@ -86,11 +86,13 @@ def candidate_labels(m: int) -> np.ndarray:
 
 
 def lr_factor(cfg: AttackConfig, step: int) -> float:
-    """The step-size multiplier of `cfg.schedule` at `step` (linear warm-up over `cfg.warmup` steps)."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
+    """The step-size multiplier of `cfg.schedule` at `step` (linear warm-up over `cfg.warmup` steps, at
+    most a tenth of the run)."""
+    warmup = min(cfg.warmup, cfg.steps // 10)
+    if step < warmup:
+        return (step + 1) / warmup
     if cfg.schedule == "cosine":
-        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        progress = (step - warmup) / max(1, cfg.steps - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     if cfg.schedule == "step":
         return 0.1 if step >= 2 * cfg.steps // 3 else 1.0
