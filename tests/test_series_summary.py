@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.runner import log_series_summary
+from bench.summary import log_series_summary
 from bench.tasks import get_task
 
 

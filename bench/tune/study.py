@@ -118,7 +118,7 @@ def _plan_stage(
         name = f"{task.name}-{opts.profile}-{stage}"
     else:
         name = f"{opts.study}-{stage}" if opts.stage == "both" else opts.study
-    from bench.runner import series_label
+    from bench.work import series_label
 
     fingerprint = {
         "task": task.name,
