@@ -49,7 +49,7 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     counts["runs/used"] = float(len(used))
     parent.metrics(counts)
     trend.update(counts)
-    x_col, groups = _trend_axis(used, task)
+    used, x_col, groups = _trend_axis(used, task)
     if x_col is None:
         return trend
     primary = str(used["primary"].iloc[0]) if "primary" in used and len(used) else "error"
@@ -74,7 +74,8 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
                 trend.update({f"trend/{name}{suffix}/{k}": v for k, v in st.items()})
                 if ycol not in PLOTTED:
                     continue
-                xlabel = "Moran's I of class 1 (per-point mean)" if tag else (task.series_label or x_col)
+                axis = task.trend_axis if x_col == "_axis" else x_col
+                xlabel = "Moran's I of class 1 (per-point mean)" if tag else (task.series_label or axis)
                 fig = plots.series_plot(
                     pd.to_numeric(sub[xc], errors="coerce").to_numpy(dtype=float),
                     pd.to_numeric(sub[ycol], errors="coerce").to_numpy(dtype=float),
@@ -89,10 +90,31 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     return trend
 
 
-def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[str | None, Any]:
-    """The numeric x column of the trends and a function splitting the table into groups (name, rows)."""
-    grid_x = next((c for c in ("grid.data.blob_size", "sweep.data.blob_size") if c in table), None)
-    if grid_x is not None:  # a grid or sweep over blob size: one trend per value of the other keys
+def trend_column(table: pd.DataFrame, key: str | None) -> str | None:
+    """The series-table column of a config key made an axis by a grid or a sweep (`grid.<key>`,
+    `sweep.<key>`), or None."""
+    if not key:
+        return None
+    return next((c for c in (f"grid.{key}", f"sweep.{key}") if c in table), None)
+
+
+def _numeric(table: pd.DataFrame, col: str) -> bool:
+    return col in table and not pd.to_numeric(table[col], errors="coerce").isna().all()
+
+
+def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[pd.DataFrame, str | None, Any]:
+    """The x of the trends, from the task's declared axis (`Task.trend_axis`): (the table, with an added
+    x column where the axis is a per-run column; the numeric x column or None; a function splitting the
+    table into groups (name, rows)).
+
+    In order: the axis as a grid or `--sweep` key (one trend per value of the other grid/sweep keys); the
+    axis as the series key, or no axis declared, with numeric series values (the series value); the axis as a per-run column such as `class_var/ratio`
+    (its per-point mean over seeds, with at least 2 series points); else, with no usable declared axis,
+    the one numeric `--sweep` key of the run. None when nothing numeric is left (a categorical axis such
+    as patient selection: the table is the summary)."""
+    axis = task.trend_axis
+    grid_x = trend_column(table, axis)
+    if grid_x is not None:  # a grid or sweep over the axis: one trend per value of the other keys
         others = [c for c in table.columns if c.startswith(("grid.", "sweep.")) and c != grid_x]
 
         def by_other(t: pd.DataFrame) -> Any:
@@ -109,10 +131,19 @@ def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[str | None, Any]:
                 for key, g in t.groupby(others)
             ]
 
-        return grid_x, by_other
-    if "series_value" not in table or table["series_value"].isna().all():
-        return None, None
-    x = pd.to_numeric(table["series_value"], errors="coerce")
-    if x.isna().all():  # a categorical axis (e.g. patient selection): the table is the summary
-        return None, None
-    return "series_value", lambda t: [("", t)]
+        return table, grid_x, by_other
+    if axis in (None, task.series_key) and _numeric(table, "series_value"):  # the series value itself
+        return table, "series_value", _whole
+    if axis is not None and axis in table and "series_value" in table:
+        points = table["series_value"].astype(str)
+        if points.nunique() >= 2 and _numeric(table, axis):
+            x = pd.to_numeric(table[axis], errors="coerce").groupby(points).transform("mean")
+            return table.assign(_axis=x), "_axis", _whole
+    swept = [c for c in table.columns if c.startswith("sweep.") and _numeric(table, c)]
+    if len(swept) == 1:
+        return table, swept[0], _whole
+    return table, None, None
+
+
+def _whole(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [("", table)]
