@@ -67,12 +67,16 @@ DeviceOpt = Annotated[
 
 
 def _probe(tracking_uri: str | None) -> None:
-    """An http(s) tracking server must answer (exit 2 otherwise), checked before the heavy imports."""
+    """The tracking URI must be one bench accepts and an http(s) tracking server must answer (exit 2
+    otherwise), checked before the heavy imports and any work."""
     import os
 
-    from bench.tracking import probe_tracking_uri
+    from bench.tracking import check_tracking_uri, probe_tracking_uri
 
-    probe_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if uri:
+        check_tracking_uri(uri)
+    probe_tracking_uri(uri)
 
 
 def _with_device(overrides: dict[str, str], device: str | None) -> dict[str, str]:
@@ -482,6 +486,11 @@ def report(
         rep, paths, run_id = run_report(out, tracking_uri, experiment, run_ids, log)
     except BenchInputError as e:
         _fail_input(e)
+    if rep.runs.empty:  # an existing store, but nothing of bench's to judge: say so before the verdicts
+        typer.echo(
+            f"no finished bench runs in {rep.source}: every claim is 'no runs'; fix: run a task first "
+            "(bench run TASK), or check --tracking-uri, --experiment and --run"
+        )
     for v in rep.verdicts:
         typer.echo(f"{v.claim:32s} {v.verdict:15s} {v.bench[:90]}")
     typer.echo(

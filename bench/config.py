@@ -192,6 +192,7 @@ class RunConfig:
         require(primary_ok, "eval.primary", self.eval.primary, f"one of {sorted(PRIMARY_METRICS)}")
         require(valid_device_name(self.device), "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
 
 
 # Metrics that may serve as "the error" (lower is better), computed by bench.evaluate.

@@ -31,7 +31,8 @@ def plan(
     sweeps: dict[str, Sequence[Any]] | None = None,
     skipped: list[str] | None = None,
 ) -> list[tuple[Any, int, RunConfig]]:
-    """Every (series value, seed, resolved config), all validated before any work starts.
+    """Every (series value, seed, resolved config), all validated before any work starts. The seeds are
+    `first_seed(overrides)` onwards, `seeds` of them (default: the profile's).
 
     `sweeps` ({key: values}, `--sweep`): each point of their cross product is crossed with the series
     (a swept series key replaces the series, see bench.sweep); the swept values live in the configs."""
@@ -47,14 +48,27 @@ def plan(
         pruned = [{k: v for k, v in point.items() if k not in pinned} for point in series]
         series = [p for i, p in enumerate(pruned) if p and p not in pruned[:i]] or [None]
     n_seeds = seeds or task.profiles[profile].seeds
+    first = first_seed(overrides)
     if any(isinstance(v, dict) for v in series):  # a profile's grid may hold infeasible points: skip them
         series = _feasible(task, profile, overrides, series, skipped)
     return [
         (value, seed, resolve_config(task, profile, overrides | point, value, seed))
         for value in series
         for point in expand(sweeps)
-        for seed in range(n_seeds)
+        for seed in range(first, first + n_seeds)
     ]
+
+
+def first_seed(overrides: dict[str, Any]) -> int:
+    """The first seed of a run: `--set seed=K` (K >= 0) makes the seeds K, K+1, ..., K+n-1 (n from
+    `--seeds` or the profile); 0 without it. ConfigError for anything but an integer >= 0."""
+    from bench.config import coerce, require
+
+    if "seed" not in overrides:
+        return 0
+    value = coerce(overrides["seed"], int, "seed")
+    require(value >= 0, "seed", value, "an integer >= 0 (the first seed; --seeds N sets how many)")
+    return value
 
 
 def _feasible(

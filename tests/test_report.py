@@ -328,3 +328,31 @@ def test_report_claims_read_the_axis_the_task_declares() -> None:
 
     assert declared_axis(("blobs-rect",)) == get_task("blobs-rect").trend_axis == "data.blob_size"
     assert declared_axis(("medmnist-pairs",)) == "class_var/ratio"
+
+
+def test_report_on_a_missing_store_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    missing = tmp_path / "sub" / "typo.db"
+    res = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "rep"), "--tracking-uri", f"sqlite:///{missing}"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "no tracking store at" in res.output and str(missing) in res.output and "fix:" in res.output
+    assert not missing.exists() and not missing.parent.exists() and not (tmp_path / "rep").exists()
+
+
+def test_report_on_a_store_without_runs_says_so(tmp_path: Path) -> None:
+    from mlflow_store import fresh_store
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    uri = fresh_store(tmp_path)
+    res = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "rep"), "--tracking-uri", uri, "--no-log"]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("no finished bench runs in ") and "every claim is 'no runs'" in res.output
