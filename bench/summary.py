@@ -107,11 +107,12 @@ def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[pd.DataFrame, str | No
     x column where the axis is a per-run column; the numeric x column or None; a function splitting the
     table into groups (name, rows)).
 
-    In order: the axis as a grid or `--sweep` key (one trend per value of the other grid/sweep keys); the
-    axis as the series key, or no axis declared, with numeric series values (the series value); the axis as a per-run column such as `class_var/ratio`
-    (its per-point mean over seeds, with at least 2 series points); else, with no usable declared axis,
-    the one numeric `--sweep` key of the run. None when nothing numeric is left (a categorical axis such
-    as patient selection: the table is the summary)."""
+    In order: the axis as a grid or `--sweep` key (one trend per value of the other grid/sweep keys);
+    the axis as the series key, or no axis declared, with numeric series values (the series value); the
+    axis as a per-run column such as `class_var/ratio` (its per-point mean over seeds, with at least 2
+    series points); else, with no usable declared axis, the one numeric `--sweep` key of the run. None
+    when nothing numeric is left (a categorical axis such as patient selection: the table is the
+    summary)."""
     axis = task.trend_axis
     grid_x = trend_column(table, axis)
     if grid_x is not None:  # a grid or sweep over the axis: one trend per value of the other keys
