@@ -67,12 +67,16 @@ DeviceOpt = Annotated[
 
 
 def _probe(tracking_uri: str | None) -> None:
-    """An http(s) tracking server must answer (exit 2 otherwise), checked before the heavy imports."""
+    """The tracking URI must be one bench accepts and an http(s) tracking server must answer (exit 2
+    otherwise), checked before the heavy imports and any work."""
     import os
 
-    from bench.tracking import probe_tracking_uri
+    from bench.tracking import check_tracking_uri, probe_tracking_uri
 
-    probe_tracking_uri(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if uri:
+        check_tracking_uri(uri)
+    probe_tracking_uri(uri)
 
 
 def _with_device(overrides: dict[str, str], device: str | None) -> dict[str, str]:
@@ -270,6 +274,9 @@ def summarise(
     print_summary(spec, summary)
 
 
+PERF_DTYPES, PERF_RESIDUALS = ("float32", "float64", "bfloat16"), ("explicit", "gram", "auto")
+
+
 @app.command()
 def perf(
     depth: Annotated[int, typer.Option(min=2, help="weight layers")] = 3,
@@ -287,9 +294,7 @@ def perf(
     compile_step: Annotated[
         bool, typer.Option("--compile", help="time the step through torch.compile (attack.compile)")
     ] = False,
-    residual: Annotated[
-        str, typer.Option(help="explicit | gram | auto: how the step computes the residual (attack.residual)")
-    ] = "explicit",
+    residual: Annotated[str, typer.Option(help="explicit | gram | auto (attack.residual)")] = "explicit",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -318,18 +323,12 @@ def perf(
         from bench.perf import time_to_quality as race
 
         result = race(reference_steps=time_to_quality, threads=threads, device=str(dev))
-        typer.echo(
-            json.dumps(
-                result.as_dict()
-                if as_json
-                else {k: v for k, v in result.as_dict().items() if "curve" not in k}
-            )
-        )
+        out = result.as_dict()
+        typer.echo(json.dumps(out if as_json else {k: v for k, v in out.items() if "curve" not in k}))
         return
-    if dtype not in ("float32", "float64", "bfloat16"):
-        _fail_input(BenchInputError(f"bad --dtype '{dtype}': use float32, float64 or bfloat16"))
-    if residual not in ("explicit", "gram", "auto"):
-        _fail_input(BenchInputError(f"bad --residual '{residual}': use explicit, gram or auto"))
+    for name, value, allowed in (("dtype", dtype, PERF_DTYPES), ("residual", residual, PERF_RESIDUALS)):
+        if value not in allowed:
+            _fail_input(BenchInputError(f"bad --{name} '{value}': use {', '.join(allowed)}"))
     try:
         report = measure(
             depth,
@@ -488,6 +487,11 @@ def report(
         rep, paths, run_id = run_report(out, tracking_uri, experiment, run_ids, log)
     except BenchInputError as e:
         _fail_input(e)
+    if rep.runs.empty:  # an existing store, but nothing of bench's to judge: say so before the verdicts
+        typer.echo(
+            f"no finished bench runs in {rep.source}: every claim is 'no runs'; fix: run a task first "
+            "(bench run TASK), or check --tracking-uri, --experiment and --run"
+        )
     for v in rep.verdicts:
         typer.echo(f"{v.claim:32s} {v.verdict:15s} {v.bench[:90]}")
     typer.echo(

@@ -249,6 +249,7 @@ class RunConfig:
             layers,
             f"distinct layer numbers in 1..model.depth ({self.model.depth}), e.g. 1,{self.model.depth}; empty = all",
         )
+        require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
 
 
 # Metrics that may serve as "the error" (lower is better), computed by bench.evaluate.

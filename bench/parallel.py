@@ -32,7 +32,7 @@ import pandas as pd
 
 from bench.errors import BenchInputError
 
-Point = tuple[Any, int, Any]  # (series value, seed, resolved RunConfig), as made by runner.plan
+Point = tuple[Any, int, Any]  # (series value, seed, resolved RunConfig), as made by bench.runner.plan
 
 
 def cores() -> int:
@@ -124,7 +124,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
 def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) -> tuple[int, list, list]:
     """One (series point, seed) in a worker: (plan index, table rows, child run ids)."""
     from bench.device import configure
-    from bench.runner import run_point
+    from bench.work import run_point
 
     index, exp_id, parent_id, profile, value, seed, cfg, settings, tags = job
     if _WORKER.get("stop"):
@@ -190,7 +190,7 @@ class WorkerBars:
 
 
 # imported once by the fork server: workers fork from it instead of importing torch and MLflow each
-_PRELOAD = ["torch", "mlflow.tracking", "bench.plots", "bench.experiment", "bench.runner", "bench.tasks"]
+_PRELOAD = ["torch", "mlflow.tracking", "bench.plots", "bench.experiment", "bench.work", "bench.tasks"]
 
 
 def _context(uri: str) -> Any:
@@ -349,9 +349,10 @@ def summarise_group(
     task: Any, group: str, tracking_uri: str | None = None, experiment: str | None = None
 ) -> Any:
     """Log the series summary of a whole group on a new run tagged `bench.kind=group`; a RunSummary."""
-    from bench.runner import RunSummary, log_series_summary
+    from bench.summary import log_series_summary
     from bench.sweep import sweep_trends, swept_keys
     from bench.tracking import Tracker
+    from bench.work import RunSummary
 
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment(experiment or task.name)

@@ -2,7 +2,8 @@
 
 A `Task` names its data (a dataclass whose `load(seed)` returns a `bench.data.base.Dataset`), the
 overrides it applies to the shared configs, its series axis (a dotted config key, e.g. `data.blob_size`,
-swept over the values of the chosen profile) and its profiles (`smoke`, `quick`, `paper`).
+swept over the values of the chosen profile), its trend axis (`trend_key`: what the trends are computed
+against) and its profiles (`smoke`, `quick`, `paper`).
 
 Task modules declare `TASKS = (Task(...), ...)`; `bench.tasks` builds the table from the built-in modules
 (listed there explicitly) and from a user's task directory (`bench.tasks.user`). Task modules import only
@@ -55,6 +56,15 @@ class Task:
     # On the parent: extra artifacts from the finished series table, report(table) -> {file name: text}.
     report: Callable[[Any], dict[str, str]] | None = None
     origin: str = ""
+    # The x of the trend statistics on the parent run and of `bench report`'s trend claims: a dotted
+    # config key (the series key, or a key of a grid or a --sweep, e.g. `data.blob_size`) or a per-run
+    # column of the series table averaged per series point (e.g. `class_var/ratio`). None: the series key.
+    trend_key: str | None = None
+
+    @property
+    def trend_axis(self) -> str | None:
+        """The declared trend axis: `trend_key`, else `series_key` (None: no trend)."""
+        return self.trend_key or self.series_key
 
 
 def check_task(task: Any, where: str) -> Task:

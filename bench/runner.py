@@ -2,32 +2,25 @@
 
 One parent run per invocation, one child run per (series point, seed, setting). The parent gets the
 series table, the error-vs-series and error-vs-spatial-correlation plots and the trend statistics.
+The runner depends on `bench.work` (one run's unit of work), `bench.parallel` (the pool, which depends on
+`bench.work` too) and `bench.summary` (the parent's series summary); none of them imports the runner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.config import RunConfig, to_dict
-from bench.experiment import ExperimentResult, Hooks, resolve_config, run_experiment
+from bench import parallel
+from bench.config import RunConfig
+from bench.experiment import resolve_config
 from bench.registry import Task
+from bench.summary import log_series_summary
+from bench.work import ProgressFactory, RunSummary, run_point, series_label
 
-# Makes the progress hooks of one child run: (label, n_settings) -> Hooks
-ProgressFactory = Callable[[str, int], Hooks]
-
-
-@dataclass
-class RunSummary:
-    parent_run_id: str
-    experiment_id: str
-    table: pd.DataFrame
-    trend: dict[str, float] = field(default_factory=dict)
-    child_run_ids: list[str] = field(default_factory=list)
+__all__ = ["plan", "run_task", "RunSummary", "run_point", "log_series_summary", "series_label"]
 
 
 def plan(
@@ -38,7 +31,8 @@ def plan(
     sweeps: dict[str, Sequence[Any]] | None = None,
     skipped: list[str] | None = None,
 ) -> list[tuple[Any, int, RunConfig]]:
-    """Every (series value, seed, resolved config), all validated before any work starts.
+    """Every (series value, seed, resolved config), all validated before any work starts. The seeds are
+    `first_seed(overrides)` onwards, `seeds` of them (default: the profile's).
 
     `sweeps` ({key: values}, `--sweep`): each point of their cross product is crossed with the series
     (a swept series key replaces the series, see bench.sweep); the swept values live in the configs."""
@@ -54,14 +48,27 @@ def plan(
         pruned = [{k: v for k, v in point.items() if k not in pinned} for point in series]
         series = [p for i, p in enumerate(pruned) if p and p not in pruned[:i]] or [None]
     n_seeds = seeds or task.profiles[profile].seeds
+    first = first_seed(overrides)
     if any(isinstance(v, dict) for v in series):  # a profile's grid may hold infeasible points: skip them
         series = _feasible(task, profile, overrides, series, skipped)
     return [
         (value, seed, resolve_config(task, profile, overrides | point, value, seed))
         for value in series
         for point in expand(sweeps)
-        for seed in range(n_seeds)
+        for seed in range(first, first + n_seeds)
     ]
+
+
+def first_seed(overrides: dict[str, Any]) -> int:
+    """The first seed of a run: `--set seed=K` (K >= 0) makes the seeds K, K+1, ..., K+n-1 (n from
+    `--seeds` or the profile); 0 without it. ConfigError for anything but an integer >= 0."""
+    from bench.config import coerce, require
+
+    if "seed" not in overrides:
+        return 0
+    value = coerce(overrides["seed"], int, "seed")
+    require(value >= 0, "seed", value, "an integer >= 0 (the first seed; --seeds N sets how many)")
+    return value
 
 
 def _feasible(
@@ -105,7 +112,6 @@ def run_task(
     `jobs`: runs in that many worker processes; `shard` (I, N) runs only slice I of N of the plan, and
     `group` tags the parent and children `bench.group` (see bench.parallel).
     Every config is resolved and checked (BenchInputError) before the store is touched or work starts."""
-    from bench import parallel
     from bench.device import configure
     from bench.sweep import sweep_tags, sweep_trends
     from bench.tracking import Tracker
@@ -161,337 +167,3 @@ def run_task(
             parent.metrics(trend_sweep)
             trend.update(trend_sweep)
     return RunSummary(parent.run_id, exp_id, table, trend, child_ids)
-
-
-def run_point(
-    tracker: Any,
-    exp_id: str,
-    parent_id: str,
-    task: Task,
-    profile: str,
-    value: Any,
-    seed: int,
-    cfg: RunConfig,
-    settings: Sequence[dict[str, float]] | None = None,
-    progress: ProgressFactory | None = None,
-    tags: dict[str, Any] | None = None,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """One (series point, seed) under the parent: its rows of the series table (one per setting) and
-    its child run ids. Called in turn by `run_task`, and by the workers of `bench.parallel`.
-
-    `tags`: extra tags for the child runs (e.g. `bench.group`; `bench.sweep.<key>` also names the point
-    and gives the row a column `sweep.<key>`)."""
-    from bench.sweep import swept_from_tags
-
-    swept = swept_from_tags(tags)
-    series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
-    label = f"{task.series_label or 'point'}={series_value} seed={seed}"
-    label += "".join(f" {k}={v}" for k, v in swept.items())
-    hooks = progress(label, len(settings or [None])) if progress else Hooks()
-    result, ids = _run_child(
-        tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
-    )
-    rows = []
-    for p, sr in enumerate([result.pooled] if result.pooled else result.settings):
-        row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
-        row.update({f"sweep.{k}": v for k, v in swept.items()})
-        row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
-        row.update(sr.setting)
-        row.update(result.data.stats)
-        row.update(result.train_metrics)
-        row.update(sr.metrics)
-        rows.append(row)
-    return rows, ids
-
-
-def series_label(value: Any) -> Any:
-    """A series point as logged: the value itself, or 'a/b' for a grid point {key: a, key2: b}."""
-    return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else value
-
-
-def _lookup(cfg: RunConfig, key: str | None) -> Any:
-    if not key:
-        return None
-    node: Any = cfg
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
-
-
-def _run_child(
-    tracker: Any,
-    exp_id: str,
-    parent_id: str,
-    task: Task,
-    profile: str,
-    cfg: RunConfig,
-    series_value: Any,
-    settings: Sequence[dict[str, float]] | None,
-    progress_hooks: Hooks,
-    extra_tags: dict[str, Any] | None = None,
-) -> tuple[ExperimentResult, list[str]]:
-    """One (series point, seed): a child run per setting, curves streamed while it works."""
-    from contextlib import ExitStack
-
-    from bench import plots
-    from bench.device import configure
-    from bench.sweep import swept_from_tags
-    from bench.tracking import warn_raw_data
-
-    configure(cfg.device, cfg.threads)  # before the runs are created: their tags name device and threads
-    pooled = cfg.attack.pool > 0
-    if pooled and not settings:
-        from bench.attack.protocol import draw_settings
-
-        settings = draw_settings(cfg.attack.pool_dist, cfg.attack.pool, cfg.seed)
-    n_settings = len(settings or [None])
-    tags = {
-        "bench.task": task.name,
-        "bench.profile": profile,
-        "bench.series_value": series_value,
-        "bench.seed": cfg.seed,
-        "bench.kind": "child",
-    } | (extra_tags or {})
-    with ExitStack() as stack:
-        logs = []
-        for p in range(n_settings):
-            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed}" + (
-                f" setting={p}" if n_settings > 1 else ""
-            )
-            name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
-            # a pool's members are logged, but the pooled set is the point's result (`bench.kind` child)
-            kind = {"bench.kind": "pool_member"} if pooled else {}
-            log = stack.enter_context(
-                tracker.run(exp_id, name, tags | {"bench.setting": p} | kind, parent_id)
-            )
-            log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
-            logs.append(log)
-        if pooled:
-            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed} pooled"
-            pool_log = stack.enter_context(
-                tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
-            )
-            pool_log.params(to_dict(cfg))
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            for log in logs:
-                log.metric("train/loss", loss, epoch)
-            if progress_hooks.on_epoch:
-                progress_hooks.on_epoch(epoch, loss)
-
-        def on_step(step: int, losses: np.ndarray) -> None:
-            for log, loss in zip(logs, losses, strict=True):
-                log.metric("attack/loss", loss, step)
-            if progress_hooks.on_step:
-                progress_hooks.on_step(step, losses)
-
-        def on_monitor(step: int, values: dict[str, np.ndarray]) -> None:
-            for p, log in enumerate(logs):
-                for key, vals in values.items():
-                    log.metric(key, vals[p], step)
-                log.flush()
-
-        hooks = Hooks(on_epoch, on_step, on_monitor, progress_hooks.on_phase)
-        result = run_experiment(cfg, settings, hooks, task.post)
-        data = result.data
-        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-        for log, sr in zip(logs, result.settings, strict=True):
-            # attack/loss went out step by step (on_step); the KKT fit curve goes with the results
-            checks = tuple(k for k in sr.curves if k.startswith(CHECK_CURVES))
-            log_setting(
-                log,
-                task,
-                result,
-                sr,
-                f"{task.name} {series_value} seed {cfg.seed}",
-                ("attack/kkt_fit", *checks),
-            )
-            log.tags({"bench.source": data.source})
-            if cfg.log.arrays:
-                warn_raw_data(tracker.uri, data.source)
-                log.arrays("arrays/train", x=data.x_train, y=data.y_train)
-                log.torch_state(state, "model/weights.pt")
-            skip = ("attack/loss", "attack/kkt_fit", "attack/error")  # error repeats one of the others
-            monitored = {k: v for k, v in sr.curves.items() if k not in skip and k not in checks}
-            if monitored:
-                fig = plots.curves(monitored, "distance to the nearest training sample")
-                log.figure(fig, "attack_curves.png")
-                plots.close(fig)
-        if pooled:
-            title = f"{task.name} {series_value} seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
-            log_setting(pool_log, task, result, result.pooled, title, ())
-            pool_log.tags({"bench.source": data.source})
-            logs.append(pool_log)
-    return result, [log.run_id for log in logs]
-
-
-def log_setting(
-    log: Any,
-    task: Task,
-    result: ExperimentResult,
-    sr: Any,
-    title: str,
-    curves: Sequence[str],
-    extra: dict[str, float] | None = None,
-    lock: Any = None,
-) -> None:
-    """One setting's outcome on its run (`bench run` and `bench tune` alike): the task's `post` metrics,
-    the named curves, the metrics, the reconstruction arrays (unless log.arrays=false), config.json and the
-    reconstructions figure (unless log.images=false).
-
-    `lock`: held while plotting when several threads log at once (matplotlib is not thread-safe).
-    """
-    from contextlib import nullcontext
-
-    from bench import plots
-    from bench.evaluate import rescale
-    from bench.tracking import dump_json
-
-    for key in curves:
-        log.curve(key, *sr.curves[key])
-    log.metrics(sr.metrics | result.train_metrics | result.data.stats | result.timings | (extra or {}))
-    data, cfg = result.data, result.config
-    if cfg.log.arrays:
-        y = result.y_candidates if sr.y is None else sr.y
-        log.arrays("arrays/reconstruction", x=sr.recon, y=y, lam=sr.lam)
-        held = result.heldout
-        if held is not None:  # the exact samples behind the held-out baseline and the membership test
-            scale = {"lo": np.asarray(data.lo, dtype=float), "hi": np.asarray(data.hi, dtype=float)}
-            log.arrays("arrays/heldout", x=held.x, y=held.y, **scale)
-            log.arrays("arrays/fresh", x=held.fresh_x, y=held.fresh_y)
-        if result.margins is not None:
-            log.arrays("arrays/margins", margin=result.margins)
-    log.text(dump_json({"config": to_dict(cfg), "setting": sr.setting}), "config.json")
-    if not cfg.log.images:
-        return
-    train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
-    recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
-    with lock or nullcontext():
-        fig = plots.reconstruction_grid(
-            train_s, recon_s, sr.match_score, data.image_shape, title, metric="NCC"
-        )
-        log.figure(fig, "reconstructions.png")
-        plots.close(fig)
-        if result.margins is not None and sr.distance is not None:
-            fig = plots.margin_vs_distance(result.margins, sr.distance, data.y_train, title)
-            log.figure(fig, "margin_vs_distance.png")
-            plots.close(fig)
-
-
-# Metrics plotted against the series axis and Moran's I on the parent.
-PLOTTED = ("error", "memorised/frac")
-# Metrics whose trend the parent reports (when the table has them), besides the primary `error`.
-TREND_METRICS = (
-    "ncc_dist_mean",
-    "dssim_mean",
-    "l2_255_mean",
-    "memorised/frac",
-    "membership/auc",
-    "gain/heldout/ncc_dist",
-)
-
-
-# The attack's float64 checks at its monitor points (bench.attack.reconstruct), logged as curves
-CHECK_CURVES = ("attack/objective", "attack/fit_check", "attack/kkt_fit_layer")
-
-
-def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str, float]:
-    """Series table, trend statistics (seeds as the unit, bench.analysis.trends) and plots on the parent.
-
-    Runs whose classifier or attack did not converge are left out of the trends and counted
-    (`runs/total`, `runs/used`, `runs/unconverged_train`, `runs/unconverged_attack`); attacks that ended
-    worse than their best (`runs/degraded_attack`) or whose fast path failed its float64 check
-    (`runs/fit_check_failed`) are counted too. Trends are computed
-    against the series axis and against the per-point mean Moran's I of class 1, for the primary metric
-    (and its per-class values) and `TREND_METRICS`; for a grid with a blob-size key, per value of the
-    other grid keys (e.g. per n). Keys: `trend/<metric>[_vs_moran][/<group>]/<stat>`.
-    """
-    from bench import plots
-    from bench.analysis.trends import seed_trend, usable
-
-    trend: dict[str, float] = {}
-    parent.text(table.to_csv(index=False), "series.csv")
-    if task.report is not None:
-        for name, text in task.report(table).items():
-            parent.text(text, name)
-    counts = {"runs/total": float(len(table))}
-    for col, name in (("train/converged", "train"), ("attack/converged", "attack")):
-        if col in table:
-            counts[f"runs/unconverged_{name}"] = float((table[col] < 0.5).sum())
-    for col, name in (
-        ("attack/degraded", "degraded_attack"),
-        ("attack/fit_check_failed", "fit_check_failed"),
-    ):
-        if col in table:  # returned at their best state; counted, as unconverged runs are
-            counts[f"runs/{name}"] = float((table[col] > 0.5).sum())
-    used = usable(table)
-    counts["runs/used"] = float(len(used))
-    parent.metrics(counts)
-    trend.update(counts)
-    x_col, groups = _trend_axis(used, task)
-    if x_col is None:
-        return trend
-    primary = str(used["primary"].iloc[0]) if "primary" in used and len(used) else "error"
-    metrics = [
-        ("error", primary),
-        *((f"class{c}/{primary}", f"class {c} {primary}") for c in (0, 1)),
-        *((m, m) for m in TREND_METRICS if m != primary),
-    ]
-    for gname, sub in groups(used):
-        suffix = f"/{gname}" if gname else ""
-        xs = {"": x_col}
-        if "moran_i/class1" in sub:
-            moran = sub.groupby(x_col)["moran_i/class1"].transform("mean")
-            sub = sub.assign(_moran=moran)
-            xs["_vs_moran"] = "_moran"
-        for ycol, label in metrics:
-            if ycol not in sub:
-                continue
-            for tag, xc in xs.items():
-                st = seed_trend(sub, xc, ycol)
-                name = f"{ycol.replace('/', '_')}{tag}"
-                trend.update({f"trend/{name}{suffix}/{k}": v for k, v in st.items()})
-                if ycol not in PLOTTED:
-                    continue
-                xlabel = "Moran's I of class 1 (per-point mean)" if tag else (task.series_label or x_col)
-                fig = plots.series_plot(
-                    pd.to_numeric(sub[xc], errors="coerce").to_numpy(dtype=float),
-                    pd.to_numeric(sub[ycol], errors="coerce").to_numpy(dtype=float),
-                    xlabel,
-                    label,
-                    f"{task.name}{' ' + gname if gname else ''}: rho of means={st['spearman_rho']:.2f}",
-                )
-                fname = f"{ycol.replace('/', '_')}_vs_{'moran' if tag else 'series'}"
-                parent.figure(fig, f"{fname}{'_' + gname.replace('=', '') if gname else ''}.png")
-                plots.close(fig)
-    parent.metrics({k: v for k, v in trend.items() if k.startswith("trend/")})
-    return trend
-
-
-def _trend_axis(table: pd.DataFrame, task: Task) -> tuple[str | None, Any]:
-    """The numeric x column of the trends and a function splitting the table into groups (name, rows)."""
-    grid_x = next((c for c in ("grid.data.blob_size", "sweep.data.blob_size") if c in table), None)
-    if grid_x is not None:  # a grid or sweep over blob size: one trend per value of the other keys
-        others = [c for c in table.columns if c.startswith(("grid.", "sweep.")) and c != grid_x]
-
-        def by_other(t: pd.DataFrame) -> Any:
-            if not others:
-                return [("", t)]
-            return [
-                (
-                    "_".join(
-                        f"{c.split('.')[-1]}={v}"
-                        for c, v in zip(others, key if isinstance(key, tuple) else (key,), strict=True)
-                    ),
-                    g,
-                )
-                for key, g in t.groupby(others)
-            ]
-
-        return grid_x, by_other
-    if "series_value" not in table or table["series_value"].isna().all():
-        return None, None
-    x = pd.to_numeric(table["series_value"], errors="coerce")
-    if x.isna().all():  # a categorical axis (e.g. patient selection): the table is the summary
-        return None, None
-    return "series_value", lambda t: [("", t)]

@@ -22,14 +22,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.errors import BenchInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_DIR = "mlruns"
 PROBE_TIMEOUT_S = 5.0
@@ -54,7 +57,9 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 class Tracker:
     """A connection to one tracking store, with bench's run layout."""
 
-    def __init__(self, uri: str | None = None) -> None:
+    def __init__(self, uri: str | None = None, must_exist: bool = False) -> None:
+        """`must_exist`: a SQLite store whose file is missing is bad input (BenchInputError), not created
+        (for readers such as `bench report`)."""
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -62,10 +67,12 @@ class Tracker:
         for name in ("mlflow", "alembic"):  # table migrations of a new store print INFO lines
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+        check_tracking_uri(self.uri)
         path = _sqlite_path(self.uri)
-        if self.uri.startswith("sqlite:") and path is None:
+        if must_exist and path is not None and not path.is_file():
             raise BenchInputError(
-                f"bad tracking URI '{self.uri}': use sqlite:///PATH/TO/FILE.db (three slashes)"
+                f"no tracking store at '{path}' ({self.uri}); fix: check --tracking-uri (or "
+                "MLFLOW_TRACKING_URI); `bench run` creates a store, reading one does not"
             )
         if path is not None:
             try:
@@ -74,11 +81,6 @@ class Tracker:
                 raise BenchInputError(
                     f"cannot create the folder of tracking store '{self.uri}': {e}"
                 ) from None
-        elif self.uri.startswith("file:") or "://" not in self.uri:
-            raise BenchInputError(
-                f"unusable tracking URI '{self.uri}': MLflow refuses plain file stores; "
-                "use sqlite:///PATH.db or http://HOST:PORT"
-            )
         probe_tracking_uri(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
 
@@ -230,6 +232,30 @@ class RunLog:
             self.artifact(path, folder or None)
 
 
+# Tracking URI schemes bench accepts: the embedded SQLite store, an MLflow tracking server, Databricks, and
+# the databases of MLflow's SQLAlchemy store (a dialect may name its driver: postgresql+psycopg2://).
+URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """BenchInputError unless `uri` is a tracking URI bench can use (`URI_SCHEMES`); no I/O, so the CLI
+    checks it before any work."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if uri.startswith("sqlite:") and _sqlite_path(uri) is None:
+        raise BenchInputError(f"bad tracking URI '{uri}': use sqlite:///PATH/TO/FILE.db (three slashes)")
+    if uri.startswith("file:") or not scheme:
+        raise BenchInputError(
+            f"unusable tracking URI '{uri}': MLflow refuses plain file stores; "
+            "use sqlite:///PATH.db or http://HOST:PORT"
+        )
+    if scheme.split("+", 1)[0] not in URI_SCHEMES:
+        raise BenchInputError(
+            f"unsupported tracking URI scheme '{scheme}' in '{uri}': bench accepts "
+            f"{', '.join(s + '://' for s in URI_SCHEMES)}; fix: e.g. --tracking-uri sqlite:///mlruns/mlflow.db "
+            "or http://HOST:5000"
+        )
+
+
 def make_private_dir(folder: Path) -> None:
     """Create `folder` (and missing parents) readable by its owner only (0700); existing folders keep
     their permissions."""
@@ -297,3 +323,76 @@ def load_arrays(client: Any, run_id: str, name: str) -> dict[str, np.ndarray]:
 
 def dump_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+# --- reading runs back (bench report, benchmarks/compare_runs.py) --------------------------------------
+
+
+def load_runs(
+    client: Any, experiments: Sequence[str] | None = None, parents: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Finished child runs as a table: run_id, parent_id, task, profile, seed, setting, series_value,
+    every metric by name and every param by its dotted key. `experiments`: names (default: all);
+    `parents`: parent run ids (their children only). Unknown names or ids raise BenchInputError."""
+    import pandas as pd
+
+    query = "tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"
+    searches: list[tuple[list[str], str]] = []
+    if parents:
+        for pid in parents:
+            try:
+                exp = client.get_run(pid).info.experiment_id
+            except Exception:
+                raise BenchInputError(
+                    f"no run '{pid}' in the tracking store; fix: pass a parent run id"
+                ) from None
+            searches.append(([exp], f"{query} and tags.`mlflow.parentRunId` = '{pid}'"))
+    else:
+        if experiments:
+            ids = []
+            for name in experiments:
+                exp = client.get_experiment_by_name(name)
+                if exp is None:
+                    raise BenchInputError(
+                        f"no experiment '{name}' in the tracking store; fix: use a task name"
+                    )
+                ids.append(exp.experiment_id)
+        else:
+            ids = [e.experiment_id for e in client.search_experiments()]
+        if ids:
+            searches.append((ids, query))
+    rows = []
+    for ids, text in searches:
+        token = None
+        while True:
+            page = client.search_runs(ids, text, max_results=1000, page_token=token)
+            rows.extend(_row(r) for r in page)
+            token = page.token
+            if not token:
+                break
+    return pd.DataFrame(rows)
+
+
+def _row(run: Any) -> dict[str, Any]:
+    import pandas as pd
+
+    tags = run.data.tags
+    row: dict[str, Any] = dict(run.data.params)
+    row.update(run.data.metrics)
+    seed = pd.to_numeric(tags.get("bench.seed"), errors="coerce")
+    row.update(
+        run_id=run.info.run_id,
+        parent_id=tags.get("mlflow.parentRunId", ""),
+        task=tags.get("bench.task", ""),
+        profile=tags.get("bench.profile", ""),
+        seed=int(seed) if np.isfinite(seed) else 0,
+        setting=tags.get("bench.setting", "0"),
+        series_value=tags.get("bench.series_value", ""),
+    )
+    return row
+
+
+def metric_history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """A run's logged curve `key`: (steps (k,), values (k,)) sorted by step; empty arrays if none."""
+    hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)
+    return np.array([m.step for m in hist], dtype=int), np.array([m.value for m in hist], dtype=float)

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.analysis.report import load_runs
+from bench.tracking import load_runs
 
 KEYS = ("attack/ncc_dist_mean", "attack/fit_check", "attack/objective")
 

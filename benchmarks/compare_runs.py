@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.analysis.report import load_runs
+from bench.tracking import load_runs
 
 FIGURES = {
     "ncc_dist_mean": "ncc_dist",

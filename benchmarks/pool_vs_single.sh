@@ -29,7 +29,7 @@ mkdir -p "$STORE/single" "$STORE/pooled"
 "$PY" - "$STORE" <<'PYEOF'
 import sys
 from mlflow.tracking import MlflowClient
-from bench.analysis.report import load_runs
+from bench.tracking import load_runs
 for name in ("single", "pooled"):
     runs = load_runs(MlflowClient(f"sqlite:///{sys.argv[1]}/{name}/mlflow.db"))
     keys = [k for k in ("attack_s", "ncc_dist_mean", "memorised/frac", "membership/auc", "gain/heldout/ncc_dist",

@@ -12,6 +12,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bench.analysis.trends import mean_ci, usable
+from bench.errors import BenchInputError
+from bench.summary import trend_column
 
 COLS = {
     "test_accuracy": "test acc",
@@ -37,6 +39,16 @@ TRENDS = (
 )
 
 
+def _trend_axis(task_name: str) -> str | None:
+    """The task's declared trend axis (`Task.trend_axis`), None for a task this bench does not know."""
+    from bench.tasks import get_task
+
+    try:
+        return get_task(task_name).trend_axis
+    except BenchInputError:
+        return None
+
+
 def main(store: str, names: list[str]) -> None:
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     exps = [e for e in client.search_experiments() if not names or e.name in names]
@@ -45,8 +57,9 @@ def main(store: str, names: list[str]) -> None:
             table = pd.read_csv(client.download_artifacts(parent.info.run_id, "series.csv", store))
             used = usable(table)
             print(f"\n== {exp.name} (parent {parent.info.run_id}): {len(used)} of {len(table)} runs used")
-            x = next(
-                (c for c in ("grid.data.blob_size", "sweep.data.blob_size") if c in table), "series_value"
+            x = (
+                trend_column(table, _trend_axis(parent.data.tags.get("bench.task", exp.name)))
+                or "series_value"
             )
             key = [c for c in table if c.startswith(("grid.", "sweep.")) and c != x]
             rows = []

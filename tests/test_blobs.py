@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from bench.analysis.spatial import morans_i
-from bench.data.blobs import blob_image, control_image, make_blob_classes
+from bench.data.blobs import blob_image, control_image
 
 
 @pytest.mark.parametrize("shape", ["rect", "walk"])
@@ -41,14 +41,6 @@ def test_control_class_and_morans_i() -> None:
     assert abs(i_ctrl) < 0.05
     assert i_ctrl < i_small < i_big
     assert i_big > 0.7
-
-
-def test_classes_are_balanced_and_seeded() -> None:
-    x1, y1 = make_blob_classes(np.random.default_rng(3), 4, 10, "walk")
-    x2, _ = make_blob_classes(np.random.default_rng(3), 4, 10, "walk")
-    assert x1.shape == (8, 784) and list(y1) == [0] * 4 + [1] * 4
-    assert np.array_equal(x1, x2)
-    assert (x1.sum(axis=1) == 100).all()
 
 
 def test_impossible_blob_size_is_refused() -> None:

@@ -105,3 +105,46 @@ def test_a_failing_run_exits_1_and_is_marked_failed_with_its_curve(tracking_uri:
     ]
     child = next(r for r in runs if r.data.tags.get("bench.kind") == "child")
     assert len(client.get_metric_history(child.info.run_id, "train/loss")) >= 1
+
+
+def test_an_unknown_tracking_uri_scheme_exits_2_naming_the_accepted_ones(tmp_path) -> None:
+    out = runner.invoke(app, ["run", "blobs-rect", "--profile", "smoke", "--tracking-uri", "foo://bar"])
+    assert out.exit_code == 2, out.output
+    assert "unsupported tracking URI scheme 'foo'" in out.output
+    assert "sqlite://" in out.output and "http://" in out.output and "Traceback" not in out.output
+    for cmd in (["report", "--out", str(tmp_path)], ["summarise", "blobs-rect", "--group", "g"]):
+        out = runner.invoke(app, [*cmd, "--tracking-uri", "foo://bar"])
+        assert out.exit_code == 2 and "unsupported tracking URI scheme 'foo'" in out.output, out.output
+
+
+@pytest.mark.parametrize("value", ["-3", "x"])
+def test_a_bad_first_seed_exits_2_before_the_store_is_touched(value: str, tmp_path) -> None:
+    store = tmp_path / "never.db"
+    args = ["run", "blobs-rect", "--profile", "smoke", "--set", f"seed={value}"]
+    out = runner.invoke(app, [*args, "--tracking-uri", f"sqlite:///{store}"])
+    assert out.exit_code == 2, out.output
+    assert "'seed'" in out.output and "Traceback" not in out.output
+    assert not store.exists()
+
+
+def test_set_seed_is_the_first_seed(tracking_uri: str) -> None:
+    """--set seed=3 --seeds 2 runs seeds 3 and 4 (it was accepted and ignored: the runs used 0, 1)."""
+    args = [
+        "run",
+        "blobs-rect",
+        "--profile",
+        "smoke",
+        "--seeds",
+        "2",
+        "--set",
+        "seed=3",
+        "--set",
+        "data.blob_size=4",
+    ]
+    out = runner.invoke(app, [*args, *TINY, "--tracking-uri", tracking_uri])
+    assert out.exit_code == 0, out.output
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("blobs-rect")
+    children = client.search_runs([exp.experiment_id], "tags.`bench.kind` = 'child'")
+    assert sorted(int(r.data.tags["bench.seed"]) for r in children) == [3, 4]
+    assert sorted(int(r.data.params["seed"]) for r in children) == [3, 4]

@@ -1,4 +1,5 @@
-"""The house rules that keep bench readable: no import cycle, small modules, one explicit task table."""
+"""The house rules that keep bench readable: no import cycle (counting imports inside functions), small
+modules, one explicit task table."""
 
 from __future__ import annotations
 
@@ -24,37 +25,19 @@ def _modules(root: Path = ROOT) -> dict[str, Path]:
     return {_module_name(p, root): p for p in sorted(root.rglob("*.py"))}
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _top_level_imports(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
-    """Imports executed when the module is imported: top level, inside if/try/with, not in functions."""
-    out: list[ast.Import | ast.ImportFrom] = []
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            out.append(node)
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                out += _top_level_imports(node.body)
-            out += _top_level_imports(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody, *[h.body for h in node.handlers]):
-                out += _top_level_imports(block)
-        elif isinstance(node, ast.With):
-            out += _top_level_imports(node.body)
-    return out
+def _imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module, wherever it is: top level, inside if/try/with, under
+    `if TYPE_CHECKING:`, and inside functions and methods (an import run late is still a dependency)."""
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
-    """bench module -> the bench modules it imports at import time."""
+    """bench module -> the bench modules it imports anywhere in its text (relative imports resolved)."""
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         is_pkg = path.name == "__init__.py"
         edges: set[str] = set()
-        for node in _top_level_imports(ast.parse(path.read_text(), str(path)).body):
+        for node in _imports(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
@@ -97,14 +80,14 @@ def test_cycle_finder_finds_a_planted_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a", "c"}}) is None
 
 
-def test_graph_reads_absolute_relative_and_from_imports(tmp_path: Path) -> None:
+def test_graph_reads_absolute_relative_and_function_level_imports(tmp_path: Path) -> None:
     pkg = tmp_path / "bench"
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from . import leaf\n")
     (pkg / "sub" / "leaf.py").write_text(
         "from __future__ import annotations\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-        "    import bench.top\ndef f():\n    import bench.top\n"
+        "    import bench.other\nclass C:\n    def f(self):\n        from ..top import x\n"
     )
     (pkg / "top.py").write_text(
         "import json\ntry:\n    from .sub import leaf\nexcept ImportError:\n    pass\n"
@@ -113,10 +96,25 @@ def test_graph_reads_absolute_relative_and_from_imports(tmp_path: Path) -> None:
     assert import_graph(_modules(pkg)) == {
         "bench": set(),
         "bench.sub": {"bench.sub.leaf"},
-        "bench.sub.leaf": set(),
+        "bench.sub.leaf": {"bench.other", "bench.top"},
         "bench.top": {"bench.sub", "bench.sub.leaf"},
         "bench.other": {"bench.top"},
     }
+
+
+def test_checker_reports_a_cycle_made_by_an_import_inside_a_function(tmp_path: Path) -> None:
+    """A planted package whose only cycle closes through a function-level import: it is reported."""
+    pkg = tmp_path / "bench"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "pool.py").write_text(
+        "def work():\n    from bench.runner import run_point\n    return run_point\n"
+    )
+    (pkg / "runner.py").write_text("from bench import pool\n\ndef run_point():\n    return pool\n")
+    (pkg / "leaf.py").write_text("import bench.pool\n")
+    assert find_cycle(import_graph(_modules(pkg))) == ["bench.pool", "bench.runner", "bench.pool"]
+    (pkg / "pool.py").write_text("def work():\n    return None\n")  # the cycle broken: none left
+    assert find_cycle(import_graph(_modules(pkg))) is None
 
 
 def test_no_import_cycle_among_bench_modules() -> None:

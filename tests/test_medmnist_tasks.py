@@ -13,8 +13,8 @@ from mlflow_store import fresh_store
 from typer.testing import CliRunner
 
 import bench.data.medmnist as mm
+from bench.analysis.pair_variance import variance_vs_quality
 from bench.cli import app
-from bench.image_pairs import variance_vs_quality
 from bench.tracking import load_arrays
 
 RUNNER = CliRunner()

@@ -212,7 +212,8 @@ def test_factor_claims_use_swept_runs_of_any_profile() -> None:
             )
     runs = pd.DataFrame(rows)
     assert get_claim("width-vs-dn").evaluate(runs).verdict == "reproduced"
-    assert get_claim("weight-decay-raises").evaluate(runs).verdict == "no runs"  # nothing varies it
+    flat = get_claim("weight-decay-raises").evaluate(runs)  # runs of its tasks, but nothing varies it
+    assert flat.verdict == "inconclusive" and "do not record train.weight_decay" in flat.note
     # a weight-decay sweep at width 800 stays out of the width trend (held fixed: one trend per decay)
     sweep = [r | {"run_id": f"{r['run_id']}wd{wd}", "train.weight_decay": wd, "memorised/frac": 0.0}
              for r in rows if r["model.width"] == "800" for wd in ("0.001", "0.01")]  # fmt: skip
@@ -335,3 +336,58 @@ def test_a_verdict_that_changes_with_the_attack_budget_is_inconclusive() -> None
     steady = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(main + rerun(0.0)))
     assert steady.verdict == "reproduced" and "Budget check passed" in steady.note
     assert len(steady.run_ids) == 20  # the verdict is drawn on the main budget's runs
+
+
+def test_runs_at_one_value_of_the_axis_are_inconclusive_with_the_reason() -> None:
+    """Runs of the claim's tasks, but all at blob size 25: not `no runs`, and the note says why."""
+    rows = [r for r in blob_runs(-0.002) if r["data.blob_size"] == "25"]
+    v = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "inconclusive"
+    assert "Only one value of data.blob_size" in v.note and "values: 25" in v.note and "fix:" in v.note
+    v = get_claim("blob-trend-linear").evaluate(pd.DataFrame(rows))
+    assert v.verdict == "inconclusive" and "Only one value of data.blob_size" in v.note
+
+
+def test_fewer_than_three_seeds_are_inconclusive_with_the_reason() -> None:
+    runs = pd.DataFrame(blob_runs(-0.002, seeds=2) + blob_runs(0.0, seeds=2, task="blobs-rect-shuffled"))
+    v = get_claim("blob-error-falls-rect").evaluate(runs)
+    assert v.verdict == "inconclusive" and v.n_seeds == 2
+    assert "Only 2 seeds: a verdict needs >= 3" in v.note
+    v = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(blob_runs(-0.002, seeds=5)))
+    assert v.verdict == "reproduced" and "seeds" not in v.note  # enough seeds: no such note
+
+
+def test_report_claims_read_the_axis_the_task_declares() -> None:
+    from bench.analysis.judges import declared_axis
+    from bench.tasks import get_task
+
+    assert declared_axis(("blobs-rect",)) == get_task("blobs-rect").trend_axis == "data.blob_size"
+    assert declared_axis(("medmnist-pairs",)) == "class_var/ratio"
+
+
+def test_report_on_a_missing_store_exits_2_and_creates_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    missing = tmp_path / "sub" / "typo.db"
+    res = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "rep"), "--tracking-uri", f"sqlite:///{missing}"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "no tracking store at" in res.output and str(missing) in res.output and "fix:" in res.output
+    assert not missing.exists() and not missing.parent.exists() and not (tmp_path / "rep").exists()
+
+
+def test_report_on_a_store_without_runs_says_so(tmp_path: Path) -> None:
+    from mlflow_store import fresh_store
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    uri = fresh_store(tmp_path)
+    res = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "rep"), "--tracking-uri", uri, "--no-log"]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("no finished bench runs in ") and "every claim is 'no runs'" in res.output

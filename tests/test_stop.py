@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from blob_fixture import make_blob_classes
 
 from bench.attack.kkt import Weights
 from bench.attack.reconstruct import plateau, reconstruct
 from bench.config import AttackConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
-from bench.data.blobs import make_blob_classes
 from bench.errors import ConfigError
 from bench.train import train_classifier
 

@@ -102,6 +102,9 @@ def test_tune_both_end_to_end(tracking_uri: str, tmp_path: Path) -> None:
         info = _check_no_lost_or_duplicated(study, tracking_uri, 2)
         parent = info["parent"]
         assert parent.data.tags["bench.stage"] == stage
+        assert study.metric_names == [
+            "train_loss" if stage == "classifier" else "error (ncc_dist_mean, oracle)"
+        ]
         names = {a.path for a in client.list_artifacts(parent.info.run_id)}
         assert {"trials.csv", "best.json", "best_command.txt", "optimization_history.png"} <= names
         best = json.loads(
@@ -130,6 +133,33 @@ def test_tune_both_end_to_end(tracking_uri: str, tmp_path: Path) -> None:
     # Another search under the same study name is refused before any work.
     res = CliRunner().invoke(app, [*args, "--set", "attack.lr=0.5", "--stage", "attack"])
     assert res.exit_code == 2 and "exists for another search" in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("stage", "objective", "name"),
+    [
+        ("attack", "oracle", "error (ncc_dist_mean, oracle)"),
+        ("attack", "kkt", "kkt_fit_final (KKT residual)"),
+        ("classifier", "oracle", "train_loss"),
+    ],
+)
+def test_a_created_study_names_its_objective(stage: str, objective: str, name: str) -> None:
+    """optuna-dashboard shows the study's metric name instead of "Objective 0"; a study loaded again
+    keeps it."""
+    import optuna
+
+    from bench.tasks import get_task
+    from bench.tune.common import TuneOptions
+    from bench.tune.study import _open_study, _plan_stage
+
+    opts = TuneOptions(task=TASK, stage=stage, profile="smoke", objective=objective)
+    plan = _plan_stage(get_task(TASK), opts, stage, {}, 25, 0)
+    storage = optuna.storages.InMemoryStorage()
+    study, created = _open_study(storage, plan, None, None)
+    assert created and study.metric_names == [name]
+    again, created = _open_study(storage, plan, None, None)
+    assert not created and again.metric_names == [name]
+    assert optuna.load_study(study_name=plan.study, storage=storage).metric_names == [name]
 
 
 @pytest.mark.parametrize(

@@ -189,7 +189,7 @@ def _blob_claim(shape: str, fig: str, numbers: tuple[float, ...]) -> Claim:
         direction="falls with data.blob_size (memorised/frac and membership/auc rise)",
         rule=TREND_RULE.format(metric="metric", x="blob size", eff=abs(drop))
         + " Every metric is shown per n beside the shuffled control (same sizes, no separability).",
-        judge=partial(j.judge_trend, x="data.blob_size", metrics=BLOB_METRICS, min_effect=abs(drop)),
+        judge=partial(j.judge_trend, x=None, metrics=BLOB_METRICS, min_effect=abs(drop)),  # task axis
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.verdicts import (
+    MIN_SEEDS,
     Verdict,
     _oriented,
     combine,
@@ -51,8 +52,25 @@ def select(runs: pd.DataFrame, tasks: tuple[str, ...], profile: str | None) -> t
     return sub, " ".join(notes)
 
 
+def declared_axis(tasks: tuple[str, ...]) -> str | None:
+    """The trend axis declared by the first of `tasks` that is a built-in task with one (`Task.trend_axis`:
+    e.g. `data.blob_size` for the blob tasks, `class_var/ratio` for the image pairs)."""
+    from bench.tasks import BUILTIN
+
+    axes = {t.name: t.trend_axis for t in BUILTIN}
+    return next((axes[t] for t in tasks if axes.get(t)), None)
+
+
+def _too_few_seeds(head: dict) -> str:
+    """Why an inconclusive headline is inconclusive when it has fewer than MIN_SEEDS seeds, else ''."""
+    n = int(head.get("n_seeds") or 0)
+    if head.get("verdict") != "inconclusive" or not 0 < n < MIN_SEEDS:
+        return ""
+    return f"Only {n} seed{'s' if n > 1 else ''}: a verdict needs >= {MIN_SEEDS} (fix: --seeds {MIN_SEEDS})."
+
+
 def _verdict(claim: Claim, head: dict, rows: list[dict], note: str = "") -> Verdict:
-    extra = disagreement(rows, head["verdict"])
+    extra = " ".join(p for p in (_too_few_seeds(head), disagreement(rows, head["verdict"])) if p)
     return Verdict(
         claim.id,
         head["verdict"],
@@ -108,13 +126,17 @@ def trend_rows(runs: pd.DataFrame, x: str, metrics: tuple, min_effect: float) ->
     return out
 
 
-def judge_trend(claim: Claim, runs: pd.DataFrame, x: str, metrics: tuple, min_effect: float) -> Verdict:
-    """Headline: `claim.metric` in the first of the claim's tasks with runs that vary `x`, at the claim's
-    profile if it has such runs, at the largest n per class (then the group with most runs); the other
-    tasks' verdicts in the same group go in the note."""
+def judge_trend(
+    claim: Claim, runs: pd.DataFrame, x: str | None, metrics: tuple, min_effect: float
+) -> Verdict:
+    """Headline: `claim.metric` in the first of the claim's tasks with runs that vary `x` (None: the axis
+    the claim's tasks declare, `declared_axis`), at the claim's profile if it has such runs, at the
+    largest n per class (then the group with most runs); the other tasks' verdicts in the same group go in
+    the note. Runs that do not vary `x` are `inconclusive`, the note saying which values they have."""
+    x = x or declared_axis(claim.tasks) or ""
     rows = trend_rows(runs, x, metrics, min_effect)
     if not rows:
-        return Verdict(claim.id, "no runs", claim.rule, claim.paper, note=f"no runs vary {x}")
+        return _inconclusive(claim, _one_value(runs, x))
     heads = [r for r in rows if r["metric"] == claim.metric]
     for task in claim.tasks:
         mine = [r for r in heads if r["task"] == task]
@@ -131,9 +153,21 @@ def judge_trend(claim: Claim, runs: pd.DataFrame, x: str, metrics: tuple, min_ef
     return _inconclusive(claim, f"no run has both {x} and {claim.metric}")
 
 
+def _one_value(runs: pd.DataFrame, x: str) -> str:
+    """Why runs give no trend against `x`: it is missing, or it has one value (per task and n)."""
+    values = num(runs, x).dropna().unique() if x else []
+    if not len(values):
+        return f"The {len(runs)} runs do not record {x or 'the axis'}: no trend to judge."
+    shown = ", ".join(f"{v:g}" for v in sorted(values)[:5]) + (", ..." if len(values) > 5 else "")
+    return (
+        f"Only one value of {x} in each task and n of the {len(runs)} runs (values: {shown}); a trend needs "
+        "at least 2 (fix: run the claim's series, e.g. its profile without --set on the axis)."
+    )
+
+
 def judge_blob_linear(claim: Claim, runs: pd.DataFrame) -> Verdict:
     """Falls (as blob-error-falls) and the per-size means lie on a line: R² >= 0.8."""
-    v = judge_trend(claim, runs, "data.blob_size", ((claim.metric, -1),), 0.31)
+    v = judge_trend(claim, runs, None, ((claim.metric, -1),), 0.31)
     head = v.head
     if not head:
         return v
@@ -199,9 +233,10 @@ def judge_steadiness(claim: Claim, runs: pd.DataFrame) -> Verdict:
 
 def judge_interclass(claim: Claim, runs: pd.DataFrame) -> Verdict:
     """Quality against each pair's mean inter-class variance ratio (pairs ordered by it)."""
-    if not has(runs, "class_var/ratio"):
-        return _inconclusive(claim, "runs lack class_var/ratio")
-    ratio = num(runs, "class_var/ratio").groupby(runs["series_value"].astype(str)).mean()
+    axis = declared_axis(claim.tasks) or "class_var/ratio"
+    if not has(runs, axis):
+        return _inconclusive(claim, f"runs lack {axis}")
+    ratio = num(runs, axis).groupby(runs["series_value"].astype(str)).mean()
     rows = runs.assign(**{"pair_ratio": runs["series_value"].astype(str).map(ratio)})
     metrics = (("gain/heldout/ncc_dist", 1), ("ncc_dist_mean", -1), ("memorised/frac", 1))
     return judge_trend(claim, rows, "pair_ratio", metrics, 0.1)
@@ -291,8 +326,9 @@ def judge_modalities(claim: Claim, runs: pd.DataFrame) -> Verdict:
 def judge_margin(claim: Claim, runs: pd.DataFrame) -> Verdict:
     """Per seed: mean over runs of margin/spearman (Spearman of per-sample margin vs distance) > 0."""
     if not has(runs, "margin/spearman"):
-        note = "no run logs margin/spearman (Spearman ρ of per-sample margin vs distance)"
-        return Verdict(claim.id, "no runs", claim.rule, claim.paper, note=note)
+        return _inconclusive(
+            claim, "no run logs margin/spearman (Spearman ρ of per-sample margin vs distance)"
+        )
     rows = []
     for task, sub in runs.groupby("task", sort=False):
         r = mean_effect(seed_values(sub, num(sub, "margin/spearman")), 1, 0.1, "Spearman ρ(margin, distance)")

@@ -1,7 +1,8 @@
 """`bench report`: every claim of `bench.analysis.claims` judged on the runs of a tracking store.
 
-`load_runs` reads the finished child runs (all experiments, some, or the children of given parent runs)
-into the runs table of `bench.analysis.verdicts`; `build_report` judges every claim and draws the
+`bench.tracking.load_runs` reads the finished child runs (all experiments, some, or the children of
+given parent runs) into the runs table of `bench.analysis.verdicts` (tracking.py is the one module that
+talks to MLflow; the report reads runs and curves through it); `build_report` judges every claim and draws the
 figures (pure: a table and curves in, a `Report` out); `write_report` writes `report.md` (figures as PNG
 files beside it), a self-contained `report.html` (figures inline as base64 PNG) and `report.json`
 (every verdict with all its run ids); `run_report` does all of it and logs the files to the MLflow
@@ -26,6 +27,9 @@ from bench.analysis.claims import BLOB_METRICS, CLAIMS
 from bench.analysis.report_figures import Curve, blob_figure, steps_figure
 from bench.analysis.verdicts import VERDICTS, Verdict, num
 from bench.errors import BenchInputError
+from bench.tracking import load_runs, metric_history
+
+__all__ = ["Report", "build_report", "load_curves", "load_runs", "run_report", "write_report"]
 
 CURVE_KEYS = ("attack/ncc_dist_mean", "attack/error")  # the monitor curve shown against attack steps
 MAX_IDS_MD = 12  # run ids listed per claim in report.md (report.json has them all)
@@ -39,66 +43,6 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str = ""
-
-
-def load_runs(
-    client: Any, experiments: Sequence[str] | None = None, parents: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Finished child runs as a table: run_id, parent_id, task, profile, seed, setting, series_value,
-    every metric by name and every param by its dotted key. `experiments`: names (default: all);
-    `parents`: parent run ids (their children only). Unknown names or ids raise BenchInputError."""
-    query = "tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"
-    searches: list[tuple[list[str], str]] = []
-    if parents:
-        for pid in parents:
-            try:
-                exp = client.get_run(pid).info.experiment_id
-            except Exception:
-                raise BenchInputError(
-                    f"no run '{pid}' in the tracking store; fix: pass a parent run id"
-                ) from None
-            searches.append(([exp], f"{query} and tags.`mlflow.parentRunId` = '{pid}'"))
-    else:
-        if experiments:
-            ids = []
-            for name in experiments:
-                exp = client.get_experiment_by_name(name)
-                if exp is None:
-                    raise BenchInputError(
-                        f"no experiment '{name}' in the tracking store; fix: use a task name"
-                    )
-                ids.append(exp.experiment_id)
-        else:
-            ids = [e.experiment_id for e in client.search_experiments()]
-        if ids:
-            searches.append((ids, query))
-    rows = []
-    for ids, text in searches:
-        token = None
-        while True:
-            page = client.search_runs(ids, text, max_results=1000, page_token=token)
-            rows.extend(_row(r) for r in page)
-            token = page.token
-            if not token:
-                break
-    return pd.DataFrame(rows)
-
-
-def _row(run: Any) -> dict[str, Any]:
-    tags = run.data.tags
-    row: dict[str, Any] = dict(run.data.params)
-    row.update(run.data.metrics)
-    seed = pd.to_numeric(tags.get("bench.seed"), errors="coerce")
-    row.update(
-        run_id=run.info.run_id,
-        parent_id=tags.get("mlflow.parentRunId", ""),
-        task=tags.get("bench.task", ""),
-        profile=tags.get("bench.profile", ""),
-        seed=int(seed) if np.isfinite(seed) else 0,
-        setting=tags.get("bench.setting", "0"),
-        series_value=tags.get("bench.series_value", ""),
-    )
-    return row
 
 
 def load_curves(client: Any, runs: pd.DataFrame, max_seeds: int = 5) -> tuple[dict[str, list[Curve]], str]:
@@ -123,10 +67,9 @@ def load_curves(client: Any, runs: pd.DataFrame, max_seeds: int = 5) -> tuple[di
         point = at_n[num(at_n, "data.blob_size") == size].sort_values("seed").head(max_seeds)
         lines = []
         for r in point.itertuples():
-            hist = sorted(client.get_metric_history(r.run_id, key), key=lambda m: m.step)
-            if hist:
-                steps = np.array([m.step for m in hist])
-                lines.append((steps, np.array([m.value for m in hist]), f"seed {r.seed}"))
+            steps, values = metric_history(client, r.run_id, key)
+            if len(steps):
+                lines.append((steps, values, f"seed {r.seed}"))
         curves[f"{task} n={n:g}, blob {size:g}"] = lines
     return curves, key
 
@@ -324,7 +267,7 @@ def run_report(
     from bench.tracking import Tracker
 
     start = time.perf_counter()
-    tracker = Tracker(tracking_uri)
+    tracker = Tracker(tracking_uri, must_exist=True)  # reading a store that is not there is bad input
     tracker.experiment("report")  # reaches the store first: a bad URI is bad input, said once
     runs = load_runs(tracker.client, experiments, parents)
     curves, key = load_curves(tracker.client, runs) if not runs.empty else ({}, "")

@@ -99,18 +99,3 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     out[:, 1:] |= mask[:, :-1]
     out[:, :-1] |= mask[:, 1:]
     return out
-
-
-def make_blob_classes(
-    rng: np.random.Generator,
-    n_per_class: int,
-    blob_size: int,
-    shape: str,
-    n_pixels: int = 100,
-    side: int = 28,
-) -> tuple[np.ndarray, np.ndarray]:
-    """n_per_class control images then n_per_class blob images: x (2n, side*side) in {0, 1}, labels (2n,) 0/1."""
-    control = [control_image(rng, n_pixels, side) for _ in range(n_per_class)]
-    blobs = [blob_image(rng, blob_size, shape, n_pixels, side) for _ in range(n_per_class)]
-    x = np.stack(control + blobs).reshape(2 * n_per_class, -1)
-    return x, np.repeat([0, 1], n_per_class)

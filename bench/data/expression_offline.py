@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.data.gdc import ExpressionData
+from bench.data.expression import ExpressionData
 from bench.errors import BenchInputError
 
 CLINICAL_COLUMNS = ("age", "er", "grade", "size")

@@ -90,7 +90,7 @@ class Pipeline:
 
 
 def load_cohort(source: str, path: str, value_column: str, label: str) -> Any:
-    """The raw cohort as `bench.data.gdc.ExpressionData` (memoised in the process)."""
+    """The raw cohort as `bench.data.expression.ExpressionData` (memoised in the process)."""
 
     def make() -> Any:
         if source == "gse7390":

@@ -1,6 +1,6 @@
 """Load a ready samples x genes expression matrix (CSV, TSV, Parquet) with a label column.
 
-The format is in `bench.data.gdc`'s module docstring; the result is a `bench.data.gdc.ExpressionData`.
+The format is in `bench.data.gdc`'s module docstring; the result is a `bench.data.expression.ExpressionData`.
 Error messages name the file, the line (1-based for CSV/TSV, line 1 = header) or row (0-based for
 Parquet) and the column, and end with the fix. A gene column of numbers stored as text (a Parquet
 object column, say) is read as numbers, with a warning naming it.
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.data.gdc import ExpressionData
+from bench.data.expression import ExpressionData
 from bench.errors import BenchInputError
 
 _MATRIX_LABELS = {

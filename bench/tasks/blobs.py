@@ -181,6 +181,7 @@ TASKS = tuple(
         defaults={"eval.primary": "ncc_dist_mean"},
         series_key="data.blob_size",
         series_label="blob size (pixels)",
+        trend_key="data.blob_size",  # trends against blob size (per n on the study grid)
         profiles={
             "smoke": Profile(_SMOKE, series=(1, 25)),
             "quick": Profile(_QUICK, series=(1, 4, 25, 100), seeds=5),

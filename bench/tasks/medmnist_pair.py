@@ -20,7 +20,14 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset
-from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class, variance_report
+from bench.image_pairs import (
+    SMOKE_OVERRIDES,
+    VARIANCE_COLUMN,
+    pair_dataset,
+    pair_post,
+    split_class,
+    variance_report,
+)
 from bench.registry import Profile, Task
 
 SIZES_2D = (28, 64)
@@ -151,6 +158,7 @@ _PAIR = Task(
         "paper": Profile(_PAPER, seeds=3),
     },
     post=pair_post,
+    trend_key=VARIANCE_COLUMN,
 )
 
 
@@ -193,6 +201,7 @@ _PAIRS = Task(
     },
     post=pair_post,
     report=variance_report,
+    trend_key=VARIANCE_COLUMN,  # trends against each pair's mean inter-class variance ratio
 )
 
 TASKS = (_PAIR, _PAIRS)

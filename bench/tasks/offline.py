@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset
-from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class
+from bench.image_pairs import SMOKE_OVERRIDES, VARIANCE_COLUMN, pair_dataset, pair_post, split_class
 from bench.registry import Profile, Task
 
 
@@ -110,6 +110,7 @@ _DIGITS_PAIR = Task(
         "factors": Profile(_DIGITS["quick"] | {"data.n_test_per_class": 100}, seeds=5),
     },
     post=pair_post,
+    trend_key=VARIANCE_COLUMN,
 )
 _FACES_PAIR = Task(
     name="faces-pair",
@@ -123,6 +124,7 @@ _FACES_PAIR = Task(
         "paper": Profile(_FACES["paper"], seeds=3),
     },
     post=pair_post,
+    trend_key=VARIANCE_COLUMN,
 )
 
 TASKS = (_DIGITS_PAIR, _FACES_PAIR)

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bench.experiment import Hooks, attack_and_evaluate
-from bench.tune.common import Surplus, TrialSetup
-
-if TYPE_CHECKING:
-    from bench.tune.trials import TrialRunner
+from bench.tune.common import Surplus, TrialHost, TrialSetup
 
 
-def run_batch(runner: TrialRunner, size: int) -> None:
+def run_batch(runner: TrialHost, size: int) -> None:
     """Ask up to `size` trials, attack their settings as ONE population on the shared classifier, and
     tell each trial its own outcome (one MLflow child run each, as for a single trial).
 
@@ -69,7 +66,7 @@ def run_batch(runner: TrialRunner, size: int) -> None:
 
 
 def _attack_batch(
-    runner: TrialRunner, trials: list[Any], setups: list[TrialSetup]
+    runner: TrialHost, trials: list[Any], setups: list[TrialSetup]
 ) -> list[tuple[Any, float | None, str]]:
     """Run the population of the trials' settings; (state, value, fail reason) per trial."""
     from optuna.trial import TrialState

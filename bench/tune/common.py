@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from bench.config import RunConfig
 from bench.tune.space import Dim, Stage
@@ -94,3 +95,31 @@ class TrialSetup:
     cfg: RunConfig  # the study's config with params applied
     tags: dict[str, Any]  # of the trial's MLflow run
     origin: int  # the number of the trial this one retries, else its own
+
+
+class TrialHost(Protocol):
+    """What a batch of trials (`bench.tune.batch`) needs of the runner that hosts it; implemented by
+    `bench.tune.trials.TrialRunner`. Declared here so that batch and trials do not import each other."""
+
+    task: Any  # bench.registry.Task
+    plan: Plan
+    study: Any  # optuna.Study
+    tracker: Any  # bench.tracking.Tracker
+
+    def prepared(self) -> Any: ...  # bench.experiment.Prepared: the classifier shared by the trials
+
+    def check_surplus(self, trial: Any) -> None: ...
+
+    def setup(self, trial: Any) -> TrialSetup: ...
+
+    def child_run(self, trial: Any, setup: TrialSetup) -> AbstractContextManager[Any]: ...
+
+    def monitor(
+        self, trial: Any, log: Any, step: int, values: Any, p: int, last_loss: Any, report: bool = True
+    ) -> str | None: ...
+
+    def log_attack(self, trial: Any, log: Any, result: Any, sr: Any) -> float: ...
+
+    def echo_outcome(self, study: Any, trial: Any) -> None: ...
+
+    def count_failures(self, trials: list[Any]) -> None: ...

@@ -118,7 +118,7 @@ def _plan_stage(
         name = f"{task.name}-{opts.profile}-{stage}"
     else:
         name = f"{opts.study}-{stage}" if opts.stage == "both" else opts.study
-    from bench.runner import series_label
+    from bench.work import series_label
 
     fingerprint = {
         "task": task.name,
@@ -207,6 +207,18 @@ def _run_stage(task: Task, opts: TuneOptions, plan: Plan, echo: Callable[[str], 
     return result
 
 
+def metric_name(plan: Plan) -> str:
+    """The study's objective by name (`study.set_metric_names`, shown by optuna-dashboard): the classifier
+    stage's `train_loss`; the attack stage's `error` (the task's primary metric against the training data,
+    `--objective oracle`) or `kkt_fit_final` (the KKT residual, `--objective kkt`)."""
+    objective = plan.fingerprint["objective"]
+    if objective == "oracle":
+        return f"error ({plan.cfg.eval.primary}, oracle)"
+    if objective == "kkt":
+        return "kkt_fit_final (KKT residual)"
+    return str(objective)
+
+
 def _open_study(storage: Any, plan: Plan, sampler: Any, pruner: Any) -> tuple[Any, bool]:
     """Create the study (this process is then its creator) or load it; check it searches the same thing."""
     import optuna
@@ -220,6 +232,8 @@ def _open_study(storage: Any, plan: Plan, sampler: Any, pruner: Any) -> tuple[An
         study = optuna.load_study(study_name=plan.study, storage=storage, sampler=sampler, pruner=pruner)
         created = False
     fingerprint = json.loads(json.dumps(plan.fingerprint))
+    if created or study.metric_names is None:  # the dashboard shows this name, not "Objective 0"
+        study.set_metric_names([metric_name(plan)])
     if created:
         study.set_user_attr(_ATTR_FINGERPRINT, fingerprint)
         return study, True

@@ -28,9 +28,9 @@ from bench.experiment import (
     prepare,
 )
 from bench.registry import Task
-from bench.runner import log_setting
 from bench.tune.batch import run_batch
 from bench.tune.common import PLOT_LOCK, Plan, Surplus, TrialSetup, TuneOptions
+from bench.work import log_setting
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker gives up after this many failed trials in a row
 _WORKER = f"{socket.gethostname()}:{os.getpid()}"  # tags each trial's run with the process that ran it

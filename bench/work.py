@@ -1,0 +1,248 @@
+"""One run's unit of work and its result, shared by the serial runner (`bench.runner`) and the worker
+processes (`bench.parallel`): a (series point, seed) as child runs under a parent, and how one setting's
+outcome is logged (`bench run` and `bench tune` alike). Imports neither runner nor parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.config import RunConfig, to_dict
+from bench.experiment import ExperimentResult, Hooks, run_experiment
+from bench.registry import Task
+
+# Makes the progress hooks of one child run: (label, n_settings) -> Hooks
+ProgressFactory = Callable[[str, int], Hooks]
+
+
+@dataclass
+class RunSummary:
+    parent_run_id: str
+    experiment_id: str
+    table: pd.DataFrame
+    trend: dict[str, float] = field(default_factory=dict)
+    child_run_ids: list[str] = field(default_factory=list)
+
+
+# The attack's float64 checks at its monitor points (bench.attack.reconstruct), logged as curves
+CHECK_CURVES = ("attack/objective", "attack/fit_check", "attack/kkt_fit_layer")
+
+
+def run_point(
+    tracker: Any,
+    exp_id: str,
+    parent_id: str,
+    task: Task,
+    profile: str,
+    value: Any,
+    seed: int,
+    cfg: RunConfig,
+    settings: Sequence[dict[str, float]] | None = None,
+    progress: ProgressFactory | None = None,
+    tags: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One (series point, seed) under the parent: its rows of the series table (one per setting) and
+    its child run ids. Called in turn by `bench.runner.run_task`, and by the workers of `bench.parallel`.
+
+    `tags`: extra tags for the child runs (e.g. `bench.group`; `bench.sweep.<key>` also names the point
+    and gives the row a column `sweep.<key>`)."""
+    from bench.sweep import swept_from_tags
+
+    swept = swept_from_tags(tags)
+    series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
+    label = f"{task.series_label or 'point'}={series_value} seed={seed}"
+    label += "".join(f" {k}={v}" for k, v in swept.items())
+    hooks = progress(label, len(settings or [None])) if progress else Hooks()
+    result, ids = _run_child(
+        tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
+    )
+    rows = []
+    for p, sr in enumerate([result.pooled] if result.pooled else result.settings):
+        row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
+        row.update({f"sweep.{k}": v for k, v in swept.items()})
+        row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
+        row.update(sr.setting)
+        row.update(result.data.stats)
+        row.update(result.train_metrics)
+        row.update(sr.metrics)
+        rows.append(row)
+    return rows, ids
+
+
+def series_label(value: Any) -> Any:
+    """A series point as logged: the value itself, or 'a/b' for a grid point {key: a, key2: b}."""
+    return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else value
+
+
+def _lookup(cfg: RunConfig, key: str | None) -> Any:
+    if not key:
+        return None
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _run_child(
+    tracker: Any,
+    exp_id: str,
+    parent_id: str,
+    task: Task,
+    profile: str,
+    cfg: RunConfig,
+    series_value: Any,
+    settings: Sequence[dict[str, float]] | None,
+    progress_hooks: Hooks,
+    extra_tags: dict[str, Any] | None = None,
+) -> tuple[ExperimentResult, list[str]]:
+    """One (series point, seed): a child run per setting, curves streamed while it works."""
+    from contextlib import ExitStack
+
+    from bench import plots
+    from bench.device import configure
+    from bench.sweep import swept_from_tags
+    from bench.tracking import warn_raw_data
+
+    configure(cfg.device, cfg.threads)  # before the runs are created: their tags name device and threads
+    pooled = cfg.attack.pool > 0
+    if pooled and not settings:
+        from bench.attack.protocol import draw_settings
+
+        settings = draw_settings(cfg.attack.pool_dist, cfg.attack.pool, cfg.seed)
+    n_settings = len(settings or [None])
+    tags = {
+        "bench.task": task.name,
+        "bench.profile": profile,
+        "bench.series_value": series_value,
+        "bench.seed": cfg.seed,
+        "bench.kind": "child",
+    } | (extra_tags or {})
+    with ExitStack() as stack:
+        logs = []
+        for p in range(n_settings):
+            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed}" + (
+                f" setting={p}" if n_settings > 1 else ""
+            )
+            name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
+            # a pool's members are logged, but the pooled set is the point's result (`bench.kind` child)
+            kind = {"bench.kind": "pool_member"} if pooled else {}
+            log = stack.enter_context(
+                tracker.run(exp_id, name, tags | {"bench.setting": p} | kind, parent_id)
+            )
+            log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
+            logs.append(log)
+        if pooled:
+            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed} pooled"
+            pool_log = stack.enter_context(
+                tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
+            )
+            pool_log.params(to_dict(cfg))
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            for log in logs:
+                log.metric("train/loss", loss, epoch)
+            if progress_hooks.on_epoch:
+                progress_hooks.on_epoch(epoch, loss)
+
+        def on_step(step: int, losses: np.ndarray) -> None:
+            for log, loss in zip(logs, losses, strict=True):
+                log.metric("attack/loss", loss, step)
+            if progress_hooks.on_step:
+                progress_hooks.on_step(step, losses)
+
+        def on_monitor(step: int, values: dict[str, np.ndarray]) -> None:
+            for p, log in enumerate(logs):
+                for key, vals in values.items():
+                    log.metric(key, vals[p], step)
+                log.flush()
+
+        hooks = Hooks(on_epoch, on_step, on_monitor, progress_hooks.on_phase)
+        result = run_experiment(cfg, settings, hooks, task.post)
+        data = result.data
+        state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+        for log, sr in zip(logs, result.settings, strict=True):
+            # attack/loss went out step by step (on_step); the KKT fit curve goes with the results
+            checks = tuple(k for k in sr.curves if k.startswith(CHECK_CURVES))
+            log_setting(
+                log,
+                task,
+                result,
+                sr,
+                f"{task.name} {series_value} seed {cfg.seed}",
+                ("attack/kkt_fit", *checks),
+            )
+            log.tags({"bench.source": data.source})
+            if cfg.log.arrays:
+                warn_raw_data(tracker.uri, data.source)
+                log.arrays("arrays/train", x=data.x_train, y=data.y_train)
+                log.torch_state(state, "model/weights.pt")
+            skip = ("attack/loss", "attack/kkt_fit", "attack/error")  # error repeats one of the others
+            monitored = {k: v for k, v in sr.curves.items() if k not in skip and k not in checks}
+            if monitored:
+                fig = plots.curves(monitored, "distance to the nearest training sample")
+                log.figure(fig, "attack_curves.png")
+                plots.close(fig)
+        if pooled:
+            title = f"{task.name} {series_value} seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
+            log_setting(pool_log, task, result, result.pooled, title, ())
+            pool_log.tags({"bench.source": data.source})
+            logs.append(pool_log)
+    return result, [log.run_id for log in logs]
+
+
+def log_setting(
+    log: Any,
+    task: Task,
+    result: ExperimentResult,
+    sr: Any,
+    title: str,
+    curves: Sequence[str],
+    extra: dict[str, float] | None = None,
+    lock: Any = None,
+) -> None:
+    """One setting's outcome on its run (`bench run` and `bench tune` alike): the task's `post` metrics,
+    the named curves, the metrics, the reconstruction arrays (unless log.arrays=false), config.json and the
+    reconstructions figure (unless log.images=false).
+
+    `lock`: held while plotting when several threads log at once (matplotlib is not thread-safe).
+    """
+    from contextlib import nullcontext
+
+    from bench import plots
+    from bench.evaluate import rescale
+    from bench.tracking import dump_json
+
+    for key in curves:
+        log.curve(key, *sr.curves[key])
+    log.metrics(sr.metrics | result.train_metrics | result.data.stats | result.timings | (extra or {}))
+    data, cfg = result.data, result.config
+    if cfg.log.arrays:
+        y = result.y_candidates if sr.y is None else sr.y
+        log.arrays("arrays/reconstruction", x=sr.recon, y=y, lam=sr.lam)
+        held = result.heldout
+        if held is not None:  # the exact samples behind the held-out baseline and the membership test
+            scale = {"lo": np.asarray(data.lo, dtype=float), "hi": np.asarray(data.hi, dtype=float)}
+            log.arrays("arrays/heldout", x=held.x, y=held.y, **scale)
+            log.arrays("arrays/fresh", x=held.fresh_x, y=held.fresh_y)
+        if result.margins is not None:
+            log.arrays("arrays/margins", margin=result.margins)
+    log.text(dump_json({"config": to_dict(cfg), "setting": sr.setting}), "config.json")
+    if not cfg.log.images:
+        return
+    train_s = rescale(data.x_train, cfg.eval.rescale, data.lo, data.hi)
+    recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
+    with lock or nullcontext():
+        fig = plots.reconstruction_grid(
+            train_s, recon_s, sr.match_score, data.image_shape, title, metric="NCC"
+        )
+        log.figure(fig, "reconstructions.png")
+        plots.close(fig)
+        if result.margins is not None and sr.distance is not None:
+            fig = plots.margin_vs_distance(result.margins, sr.distance, data.y_train, title)
+            log.figure(fig, "margin_vs_distance.png")
+            plots.close(fig)
