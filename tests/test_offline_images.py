@@ -97,3 +97,6 @@ def test_spread_pairs_are_the_extremes_of_the_variance_ratio():
     assert chosen == sorted(chosen) and len(set(pairs)) == 8
     assert max(chosen[:4]) < min(rest) and min(chosen[4:]) > max(rest)
     assert pairs[-1] == (0, 1)  # 0 vs 1: the classic easy pair has the largest ratio
+    from bench.tasks.mnist import SPREAD_PAIRS
+
+    assert pairs == SPREAD_PAIRS  # what mnist-pairs declares is what the data gives
