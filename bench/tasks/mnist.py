@@ -144,7 +144,9 @@ _PAIRS = Task(
     defaults=_DEFAULTS,
     series_label="digit pair",
     profiles={
-        "smoke": Profile(_SMOKE, series=(_pair(4, 9), _pair(0, 1))),
+        # smoke: the lowest-ratio pair and a high one; 0 vs 1 (the highest) is left out: with 5 images per
+        # class, held-out 1s are about as close to the training 1s as the reconstructions are
+        "smoke": Profile(_SMOKE, series=(_pair(4, 9), _pair(0, 7))),
         "quick": Profile(_QUICK, series=tuple(_pair(*p) for p in SPREAD_PAIRS), seeds=3),
         "paper": Profile(_PAIRS_PAPER, series=tuple(_pair(*p) for p in SPREAD_PAIRS), seeds=3),
         "all": Profile(_QUICK, series=tuple(_pair(*p) for p in ALL_PAIRS), seeds=3),
