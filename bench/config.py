@@ -206,11 +206,18 @@ class LogConfig:
 
     `arrays`: raw arrays (`arrays/*`: training data, reconstructions) and the model (`model/weights.pt`);
     `images`: image grids of training data and reconstructions. Set both false for patient data on a
-    shared server (`--set log.arrays=false --set log.images=false`).
+    shared server (`--set log.arrays=false --set log.images=false`). `grid_pairs`: the most (training,
+    reconstruction) pairs `reconstructions.png` shows; `grid_order`: which, when there are more:
+    "best_worst" (the best and the worst halves) or "best" (the best `grid_pairs`, as Haim et al.'s figures).
     """
 
     arrays: bool = True
     images: bool = True
+    grid_pairs: int = 24
+    grid_order: Literal["best_worst", "best"] = "best_worst"
+
+    def check(self) -> None:
+        require(self.grid_pairs >= 1, "log.grid_pairs", self.grid_pairs, "a positive integer, e.g. 40")
 
 
 @dataclass
@@ -235,7 +242,7 @@ class RunConfig:
     def check(self) -> None:
         from bench.device import valid_device_name
 
-        for part in (self.data, self.model, self.train, self.attack, self.eval):
+        for part in (self.data, self.model, self.train, self.attack, self.eval, self.log):
             if hasattr(part, "check"):
                 part.check()
         primary_ok = self.eval.primary in PRIMARY_METRICS

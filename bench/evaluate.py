@@ -16,7 +16,9 @@ Caveat, documented: with window 3 and C1 = 1e-4, SSIM scores a window that is ex
 near 1 and the same window with faint noise near 0, so DSSIM favours exactly binary candidates (held-out
 binary samples) over noisy reconstructions; it is kept for comparison with the paper, not as the primary.
 Summary: means over training samples (`*_mean`), the mean of the `top_k` best DSSIMs (`dssim_topk`, the
-reference code's score), the count and fraction with SSIM > threshold, the best correlation.
+reference code's score), the count and fraction of training images whose best reconstruction has SSIM >
+`eval.ssim_threshold` (`ssim_gt_0.4/count`, `ssim_gt_0.4/frac` at the default 0.4: the "reconstructed"
+count of later work, e.g. Oz et al. 2024; the name carries the threshold), the best correlation.
 """
 
 from __future__ import annotations
@@ -123,6 +125,11 @@ def match(
     )
 
 
+def ssim_key(threshold: float) -> str:
+    """The name stem of the SSIM-above-threshold metrics: `ssim_gt_0.4` for 0.4 (then `/count`, `/frac`)."""
+    return f"ssim_gt_{threshold:g}"
+
+
 def summarise(mt: Match, cfg: EvalConfig, mask: np.ndarray | None = None) -> dict[str, float]:
     """Summary metrics of a match (over the training samples selected by `mask`)."""
     sel = np.ones(len(mt.index), dtype=bool) if mask is None else mask
@@ -142,9 +149,10 @@ def summarise(mt: Match, cfg: EvalConfig, mask: np.ndarray | None = None) -> dic
             ssim_mean=float(s.mean()),
             dssim_mean=float(dssim.mean()),
             dssim_topk=float(np.sort(dssim)[: cfg.top_k].mean()),
-            n_reconstructed=float((s > cfg.ssim_threshold).sum()),
-            frac_reconstructed=float((s > cfg.ssim_threshold).mean()),
         )
+        above = s > cfg.ssim_threshold
+        out[f"{ssim_key(cfg.ssim_threshold)}/count"] = float(above.sum())
+        out[f"{ssim_key(cfg.ssim_threshold)}/frac"] = float(above.mean())
     return out
 
 
@@ -204,7 +212,8 @@ class Scorer:
         Metrics: the attack's summary (`dssim_mean`, ...), per class (`class0/dssim_mean`, ...), each
         baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's
         gain over it (`gain/<name>/<m>` = baseline distance - attack distance for ncc_dist, dssim, l2_255 and
-        mae, attack corr - baseline corr for corr; positive means the attack recovers more than the baseline).
+        mae, attack corr - baseline corr for corr, attack fraction - baseline fraction for `ssim_gt_0.4`;
+        positive means the attack recovers more than the baseline).
         """
         metrics, mt = self.scores(recon_x)
         metrics.update(extra or {})
@@ -218,6 +227,8 @@ class Scorer:
             if "dssim_mean" in base:
                 metrics[f"gain/{name}/dssim"] = base["dssim_mean"] - metrics["dssim_mean"]
                 metrics[f"gain/{name}/l2_255"] = base["l2_255_mean"] - metrics["l2_255_mean"]
+                above = ssim_key(self.cfg.ssim_threshold)
+                metrics[f"gain/{name}/{above}"] = metrics[f"{above}/frac"] - base[f"{above}/frac"]
         return Evaluation(metrics, mt)
 
 

@@ -19,15 +19,18 @@ def _as_image(v: np.ndarray, shape: tuple[int, int] | None) -> np.ndarray:
     return np.pad(v, (0, side * side - v.size)).reshape(side, side)
 
 
-def pair_order(score: np.ndarray, max_pairs: int, higher_is_better: bool = True) -> np.ndarray:
-    """Indices of the pairs to draw, best first: all of them, or the best and the worst halves of max_pairs.
+def pair_order(
+    score: np.ndarray, max_pairs: int, higher_is_better: bool = True, best_only: bool = False
+) -> np.ndarray:
+    """Indices of the pairs to draw, best first: all of them, or the best and the worst halves of max_pairs
+    (`best_only`: the best max_pairs).
 
     NaN scores count as the worst.
     """
     key = np.where(np.isnan(score), -np.inf, score if higher_is_better else -score)
     order = np.argsort(-key, kind="stable")
-    if len(order) <= max_pairs:
-        return order
+    if len(order) <= max_pairs or best_only:
+        return order[:max_pairs]
     best = (max_pairs + 1) // 2
     return np.concatenate([order[:best], order[len(order) - (max_pairs - best) :]])
 
@@ -42,21 +45,24 @@ def reconstruction_grid(
     metric: str = "score",
     higher_is_better: bool = True,
     per_row: int = 8,
+    best_only: bool = False,
 ) -> plt.Figure:
     """Training samples above their matched reconstructions, best match first, in rows of `per_row` pairs.
 
     train, recon: (n, d) matched pairs (already rescaled to [0, 1]); score: (n,) the pair's match score
     named `metric` (e.g. "NCC"), higher is better unless `higher_is_better` is False. Each pair is labelled
     with its score; the best and the worst pair also say "best"/"worst" and the metric's name. With more
-    than `max_pairs` pairs the best and the worst halves are drawn. Tabular rows are drawn as padded
+    than `max_pairs` pairs the best and the worst halves are drawn (`best_only`: the best `max_pairs`). Tabular rows are drawn as padded
     squares. About 1 inch (100 px at matplotlib's default dpi) per image: 8 pairs are ~900 px wide; the labels
     are large enough to read when the MLflow artifact pane shrinks the figure to ~60%.
     """
     score = np.asarray(score, dtype=float)
-    order = pair_order(score, max_pairs, higher_is_better)
+    order = pair_order(score, max_pairs, higher_is_better, best_only)
     k, per_row = len(order), max(1, min(per_row, len(order)))
     n_rows = -(-k // per_row)
     shown = f"{k} of {len(score)} pairs" if k < len(score) else f"{k} pairs"
+    last = f"#{k} best" if best_only and k < len(score) else "worst"  # the worst pair is not shown
+    shown += ", the best" if best_only and k < len(score) else ""
     note = f"{shown}, ordered by {metric} ({'higher' if higher_is_better else 'lower'} is better)"
     w = 1.05 * per_row + 0.6  # inches; margins below are in inches too
     text = "\n".join(textwrap.fill(t, max(24, int(w * 9))) for t in ([title] if title else []) + [note])
@@ -83,9 +89,7 @@ def reconstruction_grid(
         label = f"{score[i]:.2f}"
         if j in (0, k - 1) and k > 1:
             label = f"{metric} {score[i]:.2f}"
-            axes[2 * r, c].set_title(
-                "best" if j == 0 else "worst", fontsize=11, color="C2" if j == 0 else "C3"
-            )
+            axes[2 * r, c].set_title("best" if j == 0 else last, fontsize=11, color="C2" if j == 0 else "C3")
         axes[2 * r + 1, c].set_xlabel(label, fontsize=11)
     for r in range(n_rows):
         axes[2 * r, 0].set_ylabel("train", fontsize=10)

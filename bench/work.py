@@ -238,7 +238,14 @@ def log_setting(
     recon_s = rescale(sr.recon, cfg.eval.rescale, data.lo, data.hi)[sr.match_index]
     with lock or nullcontext():
         fig = plots.reconstruction_grid(
-            train_s, recon_s, sr.match_score, data.image_shape, title, metric="NCC"
+            train_s,
+            recon_s,
+            sr.match_score,
+            data.image_shape,
+            title,
+            max_pairs=cfg.log.grid_pairs,
+            metric="NCC",
+            best_only=cfg.log.grid_order == "best",
         )
         log.figure(fig, "reconstructions.png")
         plots.close(fig)

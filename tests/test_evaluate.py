@@ -31,7 +31,8 @@ def test_known_training_points_score_perfectly() -> None:
     assert m["ssim_mean"] == pytest.approx(1.0, abs=1e-5)
     assert m["dssim_mean"] == pytest.approx(0.0, abs=1e-5)
     assert m["corr_mean"] == pytest.approx(1.0)
-    assert m["n_reconstructed"] == 6
+    assert m["ssim_gt_0.4/count"] == 6 and m["ssim_gt_0.4/frac"] == 1.0
+    assert m["gain/mean/ssim_gt_0.4"] == 1.0 - m["baseline/mean/ssim_gt_0.4/frac"]
     assert (ev.match.index == np.arange(4, 10)[::-1]).all()
     assert m["baseline/mean/dssim_mean"] > 0.2
     assert m["gain/mean/dssim"] == pytest.approx(m["baseline/mean/dssim_mean"], abs=1e-5)

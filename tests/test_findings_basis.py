@@ -82,7 +82,7 @@ def test_scorer_per_class_top_k_and_fraction_against_known_answers() -> None:
     m, _ = Scorer(train, y, (12, 12), EvalConfig(top_k=2), 0.0, 1.0).scores(cands)
     assert m["class0/ssim_mean"] == pytest.approx(1.0, abs=1e-5)
     assert m["dssim_topk"] == pytest.approx(0.0, abs=1e-5)  # the two exact copies
-    assert m["n_reconstructed"] == 2 and m["frac_reconstructed"] == 0.5
-    assert m["class0/frac_reconstructed"] == 1.0 and m["class1/frac_reconstructed"] == 0.0
+    assert m["ssim_gt_0.4/count"] == 2 and m["ssim_gt_0.4/frac"] == 0.5
+    assert m["class0/ssim_gt_0.4/frac"] == 1.0 and m["class1/ssim_gt_0.4/frac"] == 0.0
     assert abs(m["class0/ncc_dist_mean"]) < 1e-12 and m["class1/ncc_dist_mean"] > 0.5
     assert m["ncc_dist_mean"] == pytest.approx((m["class0/ncc_dist_mean"] + m["class1/ncc_dist_mean"]) / 2)

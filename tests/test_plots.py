@@ -65,3 +65,21 @@ def test_a_long_set_says_how_many_pairs_it_shows_and_tabular_rows_are_squares() 
         np.testing.assert_array_equal(best.images[0].get_array().ravel()[:30], train[lowest, :30])
     finally:
         plots.close(fig)
+
+
+def test_best_only_draws_the_best_pairs_and_names_the_last_by_rank() -> None:
+    score = np.arange(30.0)
+    assert plots.pair_order(score, 5, best_only=True).tolist() == [29, 28, 27, 26, 25]
+    assert plots.pair_order(score, 40, best_only=True).tolist() == list(range(29, -1, -1))
+    train, recon, score = _pairs(50)
+    fig = plots.reconstruction_grid(train, recon, score, (8, 8), max_pairs=40, metric="NCC", best_only=True)
+    try:
+        drawn = [ax for ax in fig.axes if ax.images]
+        assert len(drawn) == 80  # 40 train + 40 recon images
+        assert "40 of 50 pairs, the best, ordered by NCC" in fig._suptitle.get_text()
+        titles = {ax.get_title() for ax in drawn if ax.get_title()}
+        assert titles == {"best", "#40 best"}
+        labels = [ax.get_xlabel() for ax in drawn if ax.get_xlabel()]
+        assert f"NCC {np.sort(score)[-40]:.2f}" in labels  # the 40th best, not the worst
+    finally:
+        plots.close(fig)

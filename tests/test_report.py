@@ -28,6 +28,7 @@ REQUIRED = (
     "weight-decay-raises",
     "longer-training-lowers",
     "margin-predicts-quality",
+    "haim-mnist-reconstructs",
 )
 
 
@@ -391,3 +392,80 @@ def test_report_on_a_store_without_runs_says_so(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     assert res.output.startswith("no finished bench runs in ") and "every claim is 'no runs'" in res.output
+
+
+def _pair_runs(task: str, slope: float, seeds: int = 3) -> list[dict]:
+    """Rows of a pairs sweep: 4 pairs of ratio 0.4..1.3; gain over held-out = 0.2 + slope * ratio (+ seed jitter)."""
+    rows = []
+    for seed in range(seeds):
+        for k, ratio in enumerate((0.4, 0.7, 1.0, 1.3)):
+            rows.append(
+                {
+                    "run_id": f"{task}-{seed}-{k}",
+                    "task": task,
+                    "profile": "quick",
+                    "seed": seed,
+                    "setting": "0",
+                    "series_value": f"{{'data.classes_a': ({k},), 'data.classes_b': (9,)}}",
+                    "class_var/ratio": ratio + 0.01 * seed,
+                    "gain/heldout/ncc_dist": 0.2 + slope * ratio + 0.005 * (seed - 1),
+                    "ncc_dist_mean": 0.3,
+                    "train/converged": 1.0,
+                    "attack/converged": 1.0,
+                }
+            )
+    return rows
+
+
+def test_interclass_variance_takes_mnist_pairs_and_keeps_medmnist_first() -> None:
+    claim = get_claim("interclass-variance")
+    v = claim.evaluate(pd.DataFrame(_pair_runs("mnist-pairs", 0.3)))
+    assert v.verdict == "reproduced" and v.bench.startswith("mnist-pairs") and v.n_seeds == 3
+    both = pd.DataFrame(_pair_runs("mnist-pairs", 0.3) + _pair_runs("medmnist-pairs", -0.3))
+    v = claim.evaluate(both)
+    assert v.verdict == "opposite" and v.bench.startswith("medmnist-pairs")
+    assert "mnist-pairs: reproduced" in v.note  # the other task's verdict on the same group is named
+
+
+def _parity_runs(memorised: float, seeds: int = 3) -> pd.DataFrame:
+    rows = []
+    for seed in range(seeds):
+        jitter = 0.01 * (seed - 1)
+        rows.append(
+            {
+                "run_id": f"p{seed}",
+                "task": "mnist-parity",
+                "profile": "paper",
+                "seed": seed,
+                "memorised/frac": memorised + jitter,
+                "membership/auc": memorised + 0.05 + jitter,
+                "ssim_gt_0.4/count": 150.0,
+                "ssim_gt_0.4/frac": 0.3,
+                "baseline/heldout/ssim_gt_0.4/frac": 1.0,
+                "baseline/mean/ssim_gt_0.4/frac": 1.0,
+                "gain/heldout/ssim_gt_0.4": -0.7 + jitter,
+                "gain/mean/ssim_gt_0.4": -0.7 + jitter,
+                "data/n_train_distinct": 500.0,
+                "test_accuracy": 0.9,
+                "train/converged": 1.0,
+                "attack/converged": 1.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_haim_mnist_claim_on_memorisation_with_ssim_count_beside_its_baselines() -> None:
+    claim = get_claim("haim-mnist-reconstructs")
+    v = claim.evaluate(_parity_runs(0.8))
+    assert v.verdict == "reproduced" and v.value == pytest.approx(0.3) and v.n_seeds == 3
+    assert "150.0 of 500" in v.bench and "held-out 1.00" in v.bench and "test accuracy 0.9" in v.bench
+    assert "does not tell the attack from held-out samples or the mean image" in v.note
+    assert "gain/heldout/ssim_gt_0.4 (mnist-parity): opposite" in v.note
+    assert {r["metric"] for r in v.rows} == {
+        "memorised/frac",
+        "membership/auc",
+        "gain/heldout/ssim_gt_0.4",
+        "gain/mean/ssim_gt_0.4",
+    }
+    assert claim.evaluate(_parity_runs(0.5)).verdict == "not reproduced"
+    assert claim.evaluate(_parity_runs(0.8, seeds=2)).verdict == "inconclusive"

@@ -334,3 +334,59 @@ def judge_margin(claim: Claim, runs: pd.DataFrame) -> Verdict:
         r = mean_effect(seed_values(sub, num(sub, "margin/spearman")), 1, 0.1, "Spearman ρ(margin, distance)")
         rows.append(r | {"task": task, "group": "", "metric": "margin/spearman"})
     return _verdict(claim, next(r for t in claim.tasks for r in rows if r["task"] == t), rows)
+
+
+# --- how much of a training set one attack recovers --------------------------------------------------------
+
+SSIM_GT = "ssim_gt_0.4"  # bench.evaluate.ssim_key at the default eval.ssim_threshold
+
+
+def judge_reconstructs(claim: Claim, runs: pd.DataFrame) -> Verdict:
+    """Per seed: memorised/frac − 0.5 > 0 (headline; 0.5 is what a candidate set that knows only the
+    distribution scores against an equally large held-out set), membership/auc − 0.5 > 0, and the SSIM > 0.4
+    fraction's gain over the held-out and mean-image baselines > 0. The headline's text gives the SSIM > 0.4
+    count and fraction beside the baselines', and the test accuracy."""
+    specs = (
+        ("memorised/frac", "memorised/frac", -0.5, "memorised/frac − 0.5"),
+        ("membership/auc", "membership/auc", -0.5, "membership/auc − 0.5"),
+        (f"gain/heldout/{SSIM_GT}", f"gain/heldout/{SSIM_GT}", 0.0, f"{SSIM_GT}/frac, attack − held-out"),
+        (f"gain/mean/{SSIM_GT}", f"gain/mean/{SSIM_GT}", 0.0, f"{SSIM_GT}/frac, attack − mean image"),
+    )
+    rows = []
+    for task, sub in runs.groupby("task", sort=False):
+        for metric, col, shift, what in specs:
+            if has(sub, col):
+                r = mean_effect(seed_values(sub, num(sub, col) + shift), 1, 0.1, what)
+                rows.append(r | {"task": task, "group": "", "metric": metric})
+    heads = [r for t in claim.tasks for r in rows if r["task"] == t and r["metric"] == "memorised/frac"]
+    if not heads:
+        return _inconclusive(claim, "runs lack memorised/frac")
+    head = dict(heads[0])
+    task = head["task"]
+    sub = runs[runs["task"] == task]
+
+    def mean(col: str) -> float:
+        return float(np.nanmean(num(sub, col))) if has(sub, col) else float("nan")
+
+    parts, note = [], ""
+    if has(sub, f"{SSIM_GT}/count"):
+        attack, held, image = (
+            mean(f"{p}{SSIM_GT}/frac") for p in ("", "baseline/heldout/", "baseline/mean/")
+        )
+        parts.append(
+            f"SSIM > 0.4: {mean(f'{SSIM_GT}/count'):.1f} of {mean('data/n_train_distinct'):.0f} training "
+            f"images ({attack:.2f}; held-out {held:.2f}, mean image {image:.2f})"
+        )
+        beaten = [n for n, v in (("held-out samples", held), ("the mean image", image)) if v >= attack]
+        if beaten:
+            note = (
+                f"SSIM > 0.4 does not tell the attack from {' or '.join(beaten)}: window-3 SSIM rewards the "
+                "exact-zero background (docs/metrics.md), so the count alone overstates what is recovered."
+            )
+    for col, name in (("membership/auc", "membership AUC"), ("test_accuracy", "test accuracy")):
+        if has(sub, col):
+            parts.append(f"{name} {mean(col):.3g}")
+    head["bench"] = f"{task}: " + "; ".join([*parts, head["bench"]])
+    v = _verdict(claim, head, [r for r in rows if r["task"] == task], note)
+    v.rows = rows
+    return v

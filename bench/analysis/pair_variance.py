@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 # Quality columns of the series table correlated with the inter-class variance (all higher = better).
-QUALITY_COLUMNS = ("ssim_mean", "corr_mean", "frac_reconstructed", "gain/heldout/dssim", "gain/mean/dssim")
+QUALITY_COLUMNS = ("ssim_mean", "corr_mean", "ssim_gt_0.4/frac", "gain/heldout/dssim", "gain/mean/dssim")
 VARIANCE_COLUMN = "class_var/ratio"
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.registry import Task, build_table, lookup
-from bench.tasks import blobs, genetic, medmnist_pair, offline, user
+from bench.tasks import blobs, genetic, medmnist_pair, mnist, offline, user
 
-BUILTIN: tuple[Task, ...] = blobs.TASKS + genetic.TASKS + medmnist_pair.TASKS + offline.TASKS
+BUILTIN: tuple[Task, ...] = blobs.TASKS + genetic.TASKS + medmnist_pair.TASKS + offline.TASKS + mnist.TASKS
 
 _CACHE: dict[Path | None, dict[str, Task]] = {}
 
