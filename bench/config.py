@@ -90,6 +90,9 @@ class AttackConfig:
     The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
     `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
     paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
+    `pairs` (multiclass networks only, bench.attack.kkt `multiclass_*`): "max" fits Buzaglo et al.'s
+    theta = sum_i lambda_i grad(Phi_y - max_{j != y} Phi_j), one multiplier per candidate; "all" the full
+    KKT sum over every other class j, one multiplier per (candidate, j).
     """
 
     steps: int = 1000
@@ -110,6 +113,7 @@ class AttackConfig:
     stop_window: int = 1000
     stop_tol: float = 0.01
     compile: bool = False
+    pairs: Literal["max", "all"] = "max"
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")

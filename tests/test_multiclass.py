@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,46 @@ def test_multiclass_flops_count_every_gemm() -> None:
     gemm1, gemm2 = 2 * m * d * H, 2 * m * H * C
     assert multiclass_flops_per_step(d, [H], C, m) == 5 * gemm1 + 7 * gemm2
     assert multiclass_flops_per_step(d, [H], C, m, population=3) == 3 * (5 * gemm1 + 7 * gemm2)
+
+
+def _class_runs(step: float, seeds: int = 4) -> list[dict]:
+    """Child-run rows of a class-count series, no randomness: memorised/frac = 0.3 + step * C + seed wiggle."""
+    rows = []
+    for seed in range(seeds):
+        for n_classes in (2, 3, 5, 10):
+            rows.append(
+                {
+                    "run_id": f"c{seed}-{n_classes}",
+                    "task": "mnist-digits",
+                    "profile": "quick",
+                    "seed": seed,
+                    "data.n_classes": str(n_classes),
+                    "data.n_per_class": "10",
+                    "train/converged": 1.0,
+                    "memorised/frac": 0.3 + step * n_classes + 0.01 * (seed % 2),
+                }
+            )
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"), [(0.05, "reproduced"), (-0.02, "opposite"), (0.0, "not reproduced")]
+)
+def test_more_classes_more_leak_is_judged_on_seeds(step: float, expected: str) -> None:
+    import pandas as pd
+
+    from bench.analysis.claims import get_claim
+
+    claim = get_claim("more-classes-more-leak")
+    v = claim.evaluate(pd.DataFrame(_class_runs(step)))
+    assert v.verdict == expected, v.bench
+    assert v.n_seeds == 4 and "mnist-digits" in v.bench
+    if expected != "not reproduced":
+        assert np.sign(v.value) == np.sign(step) and v.lo <= v.value <= v.hi
+    # unconverged classifiers are left out and counted; too few seeds is inconclusive
+    rows = _class_runs(step)
+    for r in rows:
+        r["train/converged"] = 0.0 if r["seed"] >= 2 else 1.0
+    v = claim.evaluate(pd.DataFrame(rows))
+    assert v.verdict == "inconclusive" and "left out" in v.note
+    assert claim.evaluate(pd.DataFrame()).verdict == "no runs"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.attack.kkt import Weights, lambda_scale, loss_function
+from bench.attack.kkt import Weights, lambda_scale, loss_function, multiclass_loss_function
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -46,9 +46,12 @@ class AttackResult:
     steps_run: np.ndarray | None = None
 
 
-def candidate_labels(m: int) -> np.ndarray:
-    """Balanced labels: the first half -1, the second +1 (Haim et al.)."""
-    return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+def candidate_labels(m: int, n_outputs: int = 1) -> np.ndarray:
+    """Balanced labels: binary (one output), the first half -1, the second +1 (Haim et al.); C outputs,
+    class indices 0..C-1 in C equal blocks (sizes differ by one where C does not divide m)."""
+    if n_outputs == 1:
+        return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+    return (np.arange(m) * n_outputs // m).astype(float)
 
 
 def reconstruct(
@@ -79,7 +82,10 @@ def reconstruct(
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    loss_fn = loss_function(mixed=cfg.dtype == "bfloat16", compiled=cfg.compile)
+    n_out = weights.mats[-1].shape[0]  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
+    loss_fn = (loss_function if n_out == 1 else multiclass_loss_function)(
+        cfg.dtype == "bfloat16", cfg.compile
+    )
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -100,14 +106,15 @@ def reconstruct(
     # population follows the path it follows alone with the same seed (bit for bit in float64; in float32
     # the batched kernels round differently, and the attack may amplify that).
     x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
-    l0 = torch.rand(m, generator=gen, dtype=dtype).to(dev)
+    pairs = n_out > 1 and cfg.pairs == "all"  # one multiplier per (candidate, other class): l (P, m, C)
+    l0 = torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype).to(dev)
     x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
-    l = l0.repeat(P, 1).requires_grad_()
-    y = torch.tensor(candidate_labels(m), dtype=dtype, device=dev)
+    l = l0.repeat(P, *[1] * l0.dim()).requires_grad_()
+    y = torch.tensor(candidate_labels(m, n_out), dtype=dtype, device=dev)
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    step_sizes = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
+    step_sizes = [lr.view(P, 1, 1), torch.full((P, *[1] * l0.dim()), cfg.lr_lambda, dtype=dtype, device=dev)]
     opt = _Optimizer([x, l], step_sizes, cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
     # converged under attack.stop=plateau: frozen, like diverged
@@ -187,6 +194,7 @@ def reconstruct(
             hi=hi_t,
             lam_penalty=cfg.lam_penalty,
             box_penalty=cfg.box_penalty,
+            **({"pairs": "all"} if pairs else {}),
         )
         finite = torch.isfinite(loss.detach())
         died_at = torch.where(alive & ~finite & ~stopped, step, died_at)
@@ -216,7 +224,7 @@ def reconstruct(
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
     return AttackResult(
         x=last_good[0].cpu().numpy().copy(),
-        y=candidate_labels(m),
+        y=candidate_labels(m, n_out),
         lam=(last_good[1] * scale).cpu().numpy().copy(),
         settings=settings,
         curves=curves,
