@@ -1,0 +1,108 @@
+"""Multiclass tasks end to end: C-output training, margins, labels, per-class metrics, and the smoke run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from mlflow_store import fresh_store
+from typer.testing import CliRunner
+
+from bench.analysis.baselines import heldout_sets
+from bench.attack.reconstruct import candidate_labels
+from bench.cli import app
+from bench.config import ModelConfig, TrainConfig
+from bench.data.base import class_groups
+from bench.train import margins_of, train_classifier
+
+RUNNER = CliRunner()
+
+
+def test_candidate_labels_binary_and_spread_over_classes() -> None:
+    assert candidate_labels(6).tolist() == [-1, -1, -1, 1, 1, 1]
+    assert candidate_labels(6, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert np.bincount(candidate_labels(20, 3).astype(int)).tolist() == [7, 7, 6]
+
+
+def test_class_groups_name_binary_and_class_labels() -> None:
+    assert class_groups(np.array([1.0, -1.0, 1.0])) == [(0, -1.0), (1, 1.0)]
+    assert class_groups(np.array([2.0, 0.0, 1.0])) == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
+def test_margins_are_own_output_minus_largest_other() -> None:
+    logits = np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 4.5]])
+    np.testing.assert_allclose(margins_of(logits, np.array([0, 2])), [1.0, -0.5])
+    np.testing.assert_allclose(margins_of(np.array([2.0, -3.0]), np.array([1.0, -1.0])), [2.0, 3.0])
+
+
+def test_heldout_sets_take_m_over_c_per_class() -> None:
+    y = np.repeat(np.arange(4.0), 10)
+    held = heldout_sets(np.arange(40.0)[:, None], y, m=8, n=4, rng=np.random.default_rng(0))
+    assert np.bincount(held.y.astype(int)).tolist() == [2, 2, 2, 2]
+    assert np.bincount(held.fresh_y.astype(int)).tolist() == [1, 1, 1, 1]
+    assert not set(held.x[:, 0]) & set(held.fresh_x[:, 0])
+
+
+def test_cross_entropy_training_separates_every_class() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 20))
+    y = np.repeat(np.arange(4.0), 6)
+    x = centres[y.astype(int)] + 0.3 * rng.normal(size=(24, 20))
+    res = train_classifier(
+        x - x.mean(0), y, ModelConfig(depth=2, width=50), TrainConfig(max_epochs=5000), seed=0, n_classes=4
+    )
+    assert res.model.layers[-1].weight.shape == (4, 50)
+    assert res.metrics["reached_target"] == 1.0 and res.metrics["train_accuracy"] == 1.0
+    with torch.no_grad():
+        logits = res.model(torch.as_tensor(x - x.mean(0)))
+    assert logits.shape == (24, 4) and margins_of(logits, y).min() > 0
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return fresh_store(tmp_path_factory.mktemp("store"))
+
+
+def test_smoke_run_beats_the_mean_image_and_heldout_digits_in_every_class(store) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from bench.tracking import load_arrays
+
+    task = "digits-multiclass"
+    res = RUNNER.invoke(
+        app, ["run", task, "--profile", "smoke", "--tracking-uri", store, "--experiment", task]
+    )
+    assert res.exit_code == 0, res.output
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name(task)
+    children = [r for r in client.search_runs([exp.experiment_id]) if r.data.tags["bench.kind"] == "child"]
+    assert len(children) == 1
+    m = children[0].data.metrics
+    assert m["train/converged"] == 1.0 and m["min_margin"] > 0
+    for c in range(3):  # every class: the attack is closer (1 - NCC) than the mean image and held-out digits
+        for base in ("mean", "heldout"):
+            assert m[f"gain/{base}/class{c}/ncc_dist"] > 0, (c, base, m[f"gain/{base}/class{c}/ncc_dist"])
+        for key in ("memorised/class{c}/frac", "class{c}/n_reconstructed", "collapse/class{c}"):
+            assert np.isfinite(m[key.format(c=c)])
+    assert "membership/auc" in m and "frac_reconstructed" in m
+    train = load_arrays(client, children[0].info.run_id, "train")
+    assert train["x"].shape == (9, 64) and sorted(set(train["y"])) == [0, 1, 2]
+    recon = load_arrays(client, children[0].info.run_id, "reconstruction")
+    assert np.bincount(recon["y"].astype(int)).tolist() == [6, 6, 6]
+
+
+def test_bad_class_count_names_the_key(store) -> None:
+    res = RUNNER.invoke(
+        app,
+        [
+            "run",
+            "digits-multiclass",
+            "--profile",
+            "smoke",
+            "--set",
+            "data.n_classes=11",
+            "--tracking-uri",
+            store,
+        ],
+    )
+    assert res.exit_code == 2 and "data.n_classes" in res.output
