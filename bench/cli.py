@@ -287,6 +287,9 @@ def perf(
     compile_step: Annotated[
         bool, typer.Option("--compile", help="time the step through torch.compile (attack.compile)")
     ] = False,
+    classes: Annotated[
+        int, typer.Option(min=1, help="network outputs: 1 binary attack, C >= 2 the multiclass attack")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -339,6 +342,7 @@ def perf(
             reference=reference,
             device=str(dev),
             compiled=compile_step,
+            classes=classes,
         )
         log_report(report, tracking_uri)
     except BenchInputError as e:

@@ -94,7 +94,7 @@ def test_two_classes_are_the_binary_attack_under_the_sqrt2_map(depth: int, bias:
     torch.testing.assert_close(g2[0], gb[0], rtol=1e-10, atol=1e-13)
     # The same multipliers without the map do not agree: the map is needed, not decoration.
     plain = Weights((*binary.mats[:-1], torch.cat([-w_last, w_last]) / 2), binary.bias)
-    assert abs(float(multiclass_kkt_fit(plain, x, classes, lam, 5.0)) - float(fit_b)) > 1e-3
+    assert abs(float(multiclass_kkt_fit(plain, x, classes, lam, 5.0)) - float(fit_b.detach())) > 1e-3
 
 
 def test_the_loss_adds_the_penalties_to_the_fit() -> None:
@@ -116,11 +116,12 @@ def test_the_loss_adds_the_penalties_to_the_fit() -> None:
 
 
 def test_multiclass_flops_count_every_gemm() -> None:
-    # d -> H -> C, m candidates: layer 1 (forward h, G; backward h, G x2), layer 2 (h, signal, G; 2+1+2).
+    # d -> H -> C, m candidates: layer 1 (forward h, G; backward h, G x2), layer 2 (forward Phi, signal U W,
+    # G; backward signal, G x2: Phi only chooses the other class).
     d, H, C, m = 10, 20, 3, 4
     gemm1, gemm2 = 2 * m * d * H, 2 * m * H * C
-    assert multiclass_flops_per_step(d, [H], C, m) == 5 * gemm1 + 7 * gemm2
-    assert multiclass_flops_per_step(d, [H], C, m, population=3) == 3 * (5 * gemm1 + 7 * gemm2)
+    assert multiclass_flops_per_step(d, [H], C, m) == 5 * gemm1 + 6 * gemm2
+    assert multiclass_flops_per_step(d, [H], C, m, population=3) == 3 * (5 * gemm1 + 6 * gemm2)
 
 
 def _class_runs(step: float, seeds: int = 4) -> list[dict]:
@@ -164,3 +165,51 @@ def test_more_classes_more_leak_is_judged_on_seeds(step: float, expected: str) -
     v = claim.evaluate(pd.DataFrame(rows))
     assert v.verdict == "inconclusive" and "left out" in v.note
     assert claim.evaluate(pd.DataFrame()).verdict == "no runs"
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "d", "C", "m", "population"), [(2, 300, 64, 10, 40, 1), (3, 200, 100, 3, 30, 2)]
+)
+def test_multiclass_flop_formula_matches_torchs_counter(depth, width, d, C, m, population) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.attack.reconstruct import candidate_labels
+    from bench.perf import random_weights, step_fn
+
+    w = random_weights(d, depth, width, torch.float32, n_out=C)
+    x = torch.randn(population, m, d).requires_grad_()
+    l = torch.rand(population, m).requires_grad_()
+    y = torch.as_tensor(candidate_labels(m, C), dtype=torch.float32)
+    with FlopCounterMode(display=False) as counter:
+        step_fn(w, x, l, y, 100.0)()
+    expected = multiclass_flops_per_step(d, [width] * (depth - 1), C, m, population)
+    assert counter.get_total_flops() == pytest.approx(expected, rel=0.01)
+
+
+def test_bench_perf_times_the_multiclass_step(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    args = [
+        "perf",
+        "--depth",
+        "3",
+        "--width",
+        "64",
+        "--d",
+        "50",
+        "--n",
+        "12",
+        "--classes",
+        "4",
+        "--repeats",
+        "2",
+    ]
+    out = CliRunner().invoke(app, [*args, "--json", "--tracking-uri", f"sqlite:///{tmp_path}/perf.db"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    assert report["classes"] == 4 and report["s_per_step"] > 0 and report["reference_s_per_step"] > 0
+    assert report["flops_per_step"] == multiclass_flops_per_step(50, [64, 64], 4, 24)

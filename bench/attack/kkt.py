@@ -483,12 +483,15 @@ def multiclass_flops_per_step(d: int, widths: list[int], n_classes: int, m: int,
     Per layer of size out x in (one GEMM = 2 m in out): the forward product h = a W^T, forming
     G = g^T a, and, for every layer but the first, the signal's product back through W (U W_L for the
     last). Backward into x and l (the weights are constants): one GEMM for each product with W, two for
-    G = g^T a (both factors depend on x).
+    G = g^T a (both factors depend on x); none for the output Phi = a W_L^T, which enters only through
+    the (undifferentiated) choice of the other class.
     """
     sizes = [d, *widths, n_classes]
     total = 0
+    last = len(sizes) - 2
     for i in range(len(sizes) - 1):
         gemm = 2 * m * sizes[i] * sizes[i + 1]
-        with_w = 2 if i > 0 else 1  # h = a W^T, and the signal g W (not needed below the first layer)
-        total += (with_w + 1) * gemm + (with_w + 2) * gemm  # forward, backward
+        forward = 3 if i > 0 else 2  # h = a W^T, G = g^T a, and the signal g W (none below the first layer)
+        backward = 2 + (1 if i == last else forward - 1)
+        total += (forward + backward) * gemm
     return population * total
