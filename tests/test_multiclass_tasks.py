@@ -140,3 +140,27 @@ def test_organcmnist_task_reads_its_file_where_it_exists(tmp_path) -> None:
         n_per_class=5, n_test_per_class=4, root=str(tmp_path), verify_checksum=False
     ).load(0)
     _check_class_dataset(ds, 11, 5, 784)
+
+
+@pytest.mark.parametrize(("pairs", "dtype"), [("max", "float32"), ("all", "float32"), ("max", "bfloat16")])
+def test_the_attack_fits_a_trained_multiclass_network(pairs: str, dtype: str) -> None:
+    from bench.attack.kkt import Weights
+    from bench.attack.reconstruct import reconstruct
+    from bench.config import AttackConfig
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4.0), 5)
+    x = rng.normal(size=(4, 30))[y.astype(int)] + 0.5 * rng.normal(size=(20, 30))
+    xc = x - x.mean(0)
+    res = train_classifier(
+        xc, y, ModelConfig(depth=2, width=100), TrainConfig(max_epochs=5000), seed=0, n_classes=4
+    )
+    with torch.no_grad():
+        q = margins_of(res.model(torch.as_tensor(xc)), y).min()
+    w = Weights(tuple(res.model.weights())).margin_normalized(q)
+    cfg = AttackConfig(steps=200, eval_every=50, pairs=pairs, dtype=dtype)
+    out = reconstruct(w, len(y), -5 * np.ones(30), 5 * np.ones(30), cfg, seed=0)
+    fit = out.curves["attack/kkt_fit"][1][0]
+    assert fit[0] > 0.5 and fit[-1] < 0.6 * fit[0], fit[[0, -1]]
+    assert out.x.shape == (1, 40, 30) and out.y.tolist() == candidate_labels(40, 4).tolist()
+    assert out.lam.shape == ((1, 40, 4) if pairs == "all" else (1, 40))
