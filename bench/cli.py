@@ -291,10 +291,9 @@ def perf(
     population: Annotated[int, typer.Option(min=1, help="settings batched in one step")] = 1,
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     reference: Annotated[bool, typer.Option(help="also time the reference formulation")] = True,
-    compile_step: Annotated[
-        bool, typer.Option("--compile", help="time the step through torch.compile (attack.compile)")
-    ] = False,
+    compile_step: Annotated[bool, typer.Option("--compile", help="through torch.compile")] = False,
     residual: Annotated[str, typer.Option(help="explicit | gram | auto (attack.residual)")] = "explicit",
+    classes: Annotated[int, typer.Option(min=1, help="network outputs (C >= 2: multiclass attack)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -344,6 +343,7 @@ def perf(
             method=residual,
             device=str(dev),
             compiled=compile_step,
+            classes=classes,
         )
         log_report(report, tracking_uri)
     except BenchInputError as e:

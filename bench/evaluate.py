@@ -167,7 +167,7 @@ class Evaluation:
 class Scorer:
     """Scores candidate sets against one training set, rescaled once.
 
-    train_x (n, d) and candidates in the data's own scale; train_y (n,) in {-1, +1}.
+    train_x (n, d) and candidates in the data's own scale; train_y (n,) in {-1, +1} or class indices.
     """
 
     def __init__(
@@ -189,13 +189,15 @@ class Scorer:
         return match(self.train_s, cands_s, self.image_shape, self.cfg, self.data_range)
 
     def scores(self, cands_x: np.ndarray, per_class: bool = True) -> tuple[dict[str, float], Match]:
-        """Summary metrics of a candidate set (and per class: `class0/...`, `class1/...` for y = -1, +1)."""
+        """Summary metrics of a candidate set (and per class: `class0/...`, `class1/...` for y = -1, +1;
+        `class{c}/...` for class indices c, see `bench.data.base.class_groups`)."""
+        from bench.data.base import class_groups
+
         mt = self.match(cands_x)
         metrics = summarise(mt, self.cfg)
-        for cls, sign in ((0, -1), (1, 1)) if per_class else ():
-            mask = self.train_y == sign
-            if mask.any():
-                metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, self.cfg, mask).items()})
+        for cls, value in class_groups(self.train_y) if per_class else ():
+            mask = self.train_y == value
+            metrics.update({f"class{cls}/{k}": v for k, v in summarise(mt, self.cfg, mask).items()})
         return metrics, mt
 
     def evaluate(
@@ -213,12 +215,20 @@ class Scorer:
         baseline's (`baseline/<name>/dssim_mean`, `baseline/<name>/class1/dssim_mean`, ...) and the attack's
         gain over it (`gain/<name>/<m>` = baseline distance - attack distance for ncc_dist, dssim, l2_255 and
         mae, attack corr - baseline corr for corr, attack fraction - baseline fraction for `ssim_gt_0.4`;
-        positive means the attack recovers more than the baseline).
+        positive means the attack recovers more than the baseline); per class,
+        `gain/<name>/class<c>/ncc_dist` (and `/dssim` for images).
         """
+        from bench.data.base import class_groups
+
         metrics, mt = self.scores(recon_x)
         metrics.update(extra or {})
         for name, base in baselines.items():
             metrics.update({f"baseline/{name}/{k}": v for k, v in base.items()})
+            for cls, _ in class_groups(self.train_y):
+                for key, metric in (("ncc_dist", "ncc_dist_mean"), ("dssim", "dssim_mean")):
+                    mine, theirs = f"class{cls}/{metric}", base.get(f"class{cls}/{metric}")
+                    if theirs is not None and mine in metrics:
+                        metrics[f"gain/{name}/class{cls}/{key}"] = theirs - metrics[mine]
             metrics[f"gain/{name}/corr"] = metrics["corr_mean"] - base["corr_mean"]
             metrics[f"gain/{name}/ncc_dist"] = base["ncc_dist_mean"] - metrics["ncc_dist_mean"]
             metrics[f"gain/{name}/mae"] = base["mae_mean"] - metrics["mae_mean"]

@@ -116,7 +116,7 @@ def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
 
     from bench.attack.kkt import Weights
     from bench.device import configure
-    from bench.train import train_classifier
+    from bench.train import margins_of, train_classifier
 
     hooks = hooks or Hooks()
     timings: dict[str, float] = {}
@@ -130,14 +130,23 @@ def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
     if hooks.on_phase:
         hooks.on_phase("train", cfg.train.max_epochs)
     tr = train_classifier(
-        xc, data.y_train, cfg.model, cfg.train, cfg.seed, xtc, data.y_test, hooks.on_epoch, device
+        xc,
+        data.y_train,
+        cfg.model,
+        cfg.train,
+        cfg.seed,
+        xtc,
+        data.y_test,
+        hooks.on_epoch,
+        device,
+        data.n_classes,
     )
     timings["train_s"] = tr.seconds
 
     weights = Weights(tuple(tr.model.weights()), tr.model.first_bias())
     with torch.no_grad():
         xt = torch.as_tensor(xc, dtype=weights.mats[0].dtype, device=device)
-        margins = data.y_train * tr.model(xt).cpu().numpy()
+        margins = margins_of(tr.model(xt), data.y_train)  # y f(x); multiclass: Phi_y - max_{j!=y} Phi_j
     q_min = float(margins.min())
     converged = tr.metrics["train_accuracy"] == 1.0 and q_min > 0 and tr.metrics["reached_target"] == 1.0
     train_metrics = {**tr.metrics, "min_margin": q_min, "train/converged": float(converged)}

@@ -1,6 +1,7 @@
-"""The classifier the attack applies to: a homogeneous ReLU MLP with one scalar output.
+"""The classifier the attack applies to: a homogeneous ReLU MLP with one scalar output (binary) or C outputs.
 
-Phi(x) = w_L . relu(W_{L-1} ... relu(W_1 x + b_1)),  x in R^d (a flattened, centred input).
+Phi(x) = W_L relu(W_{L-1} ... relu(W_1 x + b_1)),  x in R^d (a flattened, centred input); W_L is 1 x H
+(binary: Phi(x) a scalar, labels +-1) or C x H (C classes: Phi(x) in R^C, labels 0..C-1).
 
 Bias policy (`ModelConfig.bias`): "none" (exactly homogeneous, degree L in the weights) or "first"
 (bias on the first layer only, as in Haim et al.'s code; Phi stays homogeneous jointly in all parameters).
@@ -14,13 +15,17 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """ReLU MLP d -> width x (depth-1) -> 1 with no biases except optionally the first layer's."""
+    """ReLU MLP d -> width x (depth-1) -> n_out with no biases except optionally the first layer's.
 
-    def __init__(self, d: int, depth: int = 3, width: int = 1000, bias: str = "none") -> None:
+    n_out = 1: a binary classifier with a scalar output; n_out = C >= 2: a C-class classifier."""
+
+    def __init__(self, d: int, depth: int = 3, width: int = 1000, bias: str = "none", n_out: int = 1) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError("depth counts weight layers and must be >= 2")
-        sizes = [d] + [width] * (depth - 1) + [1]
+        if n_out < 1:
+            raise ValueError("n_out counts outputs and must be >= 1")
+        sizes = [d] + [width] * (depth - 1) + [n_out]
         self.layers = nn.ModuleList(
             nn.Linear(sizes[i], sizes[i + 1], bias=(bias == "first" and i == 0)) for i in range(depth)
         )
@@ -31,14 +36,15 @@ class MLP(nn.Module):
         return len(self.layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, d) -> logits (n,)."""
+        """x: (n, d) -> logits (n,) (one output) or (n, C)."""
         h = x
         for layer in self.layers[:-1]:
             h = torch.relu(layer(h))
-        return self.layers[-1](h).squeeze(-1)
+        out = self.layers[-1](h)
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
     def weights(self) -> list[torch.Tensor]:
-        """The weight matrices [W_1 (H1, d), ..., W_L (1, H_{L-1})], detached."""
+        """The weight matrices [W_1 (H1, d), ..., W_L (n_out, H_{L-1})], detached."""
         return [layer.weight.detach() for layer in self.layers]
 
     def first_bias(self) -> torch.Tensor | None:
@@ -47,12 +53,19 @@ class MLP(nn.Module):
 
 
 def make_mlp(
-    d: int, depth: int, width: int, bias: str, init_scale: float, seed: int, dtype: torch.dtype
+    d: int,
+    depth: int,
+    width: int,
+    bias: str,
+    init_scale: float,
+    seed: int,
+    dtype: torch.dtype,
+    n_out: int = 1,
 ) -> MLP:
-    """Build the MLP with the small first-layer init, deterministically for `seed`."""
+    """Build the MLP with the small first-layer init, deterministically for `seed` (n_out: see `MLP`)."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    model = MLP(d, depth, width, bias)
+    model = MLP(d, depth, width, bias, n_out)
     with torch.no_grad():
         model.layers[0].weight.normal_(0.0, init_scale)
         if model.layers[0].bias is not None:

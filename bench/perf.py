@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from bench.attack.kkt import Weights, flops_per_step, lambda_scale, loss_function
-from bench.attack.reference import reference_fit
+from bench.attack.multiclass import multiclass_flops_per_step, multiclass_loss_function
+from bench.attack.reference import reference_fit, reference_multiclass_fit
 
 
 @dataclass
@@ -53,6 +54,7 @@ class PerfReport:
     device: str = "cpu"
     device_model: str = ""
     compiled: bool = False
+    classes: int = 1  # network outputs: 1 binary (Haim et al.), C >= 2 multiclass (Buzaglo et al.)
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -78,11 +80,18 @@ def _median_time(
 
 
 def random_weights(
-    d: int, depth: int, width: int, dtype: torch.dtype, seed: int = 0, device: torch.device | str = "cpu"
+    d: int,
+    depth: int,
+    width: int,
+    dtype: torch.dtype,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    n_out: int = 1,
 ) -> Weights:
-    """A PyTorch-default-initialised MLP's weights (scale does not change the cost), drawn on the CPU."""
+    """A PyTorch-default-initialised MLP's weights (scale does not change the cost), drawn on the CPU;
+    `n_out` outputs (1: binary)."""
     g = torch.Generator().manual_seed(seed)
-    sizes = [d] + [width] * (depth - 1) + [1]
+    sizes = [d] + [width] * (depth - 1) + [n_out]
     mats = tuple(
         ((torch.rand(sizes[i + 1], sizes[i], generator=g, dtype=dtype) * 2 - 1) / sizes[i] ** 0.5).to(device)
         for i in range(depth)
@@ -90,13 +99,14 @@ def random_weights(
     return Weights(mats)
 
 
-def reference_flops(d: int, widths: list[int], m: int) -> int:
+def reference_flops(d: int, widths: list[int], m: int, classes: int = 1) -> int:
     """FLOPs of the reference step as its autograd computes it (after facts.md's count for d -> H -> H -> 1,
-    2m(6dH + 9H^2 + 7H)): 6 per first-layer weight, 9 per hidden-to-hidden weight, 7 per output weight."""
+    2m(6dH + 9H^2 + 7H)): 6 per first-layer weight, 9 per hidden-to-hidden weight, 7 per output weight
+    (`classes` outputs: 7 per weight of the C x H output layer, an extrapolation of the same count)."""
     sizes = [d, *widths]
     first = d * widths[0]
     hidden = sum(sizes[i] * sizes[i + 1] for i in range(1, len(widths)))
-    return int(2 * m * (6 * first + 9 * hidden + 7 * widths[-1]))
+    return int(2 * m * (6 * first + 9 * hidden + 7 * widths[-1] * classes))
 
 
 def step_fn(
@@ -116,10 +126,12 @@ def step_fn(
     lo = -torch.ones(d, dtype=x.dtype, device=x.device)
     hi = torch.ones(d, dtype=x.dtype, device=x.device)
 
-    loss_fn = loss_function(mixed, compiled)
+    binary = w.mats[-1].shape[0] == 1
+    loss_fn = (loss_function if binary else multiclass_loss_function)(mixed, compiled)
+    extra = {"method": method} if binary else {}  # the multiclass residual has one (explicit) route
 
     def step() -> None:
-        loss, _ = loss_fn(w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, method=method)
+        loss, _ = loss_fn(w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, **extra)
         loss.sum().backward()
         x.grad = None
         l.grad = None
@@ -137,7 +149,10 @@ def reference_step_fn(
     scale = float(lambda_scale(w64, x.shape[-2]))
 
     def step() -> None:
-        fit = reference_fit(w64, x64, l64 * scale * y.to(torch.float64), alpha)
+        if w64.mats[-1].shape[0] == 1:
+            fit = reference_fit(w64, x64, l64 * scale * y.to(torch.float64), alpha)
+        else:
+            fit = reference_multiclass_fit(w64, x64, y, l64 * scale, alpha)
         loss = (
             fit
             + 5.0 * torch.relu(0.1 - l64).pow(2).sum()
@@ -166,9 +181,12 @@ def measure(
     method: str = "explicit",
     device: str | torch.device = "cpu",
     compiled: bool = False,
+    classes: int = 1,
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
-    (the reference step needs float64 and is skipped on MPS, which has none)."""
+    (the reference step needs float64 and is skipped on MPS, which has none). `classes`: 1 times the
+    binary attack; C >= 2 the multiclass one (`multiclass_attack_loss`, pairs "max") on a C-output MLP."""
+    from bench.attack.reconstruct import candidate_labels
     from bench.device import device_model, resolve_device
 
     dev = resolve_device(device)
@@ -176,18 +194,21 @@ def measure(
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
-    w = random_weights(d, depth, width, tdtype, device=dev)
+    w = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).to(dev).requires_grad_()
     l = torch.rand(population, m, generator=g, dtype=tdtype).to(dev).requires_grad_()
-    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, tdtype)
+    y = torch.as_tensor(candidate_labels(m, classes)).to(dev, tdtype)
     alpha = 100.0
 
     step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
     s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
-    flops = flops_per_step(d, widths, m, population, method)
+    if classes == 1:
+        flops = flops_per_step(d, widths, m, population, method)
+    else:
+        flops = multiclass_flops_per_step(d, widths, classes, m, population)
 
     a = torch.randn(m, width, generator=g).to(dev, gemm_dtype)
     b = torch.randn(width, width, generator=g).to(dev, gemm_dtype)
@@ -221,7 +242,7 @@ def measure(
         gemm_gflops=gemm_gflops,
         fraction_of_peak=gflops / gemm_gflops,
         reference_s_per_step=ref_s,
-        reference_flops_per_step=population * reference_flops(d, widths, m),
+        reference_flops_per_step=population * reference_flops(d, widths, m, classes),
         speedup_vs_reference=(ref_s / s_step) if ref_s else None,
         sequential_s_per_step=seq_s,
         population_speedup=(seq_s / s_step) if seq_s else None,
@@ -229,6 +250,7 @@ def measure(
         device=str(dev),
         device_model=device_model(dev),
         compiled=compiled,
+        classes=classes,
     )
 
 
@@ -264,6 +286,7 @@ def format_report(r: PerfReport) -> str:
     lines = [
         f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
         f"{r.dtype}{' compiled' if r.compiled else ''} threads={r.threads} device={r.device}"
+        + (f" classes={r.classes}" if r.classes > 1 else "")
         + (f" ({r.device_model})" if r.device_model else ""),
         f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",

@@ -147,10 +147,15 @@ def margin_vs_distance(
 ) -> plt.Figure:
     """Per training sample: reconstruction distance (1 - NCC to its nearest reconstruction) against its
     normalised margin y f(x) / min margin (n,); only samples near 1 enter the KKT condition."""
+    from bench.data.base import class_groups
+
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for sign, colour, name in ((-1, "tab:blue", "class 0 (y=-1)"), (1, "tab:orange", "class 1 (y=+1)")):
-        sel = y == sign
-        ax.scatter(margins[sel], distance[sel], s=14, c=colour, label=name, alpha=0.8)
+    binary = {-1.0: "class 0 (y=-1)", 1.0: "class 1 (y=+1)"}
+    groups = class_groups(y)
+    for k, (cls, value) in enumerate(groups):
+        sel = y == value
+        name = binary[value] if len(groups) <= 2 and value in binary else f"class {cls}"
+        ax.scatter(margins[sel], distance[sel], s=14, color=f"C{k % 10}", label=name, alpha=0.8)
     ax.axvline(1.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("normalised margin y f(x) / min margin")
     ax.set_ylabel("ncc_dist to nearest reconstruction")

@@ -1,4 +1,5 @@
-"""Classifier training: full-batch gradient descent on the logistic loss (the attack's premise).
+"""Classifier training: full-batch gradient descent on the logistic loss (the attack's premise), or on the
+cross-entropy for a C-class network (labels 0..C-1; Buzaglo et al.'s multiclass setting).
 
 Knows nothing of MLflow: the loss curve is returned, and progress goes through a callback.
 """
@@ -35,15 +36,35 @@ def logistic_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.softplus(-y * logits).mean()
 
 
+def classification_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The loss the output's shape calls for: logistic on logits (n,) with y in {-1, +1}; mean cross-entropy
+    on logits (n, C) with y (n,) class indices 0..C-1."""
+    return logistic_loss(logits, y) if logits.dim() == 1 else F.cross_entropy(logits, y.long())
+
+
+def margins_of(logits: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Per-sample margins (n,): y f(x) for logits (n,) and y +-1; Phi_y(x) - max_{j != y} Phi_j(x) for
+    logits (n, C) and class indices y (the quantity the multiclass max-margin problem bounds below by 1)."""
+    f = np.asarray(logits.detach().cpu() if isinstance(logits, torch.Tensor) else logits, dtype=np.float64)
+    y = np.asarray(y.cpu() if isinstance(y, torch.Tensor) else y)
+    if f.ndim == 1:
+        return y * f
+    rows, own = np.arange(len(f)), y.astype(np.int64)
+    others = f.copy()
+    others[rows, own] = -np.inf
+    return f[rows, own] - others.max(axis=1)
+
+
 def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(logistic loss, accuracy) of `model` on centred inputs x (n, d), labels y in {-1, +1}
-    (computed on the model's device)."""
+    """(loss, accuracy) of `model` on centred inputs x (n, d) (computed on the model's device); labels y
+    in {-1, +1} for a one-output model (logistic loss), class indices for a C-output one (cross-entropy)."""
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
     with torch.no_grad():
         logits = model(torch.as_tensor(x, dtype=dtype, device=device))
         yt = torch.as_tensor(y, dtype=dtype, device=device)
-        return float(logistic_loss(logits, yt)), float(((logits > 0) == (yt > 0)).double().mean())
+        correct = (logits > 0) == (yt > 0) if logits.dim() == 1 else logits.argmax(-1) == yt.long()
+        return float(classification_loss(logits, yt)), float(correct.double().mean())
 
 
 def _stationarity(model: MLP, wd: float) -> float:
@@ -68,8 +89,10 @@ def train_classifier(
     y_test: np.ndarray | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     device: str | torch.device = "cpu",
+    n_classes: int | None = None,
 ) -> TrainResult:
-    """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1}.
+    """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1} (`n_classes` None: one
+    output, logistic loss) or, given `n_classes` = C, class indices 0..C-1 (C outputs, cross-entropy).
 
     Runs until the training loss is below `cfg.target_loss` (or, with `cfg.weight_decay` > 0, the
     regularised objective is stationary) and then `cfg.extra_epochs` more, or for `cfg.max_epochs`
@@ -91,7 +114,14 @@ def train_classifier(
             "train.dtype=float64 on device mps: MPS has no float64; fix: --set train.dtype=float32"
         )
     model = make_mlp(
-        x.shape[1], model_cfg.depth, model_cfg.width, model_cfg.bias, cfg.init_scale, seed, dtype
+        x.shape[1],
+        model_cfg.depth,
+        model_cfg.width,
+        model_cfg.bias,
+        cfg.init_scale,
+        seed,
+        dtype,
+        n_out=1 if n_classes is None else n_classes,
     ).to(dev)
     xt = torch.as_tensor(x, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=dtype, device=dev)
@@ -112,7 +142,7 @@ def train_classifier(
         values = []
         for e in range(first, last + 1):
             opt.zero_grad(set_to_none=True)
-            loss = logistic_loss(model(xt), yt)
+            loss = classification_loss(model(xt), yt)
             values.append(loss.detach())
             if e < last:
                 loss.backward()
@@ -140,7 +170,7 @@ def train_classifier(
                 opt.load_state_dict(saved_opt)
                 for _ in range(first, stop):
                     opt.zero_grad(set_to_none=True)
-                    logistic_loss(model(xt), yt).backward()
+                    classification_loss(model(xt), yt).backward()
                     opt.step()
             break
         epoch = last
@@ -160,7 +190,7 @@ def train_classifier(
     metrics["train_extra_epochs"] = float(epoch - reached if reached else 0)
     if wd > 0:
         model.zero_grad(set_to_none=True)
-        logistic_loss(model(xt), yt).backward()
+        classification_loss(model(xt), yt).backward()
         metrics["train_stationarity"] = _stationarity(model, wd)
         model.zero_grad(set_to_none=True)
     return TrainResult(

@@ -17,7 +17,7 @@ import numpy as np
 
 @dataclass
 class HeldOut:
-    """Held-out samples (k, d) / labels (k,) in {-1, +1} for the baseline, and the fresh ones (n', d)."""
+    """Held-out samples (k, d) / labels (k,) (+-1 or class indices) for the baseline, and the fresh ones (n', d)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -26,14 +26,18 @@ class HeldOut:
 
 
 def heldout_sets(x_test: np.ndarray, y_test: np.ndarray, m: int, n: int, rng: np.random.Generator) -> HeldOut:
-    """Per class, m // 2 held-out samples then up to n // 2 further fresh ones, disjoint, drawn at random.
+    """Per class, m // C held-out samples then up to n // C further fresh ones, disjoint, drawn at random
+    (C = 2 for labels +-1, else the number of classes in y_test).
 
     Classes with fewer samples give what they have (held-out first); the counts are logged by the caller.
     """
     parts: dict[str, list[np.ndarray]] = {"x": [], "y": [], "fx": [], "fy": []}
-    for sign in (-1, 1):
-        idx = rng.permutation(np.flatnonzero(y_test == sign))
-        held, fresh = idx[: m // 2], idx[m // 2 : m // 2 + n // 2]
+    present = np.unique(y_test)
+    classes = (-1, 1) if set(present.tolist()) <= {-1.0, 1.0} else present
+    k, f = m // len(classes), n // len(classes)
+    for value in classes:
+        idx = rng.permutation(np.flatnonzero(y_test == value))
+        held, fresh = idx[:k], idx[k : k + f]
         parts["x"].append(x_test[held])
         parts["y"].append(y_test[held])
         parts["fx"].append(x_test[fresh])

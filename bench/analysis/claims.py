@@ -42,6 +42,8 @@ BLOB_METRICS = (
 )
 LEAK_METRICS = (("memorised/frac", 1), ("membership/auc", 1), ("ncc_dist_mean", -1))
 FACTOR_TASKS = ("blobs-rect", "blobs-rect-shuffled", "digits-pair")
+MULTICLASS_TASKS = ("mnist-digits", "digits-multiclass", "organcmnist-multiclass")
+CLASS_METRICS = (*LEAK_METRICS, ("ssim_gt_0.4/frac", 1), ("gain/heldout/ncc_dist", 1))
 
 
 @dataclass(frozen=True)
@@ -395,6 +397,21 @@ CLAIMS: tuple[Claim, ...] = (
         rule=EFFECT_RULE.format(what="mean of margin/spearman", eff="ρ = 0.1"),
         judge=j.judge_margin,
         any_profile=True,
+    ),
+    Claim(
+        id="more-classes-more-leak",
+        statement="At a fixed number of images per class, a classifier with more classes leaks more: a "
+        "larger share of its training images is reconstructed.",
+        source="Buzaglo et al., NeurIPS 2023 (arXiv 2307.01827)",
+        paper="direction only (reconstructability grows with the number of classes)",
+        tasks=MULTICLASS_TASKS,
+        profile="quick",
+        metric="memorised/frac",
+        direction="rises with data.n_classes",
+        rule=TREND_RULE.format(metric="memorised/frac", x="number of classes", eff=0.1)
+        + " Also membership/auc, ncc_dist_mean, ssim_gt_0.4/frac (SSIM > 0.4) and the gain over held-out"
+        " samples, per task and n per class. Headline: mnist-digits, else the first task with runs.",
+        judge=partial(j.judge_trend, x="data.n_classes", metrics=CLASS_METRICS, min_effect=0.1),
     ),
 )
 

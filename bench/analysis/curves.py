@@ -61,18 +61,17 @@ def collapse_ratios(
     """`collapse/classK` and `collapse/classK_frac_mean` (see the module docstring).
 
     x_train (n, d) and recon_matched (n, d), row i the reconstruction matched to training sample i, both in
-    the data scale; y_train (n,) in {-1, +1} (class 0 is -1); `mode`, `lo`, `hi` as `bench.evaluate.rescale`.
+    the data scale; y_train (n,) in {-1, +1} (class 0 is -1) or class indices; `mode`, `lo`, `hi` as `bench.evaluate.rescale`.
     A class absent from y_train is left out; a class whose training images all equal its mean gives NaN.
     """
+    from bench.data.base import class_groups
     from bench.evaluate import correlation, rescale
 
     train_s = rescale(x_train, mode, lo, hi)
     recon_s = rescale(recon_matched, mode, lo, hi)
     out: dict[str, float] = {}
-    for cls, sign in ((0, -1), (1, 1)):
-        mask = np.asarray(y_train) == sign
-        if not mask.any():
-            continue
+    for cls, value in class_groups(y_train):
+        mask = np.asarray(y_train) == value
         mean_s = rescale(x_train[mask].mean(axis=0, keepdims=True), mode, lo, hi)
         d_rec = np.linalg.norm(recon_s[mask] - mean_s, axis=1).mean()
         d_tr = np.linalg.norm(train_s[mask] - mean_s, axis=1).mean()

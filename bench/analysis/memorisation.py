@@ -9,7 +9,8 @@ mean + noise candidates scored memorised/frac ~0.9 and AUC 1.0 at 6 images per c
 - Memorisation (after Cohen et al. 2024, arXiv 2405.15753): for each training sample i,
   d_att(i) = distance to its nearest candidate (reconstruction), d_fresh(i) = distance to its nearest
   held-out sample, the held-out set as large as the candidate set. `memorised/frac` = mean over training
-  samples of [d_att(i) < d_fresh(i)], also per class (`class0` = y -1, `class1` = y +1). Chance: a
+  samples of [d_att(i) < d_fresh(i)], also per class (`class0` = y -1, `class1` = y +1; `class{c}` for
+  class indices c). Chance: a
   candidate set that knows only the distribution beats an equally large fresh set about half the time.
 - Membership: every training sample and as many further fresh samples (not those above) are scored by
   their distance to the nearest candidate; training samples are positives, a smaller distance means
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.data.base import class_groups
 from bench.evaluate import correlation
 
 
@@ -54,7 +56,7 @@ def memorisation(
 ) -> dict[str, float]:
     """Memorisation and membership metrics of one candidate set (see the module docstring).
 
-    train (n, d) with labels train_y (n,) in {-1, +1}; cands (m, d); heldout (k, d), k ideally = m;
+    train (n, d) with labels train_y (n,) in {-1, +1} or class indices; cands (m, d); heldout (k, d), k ideally = m;
     fresh (n', d), n' ideally = n. All in the same (compared) scale. `d_fresh`: (n,)
     `nearest_distance(train, heldout)` when the caller already has it (it does not depend on cands).
     """
@@ -62,10 +64,8 @@ def memorisation(
     d_fresh = nearest_distance(train, heldout) if d_fresh is None else d_fresh
     won = d_att < d_fresh
     out = {"memorised/frac": float(won.mean())}
-    for cls, sign in ((0, -1), (1, 1)):
-        mask = train_y == sign
-        if mask.any():
-            out[f"memorised/class{cls}/frac"] = float(won[mask].mean())
+    for cls, value in class_groups(train_y):
+        out[f"memorised/class{cls}/frac"] = float(won[train_y == value].mean())
     if len(fresh):
         d_neg = nearest_distance(fresh, cands)
         out["membership/auc"] = auc(d_att, d_neg)

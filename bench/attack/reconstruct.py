@@ -32,14 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.attack.kkt import (
-    Weights,
-    fit_from_terms,
-    lambda_scale,
-    layer_residuals,
-    loss_function,
-    penalties,
-)
+from bench.attack.check import ExactCheck
+from bench.attack.kkt import Weights, lambda_scale, loss_function
+from bench.attack.multiclass import multiclass_loss_function
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -80,9 +75,12 @@ class AttackResult:
     objective_relu: np.ndarray | None = None
 
 
-def candidate_labels(m: int) -> np.ndarray:
-    """Balanced labels: the first half -1, the second +1 (Haim et al.)."""
-    return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+def candidate_labels(m: int, n_outputs: int = 1) -> np.ndarray:
+    """Balanced labels: binary (one output), the first half -1, the second +1 (Haim et al.); C outputs,
+    class indices 0..C-1 in C equal blocks (sizes differ by one where C does not divide m)."""
+    if n_outputs == 1:
+        return np.where(np.arange(m) < m // 2, -1.0, 1.0)
+    return (np.arange(m) * n_outputs // m).astype(float)
 
 
 def lr_factor(cfg: AttackConfig, step: int) -> float:
@@ -137,7 +135,9 @@ def reconstruct(
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    fast = loss_fn or loss_function(mixed=cfg.dtype == "bfloat16", compiled=cfg.compile)
+    n_out = weights.mats[-1].shape[0]  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
+    exact_loss = loss_function if n_out == 1 else multiclass_loss_function
+    fast = loss_fn or exact_loss(cfg.dtype == "bfloat16", cfg.compile)
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
         unknown = set(s) - set(SETTING_KEYS)
@@ -158,14 +158,16 @@ def reconstruct(
     # population follows the path it follows alone with the same seed (bit for bit in float64; in float32
     # the batched kernels round differently, and the attack may amplify that).
     x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
-    l0 = torch.rand(m, generator=gen, dtype=dtype).to(dev)
+    pairs = n_out > 1 and cfg.pairs == "all"  # one multiplier per (candidate, other class): l (P, m, C)
+    l0 = torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype).to(dev)
     x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
-    l = l0.repeat(P, 1).requires_grad_()
-    y = torch.tensor(candidate_labels(m), dtype=dtype, device=dev)
+    l = l0.repeat(P, *[1] * l0.dim()).requires_grad_()
+    y = torch.tensor(candidate_labels(m, n_out), dtype=dtype, device=dev)
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    base_lrs = [lr.view(P, 1, 1), torch.full((P, 1), cfg.lr_lambda, dtype=dtype, device=dev)]
+    lam_lr = torch.full((P, *[1] * l0.dim()), cfg.lr_lambda, dtype=dtype, device=dev)
+    base_lrs = [lr.view(P, 1, 1), lam_lr]
     opt = _Optimizer([x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum)
     alive = torch.ones(P, dtype=torch.bool, device=dev)
     # converged under attack.stop=plateau: frozen, like diverged
@@ -173,7 +175,7 @@ def reconstruct(
     steps_run = np.full(P, cfg.steps)
     recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
-    exact = _ExactCheck(weights, m, lo, hi, cfg, settings, dev)
+    exact = ExactCheck(weights, candidate_labels(m, n_out), lo, hi, cfg, settings, dev)
 
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
     mon_steps: list[int] = []
@@ -229,7 +231,7 @@ def reconstruct(
     def fall_back(step: int) -> None:
         """Every setting goes back to its best state, on the exact path, with fresh optimiser moments."""
         nonlocal fast
-        fast = loss_function(mixed=False, compiled=False)
+        fast = exact_loss(False, False)
         exact.fallback_step = step
         with torch.no_grad():
             for t, good, best in zip((x, l), last_good, exact.best_state(dtype, dev), strict=True):
@@ -255,6 +257,7 @@ def reconstruct(
             norm=cfg.fit_norm,
             layers=cfg.fit_layers,
             **({"method": "explicit"} if exact.fallback_step >= 0 else residual),
+            **({"pairs": "all"} if pairs else {}),
         )
 
     for step in range(cfg.steps):
@@ -305,7 +308,7 @@ def reconstruct(
     best_x, best_l = exact.best_state(dtype, dev)
     return AttackResult(
         x=best_x.cpu().numpy().copy(),
-        y=candidate_labels(m),
+        y=candidate_labels(m, n_out),
         lam=(best_l * scale).cpu().numpy().copy(),
         settings=settings,
         curves=curves,
@@ -320,103 +323,6 @@ def reconstruct(
         objective=exact.kept_objective.copy(),
         objective_relu=exact.evaluate(best_x, best_l, torch.full((P,), 1e9))[0].cpu().numpy(),
     )
-
-
-class _ExactCheck:
-    """The float64 re-scoring at monitor points: objective, fit, per-layer residuals, the fast path's gap,
-    and each setting's kept state: the latest within `degrade_tol` of its best objective (kept on the CPU
-    or the device, in float64)."""
-
-    def __init__(
-        self,
-        weights: Weights,
-        m: int,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        cfg: AttackConfig,
-        settings: list[dict[str, float]],
-        dev: torch.device,
-    ) -> None:
-        self.dev = dev if dev.type != "mps" else torch.device("cpu")  # no float64 on MPS
-        self.cfg = cfg
-        f64 = {"dtype": torch.float64, "device": self.dev}
-        self.w = weights.to(torch.float64, self.dev)
-        self.scale = lambda_scale(self.w, m)
-        self.y = torch.tensor(candidate_labels(m), **f64)
-        self.lo, self.hi = torch.as_tensor(lo, **f64), torch.as_tensor(hi, **f64)
-        self.lam_min = torch.tensor([s["lam_min"] for s in settings], **f64).view(-1, 1)
-        P = len(settings)
-        self.best_objective = np.full(P, np.inf)  # the lowest objective seen
-        self.kept_objective = np.full(P, np.inf)  # the objective of the state kept (returned)
-        self.best_step = np.zeros(P, dtype=int)
-        self.current = np.full(P, np.inf)
-        self.last_fit = np.full(P, np.nan)
-        self.failed = np.zeros(P, dtype=bool)
-        self.fallback_step = -1
-        self.best: list[torch.Tensor] | None = None
-        self.best_alpha: torch.Tensor | None = None
-
-    def evaluate(
-        self, x: torch.Tensor, l: torch.Tensor, alpha: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(objective (P,), fit (P,), per-layer residual fractions (P, L)) of a state, in float64."""
-        x, l = x.to(self.dev, torch.float64), l.to(self.dev, torch.float64)
-        alpha = alpha.to(self.dev, torch.float64).view(-1, 1, 1)
-        with torch.no_grad():
-            terms = layer_residuals(self.w, x, l * self.scale * self.y, alpha, "explicit")
-            fit = fit_from_terms(terms, self.w, self.cfg.fit_norm, layers=self.cfg.fit_layers)
-            pen = penalties(x, l, self.lam_min, self.lo, self.hi, self.cfg.lam_penalty, self.cfg.box_penalty)
-        return fit + pen, fit, terms / self.w.layer_sq_norms()
-
-    def check(
-        self, step: int, x: torch.Tensor, l: torch.Tensor, alpha: torch.Tensor
-    ) -> dict[str, np.ndarray]:
-        """Score the current state, keep it where it beats the best, and return the curves' values."""
-        objective, fit, layers = self.evaluate(x, l, alpha)
-        if self.best is None:
-            self.best = [x.to(self.dev, torch.float64).clone(), l.to(self.dev, torch.float64).clone()]
-        elif self.cfg.alpha_final > 0:  # the objective moved with alpha: re-score the kept states
-            self.kept_objective = self.evaluate(*self.best, alpha)[0].cpu().numpy()
-            self.best_objective = self.kept_objective.copy()
-        obj = objective.cpu().numpy()
-        obj = np.where(np.isfinite(obj), obj, np.inf)
-        self.best_objective = np.minimum(self.best_objective, obj)
-        # keep the latest state within `degrade_tol` of the best: the objective is nearly flat late in a
-        # run (most of it is the part of theta no gradient sum explains) while the candidates still
-        # improve, so its last digits should not pick an older state
-        keep = obj <= self.best_objective + self.cfg.degrade_tol * np.abs(self.best_objective)
-        if keep.any():
-            mask = torch.as_tensor(keep, device=self.dev)
-            for kept, cur in zip(self.best, (x, l), strict=True):
-                cur = cur.to(self.dev, torch.float64)
-                kept.copy_(torch.where(mask.view(-1, *([1] * (cur.dim() - 1))), cur, kept))
-            self.kept_objective = np.where(keep, obj, self.kept_objective)
-            self.best_step = np.where(keep, step, self.best_step)
-        self.current = obj
-        self.last_fit = fit.cpu().numpy()
-        out = {"attack/objective": obj, "attack/fit_check": self.last_fit}
-        for i, col in enumerate(layers.cpu().numpy().T):
-            out[f"attack/kkt_fit_layer{i + 1}"] = col
-        return out
-
-    def gap_too_large(self, fast_fit: torch.Tensor, moving: torch.Tensor) -> bool:
-        """Whether the fast path's fit of the state just checked is off by more than the tolerance in a
-        setting that still moves (marks those settings `failed`)."""
-        fast = fast_fit.detach().double().cpu().numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gap = np.abs(fast - self.last_fit) / np.maximum(np.abs(self.last_fit), 1e-12)
-        bad = moving.cpu().numpy() & np.isfinite(self.last_fit) & ~(gap <= self.cfg.fit_check_tol)
-        self.failed |= bad
-        return bool(bad.any())
-
-    def degraded(self) -> np.ndarray:
-        """(P,) the last checked state is worse than the best by more than `degrade_tol` (relative)."""
-        tol = self.cfg.degrade_tol
-        return self.current > self.best_objective + tol * np.abs(self.best_objective)
-
-    def best_state(self, dtype: torch.dtype, dev: torch.device) -> list[torch.Tensor]:
-        assert self.best is not None, "no monitor point has run"
-        return [t.to(dev, dtype) for t in self.best]
 
 
 def plateau(

@@ -77,3 +77,26 @@ def haim_loss(
     fit = sum((p - g).pow(2).sum() for p, g in zip(params, grads, strict=True))
     box = (torch.relu(x - 1) ** 2 + torch.relu(-1 - x) ** 2).sum()
     return fit + box + 5.0 * torch.relu(lam_min - lam).pow(2).sum()
+
+
+def reference_multiclass_fit(
+    w: Weights, x: torch.Tensor, y: torch.Tensor, c: torch.Tensor, alpha: float, pairs: str = "max"
+) -> torch.Tensor:
+    """The multiclass residual by double backward (C-output network, C >= 2): x (m, d), y (m,) class
+    indices, c (m,) multipliers of Phi_y - max_{j != y} Phi_j (`pairs="max"`, the other class chosen at the
+    current outputs, as in Buzaglo et al.) or (m, C) multipliers of every Phi_y - Phi_j (`pairs="all"`)."""
+    params = _leaves(w)
+    out = phi(params, x, alpha, w.bias is not None)  # (m, C)
+    rows = torch.arange(len(x))
+    own = out[rows, y.long()]
+    if pairs == "max":
+        masked = out.detach().clone()
+        masked[rows, y.long()] = float("-inf")
+        total = (c * (own - out[rows, masked.argmax(-1)])).sum()
+    else:
+        keep = torch.ones_like(out, dtype=torch.bool)
+        keep[rows, y.long()] = False
+        total = (c * (own.unsqueeze(-1) - out) * keep).sum()
+    grads = torch.autograd.grad(total, params, create_graph=True)
+    theta_sq = sum((p.detach() ** 2).sum() for p in params)
+    return sum((p - g).pow(2).sum() for p, g in zip(params, grads, strict=True)) / theta_sq

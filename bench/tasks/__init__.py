@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.registry import Task, build_table, lookup
-from bench.tasks import blobs, genetic, medmnist_pair, mnist, offline, user
+from bench.tasks import blobs, genetic, medmnist_pair, mnist, multiclass, offline, user
 
-BUILTIN: tuple[Task, ...] = blobs.TASKS + genetic.TASKS + medmnist_pair.TASKS + offline.TASKS + mnist.TASKS
+BUILTIN: tuple[Task, ...] = (
+    blobs.TASKS + genetic.TASKS + medmnist_pair.TASKS + offline.TASKS + mnist.TASKS + multiclass.TASKS
+)
 
 _CACHE: dict[Path | None, dict[str, Task]] = {}
 
