@@ -85,15 +85,35 @@ class TrainConfig:
         require(self.stationary_tol > 0, "train.stationary_tol", self.stationary_tol, "a positive number")
         require(self.extra_epochs >= 0, "train.extra_epochs", self.extra_epochs, "an integer >= 0")
         eps, clip = self.dp_epsilon, self.dp_clip
-        require(eps > 0, "train.dp_epsilon", eps, "a privacy budget > 0, e.g. 1 (inf = no noise)")
-        require(clip > 0, "train.dp_clip", clip, "a clipping norm > 0, e.g. 1 (inf = no clipping)")
-        require(0 < self.dp_delta < 1, "train.dp_delta", self.dp_delta, "in (0, 1/n), e.g. 1e-5")
-        require(self.dp_epochs >= 1, "train.dp_epochs", self.dp_epochs, "a positive number of steps")
+        require(
+            eps > 0,
+            "train.dp_epsilon",
+            eps,
+            "a privacy budget > 0; fix: --set train.dp_epsilon=1 (inf: no noise)",
+        )
+        require(
+            clip > 0,
+            "train.dp_clip",
+            clip,
+            "a clipping norm > 0; fix: --set train.dp_clip=1 (inf: no clipping)",
+        )
+        require(
+            0 < self.dp_delta < 1,
+            "train.dp_delta",
+            self.dp_delta,
+            "in (0, 1/n); fix: --set train.dp_delta=1e-5",
+        )
+        require(
+            self.dp_epochs >= 1,
+            "train.dp_epochs",
+            self.dp_epochs,
+            "a positive number of steps; fix: --set train.dp_epochs=100",
+        )
         require(
             math.isfinite(clip) or not math.isfinite(eps),
             "train.dp_clip",
             clip,
-            f"a finite clipping norm with train.dp_epsilon={eps:g} (noise is sigma * dp_clip), e.g. 1",
+            f"a finite clipping norm with train.dp_epsilon={eps:g} (the noise is sigma * dp_clip); fix: --set train.dp_clip=1",
         )
 
 
@@ -140,7 +160,12 @@ class AttackConfig:
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
-        require(self.stop_window >= 1, "attack.stop_window", self.stop_window, "a positive number of steps")
+        require(
+            self.stop_window >= 1,
+            "attack.stop_window",
+            self.stop_window,
+            "a positive number of steps; fix: --set train.dp_epochs=100",
+        )
         require(self.stop_tol >= 0, "attack.stop_tol", self.stop_tol, "a number >= 0, e.g. 0.01")
         require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):

@@ -166,3 +166,27 @@ def test_delta_must_be_below_one_over_n_and_the_budget_reachable() -> None:
         TrainConfig(dp=True, dp_epsilon=1.0, dp_clip=math.inf).check()
     with pytest.raises(ConfigError, match=r"train\.dp_epsilon.*fix"):
         check_dp(TrainConfig(dp=True, dp_epsilon=1e-4, dp_epochs=1000), 100)
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("train.dp_epsilon=0", "'train.dp_epsilon'"),
+        ("train.dp_epsilon=-1", "'train.dp_epsilon'"),
+        ("train.dp_clip=0", "'train.dp_clip'"),
+        ("train.dp_epochs=0", "'train.dp_epochs'"),
+        ("train.dp_delta=0.2", "1/n = 0.167"),  # n = 6 training samples
+    ],
+)
+def test_cli_bad_dp_setting_exits_2_before_anything_runs(tmp_path, setting: str, needle: str) -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    store = tmp_path / "mlflow.db"
+    args = ["run", "digits-pair", "--profile", "smoke", "--tracking-uri", f"sqlite:///{store}"]
+    args += ["--set", "data.n_per_class=3", "--set", "train.dp=true", "--set", setting]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2, out.output
+    assert needle in out.output and "fix" in out.output and "Traceback" not in out.output
+    assert not store.exists()  # refused before the store was touched, so before any training
