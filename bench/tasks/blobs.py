@@ -9,6 +9,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset, to_pm1
+from bench.defences import defence_series
 from bench.registry import Profile, Task
 
 
@@ -154,6 +155,15 @@ _STUDY_SERIES = tuple(
 # The factors of reconstructability (issue 13; benchmarks/factors.sh sweeps them with --sweep): the quick
 # scale at one blob size, 5 seeds for seed-level intervals.
 _FACTORS = _QUICK
+# issue 20's defence grid (bench.defences) at one blob size: a small MLP and a short attack
+_DEFENCES = {
+    "data.n_per_class": 10,
+    "data.blob_size": 4,
+    "model.depth": 2,
+    "model.width": 200,
+    "attack.steps": 400,
+    "attack.eval_every": 100,
+}
 _DESIGN_SUMMARY = {
     "paper": "control pixels vs {shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
     "shuffled": "{shape} blobs vs {shape} blobs with shuffled labels (decoupled control for figs 4-6)",
@@ -175,6 +185,7 @@ TASKS = tuple(
             "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
             "study": Profile(_STUDY, series=_STUDY_SERIES, seeds=5),
             "factors": Profile(_FACTORS, series=(4,), seeds=5),
+            "defences": Profile(_DEFENCES, series=defence_series(), seeds=3),
         },
     )
     for _design in ("paper", "shuffled")
