@@ -157,13 +157,21 @@ def stopping_level(c: pd.DataFrame) -> tuple[str | None, list[dict[str, Any]]]:
         rows = c[c["_level"] == level]
         m, lo, hi, k = seed_ci(rows, "membership/auc")
         a, alo, ahi, _ = seed_ci(rows, "test_accuracy")
+        mem = seed_ci(rows, "memorised/frac")[0]
         stopped = np.isfinite(lo) and lo <= 0.5
         if not stopped:
             broken = True
         if stopped and not broken:
             stop = level
         detail.append(
-            {"level": level, "auc": (m, lo, hi), "accuracy": (a, alo, ahi), "n_seeds": k, "stopped": stopped}
+            {
+                "level": level,
+                "auc": (m, lo, hi),
+                "accuracy": (a, alo, ahi),
+                "memorised": mem,
+                "n_seeds": k,
+                "stopped": stopped,
+            }
         )
     return stop, detail
 
@@ -204,15 +212,17 @@ def judge_dp(claim: Any, runs: pd.DataFrame) -> Verdict:
             group = f"wd={wd:g} {stop_key}"
             levels = "; ".join(
                 f"ε={d['level']}: AUC {_g(d['auc'][0])} [{_g(d['auc'][1])}, {_g(d['auc'][2])}], "
-                f"acc {_g(d['accuracy'][0])}"
+                f"memorised {_g(d['memorised'])}, acc {_g(d['accuracy'][0])}"
                 for d in detail
             )
             plain = _per_seed(cell[cell["_level"] == NO_DP], "test_accuracy")
+            if len(plain):
+                levels += f"; no DP: acc {_g(float(plain.mean()))}"
             n_seeds = max((d["n_seeds"] for d in detail), default=0)
             if stop is None:
                 word = "reproduced" if n_seeds >= MIN_SEEDS else "inconclusive"
                 cost = (float("nan"),) * 3
-                text = f"no ε of the grid stops membership inference ({levels})"
+                text = "no ε of the grid stops membership inference (AUC CI above 0.5 at every ε)"
             else:
                 at = _per_seed(cell[cell["_level"] == stop], "test_accuracy")
                 diff = (plain - at).dropna().to_numpy(dtype=float)
