@@ -118,3 +118,38 @@ def test_weight_decay_claim_is_rejudged_on_the_defence_runs_unconverged_included
     assert len(v.run_ids) == len(runs)
     flat = claim.evaluate(_runs(_by_level(*(0.49,) * 7), _by_level(*(1.0,) * 7), wd_effect=0.0))
     assert flat.verdict == "not reproduced"
+
+
+def test_parent_logs_the_defence_table_and_figure_from_the_series_table() -> None:
+    """`series.csv` names the defence keys `grid.train.*` (the grid point's overrides, as the runner writes
+    them); the parent gets defences.csv and defences.png, unconverged DP runs included."""
+    from io import StringIO
+
+    from bench.runner import log_series_summary
+    from bench.tasks import get_task
+
+    class Parent:
+        def __init__(self) -> None:
+            self.texts: dict[str, str] = {}
+            self.figures: list[str] = []
+
+        def metrics(self, values: dict[str, float]) -> None:
+            pass
+
+        def text(self, text: str, name: str) -> None:
+            self.texts[name] = text
+
+        def figure(self, fig, name: str) -> None:
+            self.figures.append(name)
+
+    runs = _runs(_by_level(0.49, 0.49, 0.49, 0.8, 0.8, 0.9, 0.9), _by_level(0.6, 0.6, 0.7, 0.9, 0.95, 1, 1))
+    params = ("train.dp", "train.dp_epsilon", "train.weight_decay", "train.max_epochs", "train.dp_epochs")
+    table = runs.drop(columns=["task", "profile", "run_id"]).rename(columns={k: f"grid.{k}" for k in params})
+    table["grid.train.dp"] = table["grid.train.dp"] == "True"  # typed in the series table
+    table = table.assign(series_value="x", setting=0, primary="ncc_dist_mean")
+    parent = Parent()
+    log_series_summary(parent, table, get_task("digits-pair"))
+    assert "defences.png" in parent.figures
+    tab = pd.read_csv(StringIO(parent.texts["defences.csv"]))
+    assert len(tab) == 2 * len(LEVELS) and tab["seeds"].eq(3).all()
+    assert set(tab["epsilon"].astype(str)) == set(LEVELS)

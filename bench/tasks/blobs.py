@@ -161,8 +161,8 @@ _DEFENCES = {
     "data.blob_size": 4,
     "model.depth": 2,
     "model.width": 200,
-    "attack.steps": 400,
-    "attack.eval_every": 100,
+    "attack.steps": 250,
+    "attack.eval_every": 50,
 }
 _DESIGN_SUMMARY = {
     "paper": "control pixels vs {shape} blobs of growing size; error vs spatial correlation (figs 4-6)",

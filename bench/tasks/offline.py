@@ -91,8 +91,8 @@ _DIGITS = {
     "defences": {
         "model.depth": 2,
         "model.width": 200,
-        "attack.steps": 400,
-        "attack.eval_every": 100,
+        "attack.steps": 250,
+        "attack.eval_every": 50,
     },
     "paper": {
         "data.n_per_class": 50,
