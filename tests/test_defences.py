@@ -95,6 +95,12 @@ def test_dp_claim_finds_the_stopping_epsilon_and_its_cost() -> None:
     # the same stop at no cost: not reproduced
     cheap = _runs(_by_level(0.49, 0.49, 0.49, 0.8, 0.8, 0.9, 0.9), _by_level(0.97, 0.98, 0.98, 1, 1, 1, 1))
     assert claim.evaluate(cheap).verdict == "not reproduced"
+    # a cost whose interval straddles 5 points: inconclusive
+    edge = _runs(
+        _by_level(0.4, 0.4, 0.4, 0.8, 0.8, 0.9, 0.9), _by_level(0.6, 0.6, 0.925, 1, 1, 1, 1), seed_sd=0.03
+    )
+    v = claim.evaluate(edge)
+    assert v.lo < 0.05 < v.hi and v.verdict == "inconclusive", v.bench
     # a leak at epsilon 1 breaks the scan: epsilon 2 (at chance again) is not the stopping level
     gap = _runs(_by_level(0.49, 0.8, 0.49, 0.8, 0.8, 0.9, 0.9), _by_level(0.6, 0.6, 0.7, 0.9, 0.95, 1, 1))
     assert "stopped at ε=0.5" in claim.evaluate(gap).bench

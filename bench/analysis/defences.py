@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analysis.verdicts import Verdict, judge, num
+from bench.analysis.verdicts import Verdict, num
 
 NO_DP = "no DP"
 PROFILE = "defences"
@@ -232,9 +232,12 @@ def judge_dp(claim: Any, runs: pd.DataFrame) -> Verdict:
                     word = "inconclusive"
                 elif cost[2] < 0:
                     word = "opposite"
-                else:
-                    word = judge(cost[1] - LARGE_COST, cost[2] - LARGE_COST, n_seeds, math.inf)
-                    word = "not reproduced" if cost[2] < LARGE_COST else word
+                elif cost[1] > LARGE_COST:
+                    word = "reproduced"
+                elif cost[2] < LARGE_COST:
+                    word = "not reproduced"
+                else:  # the interval straddles a large cost
+                    word = "inconclusive"
                 text = (
                     f"membership stopped at ε={stop} (AUC CI reaches 0.5 there and below); accuracy cost "
                     f"(no DP − DP) {cost[0]:+.3f} [{cost[1]:+.3f}, {cost[2]:+.3f}], {n_seeds} seeds"
