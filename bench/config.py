@@ -9,6 +9,7 @@ ranges in `check()`, so a typo or an impossible value fails before any work star
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,6 +48,15 @@ class TrainConfig:
     is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs).
     `extra_epochs`: epochs of training after the target is reached (the margin keeps growing); they are
     not bounded by `max_epochs`, which bounds the search for the target.
+    Early stopping as a defence is `max_epochs` (a stated number of epochs, see docs/defences.md).
+
+    `dp`: differentially private full-batch gradient descent instead (bench.train.dp_gradient): each
+    sample's gradient clipped to L2 norm `dp_clip`, Gaussian noise N(0, (sigma dp_clip)^2) added to their
+    sum, divided by n; exactly `dp_epochs` steps (the accountant's count; `target_loss` and `max_epochs`
+    do not stop it). sigma is calibrated by Opacus (`get_noise_multiplier`, accountant `dp_accountant`,
+    sampling rate 1) so that the run is (`dp_epsilon`, `dp_delta`)-DP; `dp_epsilon` = inf means no noise
+    (clipping only), `dp_clip` = inf no clipping (only with `dp_epsilon` = inf). `dp_delta` must be
+    below 1/n (n = training set size; checked when the data are known, before training).
     """
 
     lr: float = 1.0
@@ -58,6 +68,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     stationary_tol: float = 1e-3
     extra_epochs: int = 0
+    dp: bool = False
+    dp_epsilon: float = 1.0
+    dp_delta: float = 1e-5
+    dp_clip: float = 1.0
+    dp_epochs: int = 100
+    dp_accountant: Literal["rdp", "prv"] = "rdp"
 
     def check(self) -> None:
         require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
@@ -68,6 +84,37 @@ class TrainConfig:
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "a number >= 0, e.g. 1e-3")
         require(self.stationary_tol > 0, "train.stationary_tol", self.stationary_tol, "a positive number")
         require(self.extra_epochs >= 0, "train.extra_epochs", self.extra_epochs, "an integer >= 0")
+        eps, clip = self.dp_epsilon, self.dp_clip
+        require(
+            eps > 0,
+            "train.dp_epsilon",
+            eps,
+            "a privacy budget > 0; fix: --set train.dp_epsilon=1 (inf: no noise)",
+        )
+        require(
+            clip > 0,
+            "train.dp_clip",
+            clip,
+            "a clipping norm > 0; fix: --set train.dp_clip=1 (inf: no clipping)",
+        )
+        require(
+            0 < self.dp_delta < 1,
+            "train.dp_delta",
+            self.dp_delta,
+            "in (0, 1/n); fix: --set train.dp_delta=1e-5",
+        )
+        require(
+            self.dp_epochs >= 1,
+            "train.dp_epochs",
+            self.dp_epochs,
+            "a positive number of steps; fix: --set train.dp_epochs=100",
+        )
+        require(
+            math.isfinite(clip) or not math.isfinite(eps),
+            "train.dp_clip",
+            clip,
+            f"a finite clipping norm with train.dp_epsilon={eps:g} (the noise is sigma * dp_clip); fix: --set train.dp_clip=1",
+        )
 
 
 @dataclass
@@ -154,7 +201,12 @@ class AttackConfig:
 
     def check(self) -> None:
         require(self.steps >= 1, "attack.steps", self.steps, "a positive integer")
-        require(self.stop_window >= 1, "attack.stop_window", self.stop_window, "a positive number of steps")
+        require(
+            self.stop_window >= 1,
+            "attack.stop_window",
+            self.stop_window,
+            "a positive number of steps; fix: --set train.dp_epochs=100",
+        )
         require(self.stop_tol >= 0, "attack.stop_tol", self.stop_tol, "a number >= 0, e.g. 0.01")
         require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):

@@ -51,12 +51,32 @@ def plan(
     first = first_seed(overrides)
     if any(isinstance(v, dict) for v in series):  # a profile's grid may hold infeasible points: skip them
         series = _feasible(task, profile, overrides, series, skipped)
-    return [
+    points = [
         (value, seed, resolve_config(task, profile, overrides | point, value, seed))
         for value in series
         for point in expand(sweeps)
         for seed in range(first, first + n_seeds)
     ]
+    check_dp_points([cfg for _, _, cfg in points])
+    return points
+
+
+def check_dp_points(configs: Sequence[RunConfig]) -> None:
+    """DP settings that need the training set size (train.dp_delta < 1/n, a reachable budget), checked
+    before any training: the data of every distinct data config with train.dp on are loaded (seed of its
+    first config) for n. ConfigError names the key and the fix."""
+    from bench.train import check_dp
+
+    sizes: dict[str, int] = {}
+    checked: set[tuple[str, str]] = set()
+    for cfg in configs:
+        data_key, train_key = repr(cfg.data), repr(cfg.train)
+        if not cfg.train.dp or (data_key, train_key) in checked:
+            continue
+        if data_key not in sizes:
+            sizes[data_key] = len(cfg.data.load(cfg.seed).x_train)
+        check_dp(cfg.train, sizes[data_key])
+        checked.add((data_key, train_key))
 
 
 def first_seed(overrides: dict[str, Any]) -> int:

@@ -36,6 +36,8 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     other grid keys (e.g. per n). Keys: `trend/<metric>[_vs_moran][/<group>]/<stat>`.
     """
     from bench import plots
+    from bench.analysis.defences import defence_table, is_defence_table
+    from bench.analysis.defences import figure as defence_figure
     from bench.analysis.trends import seed_trend, usable
 
     trend: dict[str, float] = {}
@@ -57,6 +59,12 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     counts["runs/used"] = float(len(used))
     parent.metrics(counts)
     trend.update(counts)
+    if is_defence_table(table):  # every run counts: under DP, an unconverged classifier is the defence
+        parent.text(defence_table(table).to_csv(index=False), "defences.csv")
+        fig = defence_figure(table, f"{task.name}: defences")
+        if fig is not None:
+            parent.figure(fig, "defences.png")
+            plots.close(fig)
     used, x_col, groups = _trend_axis(used, task)
     if x_col is None:
         return trend

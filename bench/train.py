@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,6 +105,8 @@ def train_classifier(
     """
     from bench.device import resolve_device
 
+    if cfg.dp:
+        check_dp(cfg, len(x))
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
@@ -127,6 +130,11 @@ def train_classifier(
     yt = torch.as_tensor(y, dtype=dtype, device=dev)
     wd = cfg.weight_decay  # SGD's weight_decay adds wd * theta to every gradient: (wd/2)||theta||^2
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, weight_decay=wd)
+    if cfg.dp:
+        epochs, losses, dp_metrics = _train_dp(model, xt, yt, opt, cfg, seed, on_epoch)
+        return _finish(
+            model, x, y, x_test, y_test, xt, yt, cfg, epochs, losses, cfg.dp_epochs, 0, start, dp_metrics
+        )
     epochs, losses = [], []
     epoch, reached, stop_at = 0, 0, cfg.max_epochs  # reached: the epoch the target was met (0: not yet)
     params = list(model.parameters())
@@ -181,18 +189,198 @@ def train_classifier(
             if epoch >= stop_at:
                 break
         opt.step()
+    return _finish(model, x, y, x_test, y_test, xt, yt, cfg, epochs, losses, epoch, reached, start)
+
+
+def _finish(
+    model: MLP,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: list[int],
+    losses: list[float],
+    epoch: int,
+    reached: int,
+    start: float,
+    dp_metrics: dict[str, float] | None = None,
+) -> TrainResult:
+    """The trained model's metrics. `reached`: the epoch the target was met (0: not met; under DP the
+    target is judged on the final model, as the loop never stops on it)."""
+    wd = cfg.weight_decay
     model.eval()
     train_loss, train_acc = evaluate_classifier(model, x, y)
     metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "train_epochs": float(epoch)}
     if x_test is not None and y_test is not None and len(x_test):
         metrics["test_loss"], metrics["test_accuracy"] = evaluate_classifier(model, x_test, y_test)
-    metrics["reached_target"] = float(reached > 0)
-    metrics["train_extra_epochs"] = float(epoch - reached if reached else 0)
+    stationarity = None
     if wd > 0:
         model.zero_grad(set_to_none=True)
         classification_loss(model(xt), yt).backward()
-        metrics["train_stationarity"] = _stationarity(model, wd)
+        stationarity = _stationarity(model, wd)
+        metrics["train_stationarity"] = stationarity
         model.zero_grad(set_to_none=True)
+    if dp_metrics is not None:  # measured, not assumed: a DP model may (at large epsilon) meet the target
+        met = train_loss < cfg.target_loss or (
+            stationarity is not None and stationarity <= cfg.stationary_tol
+        )
+        reached = epoch if met else 0
+        metrics |= dp_metrics
+    metrics["reached_target"] = float(reached > 0)
+    metrics["train_extra_epochs"] = float(epoch - reached if reached else 0)
+    metrics["train/dp"] = float(cfg.dp)
     return TrainResult(
         model, (np.array(epochs), np.array(losses)), epoch, metrics, time.perf_counter() - start
     )
+
+
+# --- differentially private full-batch gradient descent ------------------------------------------------
+
+
+def noise_multiplier(cfg: TrainConfig) -> float:
+    """sigma for (cfg.dp_epsilon, cfg.dp_delta)-DP after cfg.dp_epochs full-batch steps (sampling rate 1),
+    from Opacus's `get_noise_multiplier` with accountant `cfg.dp_accountant`; 0 for epsilon = inf.
+    Raises ConfigError when no sigma reaches the budget."""
+    from bench.errors import ConfigError
+
+    if math.isinf(cfg.dp_epsilon):
+        return 0.0
+    from opacus.accountants.utils import get_noise_multiplier
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Opacus's notes on the alpha range and log(0) at q = 1
+            return float(
+                get_noise_multiplier(
+                    target_epsilon=cfg.dp_epsilon,
+                    target_delta=cfg.dp_delta,
+                    sample_rate=1.0,
+                    steps=cfg.dp_epochs,
+                    accountant=cfg.dp_accountant,
+                )
+            )
+    except ValueError as e:
+        raise ConfigError(
+            f"bad value {cfg.dp_epsilon!r} for 'train.dp_epsilon': Opacus finds no noise multiplier for it "
+            f"({e}) with train.dp_delta={cfg.dp_delta:g}, train.dp_epochs={cfg.dp_epochs}; fix: a larger "
+            "train.dp_epsilon or fewer train.dp_epochs"
+        ) from None
+
+
+def achieved_epsilon(sigma: float, steps: int, delta: float, accountant: str = "rdp") -> float:
+    """epsilon of `steps` full-batch Gaussian steps of noise multiplier `sigma` at `delta`, by Opacus's
+    accountant (`RDPAccountant` or `PRVAccountant`, history [(sigma, sample rate 1, steps)]); inf for sigma 0."""
+    if sigma <= 0:
+        return math.inf
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(accountant)
+    acc.history = [(sigma, 1.0, steps)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(acc.get_epsilon(delta))
+
+
+def check_dp(cfg: TrainConfig, n: int) -> float:
+    """Check a DP training config against a training set of n samples and return its sigma.
+
+    Raises ConfigError (exit 2) when `dp_delta` >= 1/n (a delta that large allows releasing a whole
+    sample) or when no sigma reaches the budget. Called before any model is trained."""
+    from bench.errors import ConfigError
+
+    if cfg.dp_delta >= 1.0 / n:
+        raise ConfigError(
+            f"bad value {cfg.dp_delta!r} for 'train.dp_delta': expected below 1/n = {1.0 / n:.3g} for the "
+            f"n = {n} training samples; fix: --set train.dp_delta={min(1e-5, 0.1 / n):.1g}"
+        )
+    return noise_multiplier(cfg)
+
+
+def per_sample_gradients(model: MLP, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{parameter name: (n, *shape)} gradients of each sample's logistic loss log(1 + exp(-y_i f(x_i))),
+    by torch.func (functional_call + vmap + grad). x (n, d), y (n,) in {-1, +1}."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return F.softplus(-yi * functional_call(model, p, (xi.unsqueeze(0),))[0])
+
+    return vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+
+
+def dp_gradient(
+    model: MLP,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clip: float,
+    sigma: float,
+    generator: torch.Generator | None = None,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One DP-GD gradient: (sum_i g_i min(1, C / ||g_i||) + N(0, (sigma C)^2 I)) / n, per parameter name,
+    and the per-sample gradient norms (n,) before clipping. g_i: sample i's loss gradient over all
+    parameters (one L2 norm across them); C = `clip` (inf: no clipping); noise drawn on the CPU from
+    `generator` (the same numbers on every device)."""
+    grads = per_sample_gradients(model, x, y)
+    n = x.shape[0]
+    norms = torch.sqrt(sum((g.reshape(n, -1) ** 2).sum(1) for g in grads.values()))
+    scale = torch.clamp(clip / (norms + 1e-12), max=1.0) if math.isfinite(clip) else torch.ones_like(norms)
+    out = {}
+    for name, g in grads.items():
+        total = torch.einsum("n,n...->...", scale, g)
+        if sigma > 0:
+            noise = torch.randn(total.shape, generator=generator, dtype=total.dtype)
+            total = total + (sigma * clip) * noise.to(total.device)
+        out[name] = total / n
+    return out, norms
+
+
+def _train_dp(
+    model: MLP,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None,
+) -> tuple[list[int], list[float], dict[str, float]]:
+    """`cfg.dp_epochs` DP-GD steps (weight decay, if any, through the optimiser: data-independent).
+    Returns the logged epochs and losses (loss before the step of that epoch, every `log_every`) and
+    the privacy record: `dp/epsilon` (Opacus's accountant for the sigma, steps and sampling rate 1 used),
+    `dp/epsilon_target`, `dp/delta`, `dp/sigma`, `dp/clip`, `dp/steps`, `dp/clipped_frac` (share of
+    per-sample gradients clipped, over all steps)."""
+    n = xt.shape[0]
+    sigma = check_dp(cfg, n)
+    gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)  # the noise's own stream
+    epochs, losses = [], []
+    clipped = 0
+    for e in range(1, cfg.dp_epochs + 1):
+        if e == 1 or e % cfg.log_every == 0:
+            with torch.no_grad():
+                value = float(classification_loss(model(xt), yt))
+            if not math.isfinite(value):
+                raise FloatingPointError(f"training loss became {value} at epoch {e}: lower train.lr")
+            epochs.append(e)
+            losses.append(value)
+            if on_epoch is not None:
+                on_epoch(e, value)
+        grads, norms = dp_gradient(model, xt, yt, cfg.dp_clip, sigma, gen)
+        clipped += int((norms > cfg.dp_clip).sum())
+        opt.zero_grad(set_to_none=True)
+        for name, p in model.named_parameters():
+            p.grad = grads[name]
+        opt.step()
+    eps = achieved_epsilon(sigma, cfg.dp_epochs, cfg.dp_delta, cfg.dp_accountant)
+    record = {
+        "dp/epsilon": eps,
+        "dp/epsilon_target": cfg.dp_epsilon,
+        "dp/delta": cfg.dp_delta,
+        "dp/sigma": sigma,
+        "dp/clip": cfg.dp_clip,
+        "dp/steps": float(cfg.dp_epochs),
+        "dp/clipped_frac": clipped / (n * cfg.dp_epochs),
+    }
+    return epochs, losses, record

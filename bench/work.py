@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bench.config import RunConfig, to_dict
+from bench.defences import KEYS as DEFENCE_KEYS
 from bench.experiment import ExperimentResult, Hooks, run_experiment
 from bench.registry import Task
 
@@ -66,6 +67,8 @@ def run_point(
         row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
         row.update({f"sweep.{k}": v for k, v in swept.items()})
         row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
+        if isinstance(value, dict) and any(k in value for k in DEFENCE_KEYS):  # keys pinned by --set too
+            row.update({f"grid.{k}": _lookup(cfg, k) for k in DEFENCE_KEYS if k not in value})
         row.update(sr.setting)
         row.update(result.data.stats)
         row.update(result.train_metrics)

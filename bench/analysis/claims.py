@@ -12,11 +12,12 @@ The rules themselves live in `bench.analysis.judges`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import pandas as pd
 
+from bench.analysis import defences as dfn
 from bench.analysis import judges as j
 from bench.analysis.verdicts import Verdict
 
@@ -44,6 +45,7 @@ LEAK_METRICS = (("memorised/frac", 1), ("membership/auc", 1), ("ncc_dist_mean", 
 FACTOR_TASKS = ("blobs-rect", "blobs-rect-shuffled", "digits-pair")
 MULTICLASS_TASKS = ("mnist-digits", "digits-multiclass", "organcmnist-multiclass")
 CLASS_METRICS = (*LEAK_METRICS, ("ssim_gt_0.4/frac", 1), ("gain/heldout/ncc_dist", 1))
+DEFENCE_TASKS = ("digits-pair", "blobs-rect")  # the tasks with a `defences` profile
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Claim:
     judge: Callable[[Claim, pd.DataFrame], Verdict]
     any_profile: bool = False  # runs of every profile count (e.g. --sweep runs of the quick profile)
     converged_only: bool = True  # leave out runs whose classifier or attack did not converge
+    # profiles whose runs count converged or not (the defence grid: an unconverged DP model is the defence)
+    keep_unconverged: tuple[str, ...] = ()
 
     def commands(self) -> list[str]:
         """The bench commands that produce this claim's runs."""
@@ -77,6 +81,9 @@ class Claim:
         if sub.empty:
             return Verdict(self.id, "no runs", self.rule, self.paper, note="no finished runs of its tasks")
         used = usable(sub) if self.converged_only else sub
+        if self.converged_only and self.keep_unconverged and "profile" in sub:
+            kept = sub["profile"].isin(self.keep_unconverged)
+            used = pd.concat([usable(sub[~kept]), sub[kept]])
         if len(used) < len(sub):
             note += f" {len(sub) - len(used)} of {len(sub)} runs left out (classifier or attack unconverged)."
         note += attack_counts(sub)
@@ -370,12 +377,16 @@ CLAIMS: tuple[Claim, ...] = (
         "model.width",
         1,
     ),
-    _factor_claim(
-        "weight-decay-raises",
-        "Training with weight decay makes more training samples reconstructable, and better.",
-        "Buzaglo et al., NeurIPS 2023 (arXiv 2307.01827)",
-        "train.weight_decay",
-        1,
+    replace(
+        _factor_claim(
+            "weight-decay-raises",
+            "Training with weight decay makes more training samples reconstructable, and better.",
+            "Buzaglo et al., NeurIPS 2023 (arXiv 2307.01827)",
+            "train.weight_decay",
+            1,
+        ),
+        judge=partial(dfn.judge_weight_decay, metrics=LEAK_METRICS, min_effect=0.1),
+        keep_unconverged=(dfn.PROFILE,),
     ),
     _factor_claim(
         "longer-training-lowers",
@@ -383,6 +394,26 @@ CLAIMS: tuple[Claim, ...] = (
         "Refael et al. 2025 (arXiv 2509.21296)",
         "train.extra_epochs",
         -1,
+    ),
+    Claim(
+        id="dp-stops-reconstruction-at-a-cost",
+        statement="Differentially private training stops reconstruction in the small-data regime only at a large "
+        "loss of accuracy.",
+        source="arXiv 2505.14323 (DP-SGD against reconstruction in the small-data regime)",
+        paper="direction only",
+        tasks=DEFENCE_TASKS,
+        profile=dfn.PROFILE,
+        metric="membership/auc and test_accuracy against train.dp_epsilon",
+        direction="membership AUC reaches 0.5 only at an ε where test accuracy has lost > 5 points",
+        rule="Seeds are the unit; cell: no weight decay, no early stopping. ε levels scanned from the smallest "
+        "up: the stopping level is the largest ε at which, and at every smaller ε, membership AUC's 95% CI "
+        "reaches 0.5. Cost = test accuracy without DP − at the stopping level, per seed, 95% bootstrap CI. "
+        "reproduced: cost CI above 0.05, or no ε of the grid stops membership inference; not reproduced: "
+        "cost CI below 0.05; opposite: below 0; else inconclusive (also with < 3 seeds). Every run counts, "
+        "converged or not (not converging is the defence at work). Other cells (weight decay, early "
+        "stopping) in the detail rows.",
+        judge=dfn.judge_dp,
+        converged_only=False,
     ),
     Claim(
         id="margin-predicts-quality",

@@ -32,8 +32,8 @@ Claim = Any  # bench.analysis.claims.Claim (not imported: claims imports this mo
 
 
 def select(runs: pd.DataFrame, tasks: tuple[str, ...], profile: str | None) -> tuple[pd.DataFrame, str]:
-    """Rows of `tasks`, each task at `profile` if it has runs there, else at its most-run profile (and a
-    note saying so); `profile` None keeps every profile."""
+    """Rows of `tasks`, each task at `profile` if it has runs there, else at its most-run profile other than
+    `defences` (and a note saying so); `profile` None keeps every profile."""
     if runs.empty or "task" not in runs:
         return runs.iloc[0:0], ""
     parts, notes = [], []
@@ -43,6 +43,11 @@ def select(runs: pd.DataFrame, tasks: tuple[str, ...], profile: str | None) -> t
             parts.append(rows)
             continue
         if not (rows["profile"] == profile).any():
+            # the defence grid's models are defended on purpose: never a stand-in for another profile
+            rows = rows[rows["profile"] != "defences"]
+            if rows.empty:
+                parts.append(rows)
+                continue
             other = rows["profile"].value_counts().index[0]
             notes.append(f"{task}: no '{profile}' runs, '{other}' used.")
             parts.append(rows[rows["profile"] == other])

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.analysis import defences
 from bench.analysis.claims import BLOB_METRICS, CLAIMS
-from bench.analysis.report_figures import Curve, blob_figure, steps_figure
+from bench.analysis.report_figures import Curve, blob_figure, png, steps_figure
 from bench.analysis.verdicts import VERDICTS, Verdict, num
 from bench.errors import BenchInputError
 from bench.tracking import load_runs, metric_history
@@ -32,7 +33,12 @@ from bench.tracking import load_runs, metric_history
 __all__ = ["Report", "build_report", "load_curves", "load_runs", "run_report", "write_report"]
 
 CURVE_KEYS = ("attack/ncc_dist_mean", "attack/error")  # the monitor curve shown against attack steps
-MAX_IDS_MD = 12  # run ids listed per claim in report.md (report.json has them all)
+MAX_IDS_MD = 12
+DEFENCE_NOTE = (
+    "The defence grid (`bench run TASK --profile defences`, docs/defences.md): mean [95% CI over seeds]; "
+    "ε: the target of DP gradient descent (∞: clipping without noise; no DP: plain training); achieved ε: "
+    "Opacus's accountant for the σ and steps used; stop: train.max_epochs / train.dp_epochs. Every run counts."
+)  # run ids listed per claim in report.md (report.json has them all)
 
 
 @dataclass
@@ -91,7 +97,42 @@ def build_report(runs: pd.DataFrame, curves: dict[str, list[Curve]] | None = Non
     fig = steps_figure(curves or {}, key or CURVE_KEYS[0])
     if fig:
         figures["attack-steps.png"] = fig
+    for task, rows in defence_runs(runs).items():
+        fig = defences.figure(rows, f"{task}: defences")
+        if fig is not None:
+            figures[f"defences-{task}.png"] = png(fig)
     return Report(verdicts, figures, runs)
+
+
+def defence_runs(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The runs of the defence grid (profile `defences`), per task."""
+    if runs.empty or "profile" not in runs or "task" not in runs:
+        return {}
+    sub = runs[runs["profile"] == defences.PROFILE]
+    return {str(t): g for t, g in sub.groupby("task", sort=True)}
+
+
+DEFENCE_HEAD = ["task", "weight decay", "stop", "ε", "seeds", "achieved ε", "test accuracy", "memorised/frac"]
+DEFENCE_HEAD += ["membership AUC", "gain over held-out", "converged"]
+
+
+def defence_rows(runs: pd.DataFrame) -> list[list[str]]:
+    """The defence grid as table rows: mean [95% CI over seeds] per (task, cell, ε); every run counts."""
+
+    def ci(r: Any, m: str) -> str:
+        return f"{r[m]:.3g} [{r[m + ' lo']:.3g}, {r[m + ' hi']:.3g}]" if np.isfinite(r[m]) else "–"
+
+    out = []
+    for task, rows in defence_runs(runs).items():
+        tab = defences.defence_table(rows.assign(task=task))
+        for r in tab.to_dict("records"):
+            eps = f"{r['achieved epsilon']:.3g}" if np.isfinite(r["achieved epsilon"]) else "–"
+            out.append(
+                [task, f"{r['weight_decay']:g}", r["stop"], r["epsilon"], str(r["seeds"]), eps]
+                + [ci(r, m) for m, _, _ in defences.METRICS]
+                + [f"{r['converged']:.2f}"]
+            )
+    return out
 
 
 # --- rendering ----------------------------------------------------------------------------------------------
@@ -178,6 +219,9 @@ def render_markdown(report: Report) -> str:
         _md_table(RUNS_HEAD, run_counts(report.runs)),
         "\n## Claims\n",
     ]
+    drows = defence_rows(report.runs)
+    if drows:
+        parts[-1:-1] = ["\n## Defences\n", DEFENCE_NOTE + "\n", _md_table(DEFENCE_HEAD, drows)]
     for s in _sections(report):
         parts.append(f"### {s['id']}: {s['verdict']}\n")
         parts.extend(f"- {k}: {text}" for k, text in s["lines"])
@@ -216,6 +260,11 @@ def render_html(report: Report) -> str:
     )
     parts.append(_html_table(SUMMARY_HEAD, _summary_rows(report)))
     parts.append("<h2>Runs</h2>" + _html_table(RUNS_HEAD, run_counts(report.runs)))
+    drows = defence_rows(report.runs)
+    if drows:
+        parts.append(
+            f"<h2>Defences</h2><p>{html.escape(DEFENCE_NOTE)}</p>" + _html_table(DEFENCE_HEAD, drows)
+        )
     for s in _sections(report):
         parts.append(
             f"<h3 id='{s['id']}'>{s['id']}: <span class='{s['verdict']}'>{s['verdict']}</span></h3><ul>"

@@ -9,6 +9,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset, to_pm1
+from bench.defences import defence_series
 from bench.registry import Profile, Task
 
 
@@ -166,6 +167,16 @@ def _budget(overrides: dict, factor: int = 2) -> dict:
     return out
 
 
+# issue 20's defence grid (bench.defences) at one blob size: a small MLP and a short attack
+_DEFENCES = {
+    "data.n_per_class": 10,
+    "data.blob_size": 4,
+    "model.depth": 2,
+    "model.width": 200,
+    "attack.steps": 250,
+    "attack.eval_every": 50,
+}
+
 _DESIGN_SUMMARY = {
     "paper": "control pixels vs {shape} blobs of growing size; error vs spatial correlation (figs 4-6)",
     "shuffled": "{shape} blobs vs {shape} blobs with shuffled labels (decoupled control for figs 4-6)",
@@ -198,6 +209,7 @@ TASKS = tuple(
                 seeds=3,
             ),
             "factors": Profile(_FACTORS, series=(4,), seeds=5),
+            "defences": Profile(_DEFENCES, series=defence_series(), seeds=3),
         },
     )
     for _design in ("paper", "shuffled")

@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.config import require
 from bench.data.base import Dataset
+from bench.defences import defence_series
 from bench.image_pairs import SMOKE_OVERRIDES, VARIANCE_COLUMN, pair_dataset, pair_post, split_class
 from bench.registry import Profile, Task
 
@@ -85,6 +86,14 @@ _FACES_DEFAULTS = {"attack.lr": 3e-3}
 _DIGITS = {
     "smoke": SMOKE_OVERRIDES | {"data.n_test_per_class": 20},
     "quick": {"model.depth": 2, "model.width": 1000, "attack.steps": 1000, "attack.eval_every": 50},
+    # issue 20's defence grid (bench.defences): a small MLP and a short attack, so that the 21 points x 3
+    # seeds run on a laptop in minutes
+    "defences": {
+        "model.depth": 2,
+        "model.width": 200,
+        "attack.steps": 250,
+        "attack.eval_every": 50,
+    },
     "paper": {
         "data.n_per_class": 50,
         "model.depth": 3,
@@ -108,6 +117,7 @@ _DIGITS_PAIR = Task(
         "paper": Profile(_DIGITS["paper"], seeds=3),
         # issue 13's factors (benchmarks/factors.sh): quick scale, 5 seeds, held-out sets for n_per_class <= 40
         "factors": Profile(_DIGITS["quick"] | {"data.n_test_per_class": 100}, seeds=5),
+        "defences": Profile(_DIGITS["defences"], series=defence_series(), seeds=3),
     },
     post=pair_post,
     trend_key=VARIANCE_COLUMN,
