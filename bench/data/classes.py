@@ -59,11 +59,15 @@ def split_classes(
     what: str,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per class (in the order given): disjoint random training and held-out draws of distinct images."""
-    from bench.image_pairs import split_class
+    from bench.data.split import split_pool
 
     train, test = [], []
     for c in classes:
-        tr, te = split_class(images[labels == c], n_per_class, n_test_per_class, rng, f"{what} class {c}")
+        own = images[labels == c]
+        i_tr, i_te = split_pool(
+            own.reshape(len(own), -1), n_per_class, n_test_per_class, rng, f"{what} class {c}"
+        )
+        tr, te = own[i_tr], own[i_te]
         if len(te) == 0:
             raise BenchInputError(f"{what} class {c} has no images left for the held-out set")
         train.append(tr)
