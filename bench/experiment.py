@@ -138,8 +138,8 @@ def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
         xtc,
         data.y_test,
         hooks.on_epoch,
-        device,
-        data.n_classes,
+        device=device,
+        n_classes=data.n_classes,
     )
     timings["train_s"] = tr.seconds
 
