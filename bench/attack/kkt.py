@@ -275,9 +275,13 @@ def penalties(
     """The constraint terms of the loss (...,): lam_penalty * sum relu(lam_min - l)^2 (dual feasibility)
     + box_penalty * sum (relu(x - hi)^2 + relu(lo - x)^2) (the data range)."""
     lam_term = torch.relu(lam_min - l).pow(2).sum(-1)
+    return lam_penalty * lam_term + box_penalty * box_term(x, lo, hi)
+
+
+def box_term(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """sum (relu(x - hi)^2 + relu(lo - x)^2) over candidates and features (...,): the data range."""
     outside = x - torch.clamp(x, lo, hi)  # relu(x - hi) - relu(lo - x): one of the two is zero
-    box_term = (outside * outside).sum((-1, -2))
-    return lam_penalty * lam_term + box_penalty * box_term
+    return (outside * outside).sum((-1, -2))
 
 
 def loss_function(
@@ -293,11 +297,17 @@ def loss_function(
     It costs ~10-30 s of compilation per process and shape, so it pays only for long attacks; one compiled
     function serves every run of the process with the same shapes (the weights are inputs, not constants).
     """
-    return _loss_function(mixed, compiled)
+    return wrapped_loss(attack_loss, mixed, compiled)
 
 
 @functools.cache
-def _loss_function(mixed: bool, compiled: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+def wrapped_loss(
+    loss: Callable[..., tuple[torch.Tensor, torch.Tensor]], mixed: bool, compiled: bool
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """`loss(w, x, l, y, **kwargs)` (`attack_loss`, or the multiclass one) with ||theta||^2 and the layers'
+    norms supplied once, under bf16 autocast (`mixed`) and through torch.compile (`compiled`); one wrapped
+    function per (loss, mixed, compiled) and process (see `loss_function`)."""
+
     def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
         kwargs.setdefault("theta_sq", w.sq_norm())  # cached on w; computed in the graph it would be per step
         kwargs.setdefault("layer_sq", w.layer_sq_norms())
@@ -306,7 +316,7 @@ def _loss_function(mixed: bool, compiled: bool) -> Callable[..., tuple[torch.Ten
 
     def inner(mats, bias, x, l, y, **kwargs):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
-            return attack_loss(Weights(tuple(mats), bias), x, l, y, **kwargs)
+            return loss(Weights(tuple(mats), bias), x, l, y, **kwargs)
 
     if compiled:
         inner = torch.compile(inner, dynamic=False)

@@ -9,12 +9,11 @@ fit as the binary one (`bench.attack.kkt.fit_from_terms`); checked against doubl
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
 
-from bench.attack.kkt import Weights, _SurrogateReLU, fit_from_terms, penalties
+from bench.attack.kkt import Weights, _SurrogateReLU, box_term, fit_from_terms, penalties, wrapped_loss
 
 
 def multiclass_forward(
@@ -132,8 +131,7 @@ def multiclass_penalties(
     floor = floor.unsqueeze(-1) if floor.dim() else floor  # (..., 1) -> (..., 1, 1)
     others = 1.0 - torch.nn.functional.one_hot(y.long(), l.shape[-1]).to(l.dtype)
     lam_term = (torch.relu(floor - l).pow(2) * others).sum((-1, -2))
-    outside = x - torch.clamp(x, lo, hi)
-    return lam_penalty * lam_term + box_penalty * (outside * outside).sum((-1, -2))
+    return lam_penalty * lam_term + box_penalty * box_term(x, lo, hi)
 
 
 def multiclass_attack_loss(
@@ -169,25 +167,7 @@ def multiclass_loss_function(
     mixed: bool = False, compiled: bool = False
 ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
     """`multiclass_attack_loss` as the attack loop calls it (see `loss_function`: bf16 autocast, compile)."""
-    return _multiclass_loss_function(mixed, compiled)
-
-
-@functools.cache
-def _multiclass_loss_function(
-    mixed: bool, compiled: bool
-) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
-        kwargs.setdefault("theta_sq", w.sq_norm())
-        kwargs.setdefault("layer_sq", w.layer_sq_norms())
-        return inner(w.mats, w.bias, x, l, y, **kwargs)
-
-    def inner(mats, bias, x, l, y, **kwargs):
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
-            return multiclass_attack_loss(Weights(tuple(mats), bias), x, l, y, **kwargs)
-
-    if compiled:
-        inner = torch.compile(inner, dynamic=False)
-    return call
+    return wrapped_loss(multiclass_attack_loss, mixed, compiled)
 
 
 def multiclass_flops_per_step(d: int, widths: list[int], n_classes: int, m: int, population: int = 1) -> int:
