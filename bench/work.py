@@ -78,8 +78,13 @@ def run_point(
 
 
 def series_label(value: Any) -> Any:
-    """A series point as logged: the value itself, or 'a/b' for a grid point {key: a, key2: b}."""
-    return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else value
+    """A series point as logged: the value itself, or 'a/b' for a grid point {key: a, key2: b}; a tuple
+    value is written as its items joined by commas (digit pair {classes_a: (4,), classes_b: (9,)}: '4/9')."""
+
+    def text(v: Any) -> str:
+        return ",".join(str(i) for i in v) if isinstance(v, (tuple, list)) else str(v)
+
+    return "/".join(text(v) for v in value.values()) if isinstance(value, dict) else value
 
 
 def _lookup(cfg: RunConfig, key: str | None) -> Any:

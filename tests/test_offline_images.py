@@ -100,3 +100,13 @@ def test_spread_pairs_are_the_extremes_of_the_variance_ratio():
     from bench.tasks.mnist import SPREAD_PAIRS
 
     assert pairs == SPREAD_PAIRS  # what mnist-pairs declares is what the data gives
+
+
+def test_digit_pair_series_label_reads_as_digits():
+    """A digit-pair point logs as '4/9' (not '(4,)/(9,)'); digit sets keep their commas."""
+    from bench.work import series_label
+
+    assert series_label({"data.classes_a": (4,), "data.classes_b": (9,)}) == "4/9"
+    assert series_label({"data.classes_a": (0, 2), "data.classes_b": (1, 3)}) == "0,2/1,3"
+    assert series_label({"data.blob_size": 25, "data.n_per_class": 10}) == "25/10"
+    assert series_label(25) == 25
