@@ -87,6 +87,15 @@ def series_label(value: Any) -> Any:
     return "/".join(text(v) for v in value.values()) if isinstance(value, dict) else value
 
 
+def _point(task: Task, series_value: Any, sep: str = "") -> str:
+    """The series point in a run's name ('data.blob_size=25 ' with `sep` '=', 'digit pair=4/9 ' for a grid;
+    '25 ' without `sep`), or '' for a task without a series: its runs read 'mnist-parity seed=0'."""
+    if series_value is None:
+        return ""
+    key = task.series_key or task.series_label or "point"
+    return f"{key}={series_value} " if sep else f"{series_value} "
+
+
 def _lookup(cfg: RunConfig, key: str | None) -> Any:
     if not key:
         return None
@@ -133,7 +142,7 @@ def _run_child(
     with ExitStack() as stack:
         logs = []
         for p in range(n_settings):
-            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed}" + (
+            name = f"{task.name} {_point(task, series_value, '=')}seed={cfg.seed}" + (
                 f" setting={p}" if n_settings > 1 else ""
             )
             name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
@@ -145,7 +154,7 @@ def _run_child(
             log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
             logs.append(log)
         if pooled:
-            name = f"{task.name} {task.series_key or ''}={series_value} seed={cfg.seed} pooled"
+            name = f"{task.name} {_point(task, series_value, '=')}seed={cfg.seed} pooled"
             pool_log = stack.enter_context(
                 tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
             )
@@ -181,7 +190,7 @@ def _run_child(
                 task,
                 result,
                 sr,
-                f"{task.name} {series_value} seed {cfg.seed}",
+                f"{task.name} {_point(task, series_value)}seed {cfg.seed}",
                 ("attack/kkt_fit", *checks),
             )
             log.tags({"bench.source": data.source})
@@ -196,7 +205,9 @@ def _run_child(
                 log.figure(fig, "attack_curves.png")
                 plots.close(fig)
         if pooled:
-            title = f"{task.name} {series_value} seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
+            title = (
+                f"{task.name} {_point(task, series_value)}seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
+            )
             log_setting(pool_log, task, result, result.pooled, title, ())
             pool_log.tags({"bench.source": data.source})
             logs.append(pool_log)

@@ -110,3 +110,14 @@ def test_digit_pair_series_label_reads_as_digits():
     assert series_label({"data.classes_a": (0, 2), "data.classes_b": (1, 3)}) == "0,2/1,3"
     assert series_label({"data.blob_size": 25, "data.n_per_class": 10}) == "25/10"
     assert series_label(25) == 25
+
+
+def test_run_names_carry_no_empty_series_point():
+    """A task without a series names its runs 'mnist-parity seed=0', not 'mnist-parity =None seed=0'."""
+    from bench.registry import get_task
+    from bench.work import _point
+
+    assert _point(get_task("mnist-parity"), None, "=") == ""
+    assert _point(get_task("blobs-rect"), 25, "=") == "data.blob_size=25 "
+    assert _point(get_task("mnist-pairs"), "4/9", "=") == "digit pair=4/9 "
+    assert _point(get_task("blobs-rect"), 25) == "25 "
