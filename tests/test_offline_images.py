@@ -114,7 +114,7 @@ def test_digit_pair_series_label_reads_as_digits():
 
 def test_run_names_carry_no_empty_series_point():
     """A task without a series names its runs 'mnist-parity seed=0', not 'mnist-parity =None seed=0'."""
-    from bench.registry import get_task
+    from bench.tasks import get_task
     from bench.work import _point
 
     assert _point(get_task("mnist-parity"), None, "=") == ""
