@@ -56,7 +56,9 @@ def run_point(
 
     swept = swept_from_tags(tags)
     series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
-    label = f"{task.series_label or 'point'}={series_value} seed={seed}"
+    label = (
+        f"{task.series_label or 'point'}={series_value} " if series_value is not None else ""
+    ) + f"seed={seed}"
     label += "".join(f" {k}={v}" for k, v in swept.items())
     hooks = progress(label, len(settings or [None])) if progress else Hooks()
     result, ids = _run_child(
