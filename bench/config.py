@@ -162,7 +162,7 @@ class AttackConfig:
     every setting that did not diverge), chosen by `pool_select`: "kkt" (the float64 KKT objective with
     the true ReLU derivative: an attacker's criterion) or "oracle" (Haim et al.'s extraction score, which
     reads the training set). Both selections are logged; `pool_select` is the one reported.
-    `pairs` (multiclass networks only, bench.attack.kkt `multiclass_*`): "max" fits Buzaglo et al.'s
+    `pairs` (multiclass networks only, bench.attack.multiclass): "max" fits Buzaglo et al.'s
     theta = sum_i lambda_i grad(Phi_y - max_{j != y} Phi_j), one multiplier per candidate; "all" the full
     KKT sum over every other class j, one multiplier per (candidate, j).
     """

