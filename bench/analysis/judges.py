@@ -385,8 +385,9 @@ def judge_reconstructs(claim: Claim, runs: pd.DataFrame) -> Verdict:
         beaten = [n for n, v in (("held-out samples", held), ("the mean image", image)) if v >= attack]
         if beaten:
             note = (
-                f"SSIM > 0.4 does not tell the attack from {' or '.join(beaten)}: window-3 SSIM rewards the "
-                "exact-zero background (docs/metrics.md), so the count alone overstates what is recovered."
+                f"SSIM > 0.4 does not tell the attack from {' or '.join(beaten)}: window-3 SSIM rewards an "
+                "exact-zero background and punishes noise there (docs/metrics.md), so the count alone says "
+                "little about what is recovered; read it beside memorised/frac."
             )
     for col, name in (("membership/auc", "membership AUC"), ("test_accuracy", "test accuracy")):
         if has(sub, col):
