@@ -56,9 +56,7 @@ def run_point(
 
     swept = swept_from_tags(tags)
     series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
-    label = (
-        f"{task.series_label or 'point'}={series_value} " if series_value is not None else ""
-    ) + f"seed={seed}"
+    label = f"{_point(series_value, task.series_label or 'point')}seed={seed}"
     label += "".join(f" {k}={v}" for k, v in swept.items())
     hooks = progress(label, len(settings or [None])) if progress else Hooks()
     result, ids = _run_child(
@@ -89,13 +87,17 @@ def series_label(value: Any) -> Any:
     return "/".join(text(v) for v in value.values()) if isinstance(value, dict) else value
 
 
-def _point(task: Task, series_value: Any, sep: str = "") -> str:
-    """The series point in a run's name ('data.blob_size=25 ' with `sep` '=', 'digit pair=4/9 ' for a grid;
-    '25 ' without `sep`), or '' for a task without a series: its runs read 'mnist-parity seed=0'."""
+def _point(series_value: Any, key: str | None = None) -> str:
+    """The series point as a name's prefix: 'data.blob_size=25 ' with `key`, '25 ' without, '' for a task
+    without a series (its runs read 'mnist-parity seed=0')."""
     if series_value is None:
         return ""
-    key = task.series_key or task.series_label or "point"
-    return f"{key}={series_value} " if sep else f"{series_value} "
+    return f"{key}={series_value} " if key else f"{series_value} "
+
+
+def _run_key(task: Task) -> str:
+    """The key a run's name gives its series point: the series key, or the label of a grid series."""
+    return task.series_key or task.series_label or "point"
 
 
 def _lookup(cfg: RunConfig, key: str | None) -> Any:
@@ -144,7 +146,7 @@ def _run_child(
     with ExitStack() as stack:
         logs = []
         for p in range(n_settings):
-            name = f"{task.name} {_point(task, series_value, '=')}seed={cfg.seed}" + (
+            name = f"{task.name} {_point(series_value, _run_key(task))}seed={cfg.seed}" + (
                 f" setting={p}" if n_settings > 1 else ""
             )
             name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
@@ -156,7 +158,7 @@ def _run_child(
             log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
             logs.append(log)
         if pooled:
-            name = f"{task.name} {_point(task, series_value, '=')}seed={cfg.seed} pooled"
+            name = f"{task.name} {_point(series_value, _run_key(task))}seed={cfg.seed} pooled"
             pool_log = stack.enter_context(
                 tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
             )
@@ -192,7 +194,7 @@ def _run_child(
                 task,
                 result,
                 sr,
-                f"{task.name} {_point(task, series_value)}seed {cfg.seed}",
+                f"{task.name} {_point(series_value)}seed {cfg.seed}",
                 ("attack/kkt_fit", *checks),
             )
             log.tags({"bench.source": data.source})
@@ -207,9 +209,7 @@ def _run_child(
                 log.figure(fig, "attack_curves.png")
                 plots.close(fig)
         if pooled:
-            title = (
-                f"{task.name} {_point(task, series_value)}seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
-            )
+            title = f"{task.name} {_point(series_value)}seed {cfg.seed}, {cfg.attack.pool_select}-pooled"
             log_setting(pool_log, task, result, result.pooled, title, ())
             pool_log.tags({"bench.source": data.source})
             logs.append(pool_log)

@@ -115,9 +115,9 @@ def test_digit_pair_series_label_reads_as_digits():
 def test_run_names_carry_no_empty_series_point():
     """A task without a series names its runs 'mnist-parity seed=0', not 'mnist-parity =None seed=0'."""
     from bench.tasks import get_task
-    from bench.work import _point
+    from bench.work import _point, _run_key
 
-    assert _point(get_task("mnist-parity"), None, "=") == ""
-    assert _point(get_task("blobs-rect"), 25, "=") == "data.blob_size=25 "
-    assert _point(get_task("mnist-pairs"), "4/9", "=") == "digit pair=4/9 "
-    assert _point(get_task("blobs-rect"), 25) == "25 "
+    assert _point(None, _run_key(get_task("mnist-parity"))) == ""
+    assert _point(25, _run_key(get_task("blobs-rect"))) == "data.blob_size=25 "
+    assert _point("4/9", _run_key(get_task("mnist-pairs"))) == "digit pair=4/9 "
+    assert _point(25) == "25 "
