@@ -1,41 +1,55 @@
-"""Time to a quality: how many steps and seconds each attack variant needs to reach what the reference
-attack reaches with a long budget, on paper-profile points of blobs-rect (n = 50 per class, 784-1000-1000-1,
-m = 200 candidates).
+"""Time to a quality: how many steps and seconds each attack variant needs to reach what the previous
+attack reaches with a long budget, on paper-profile points of blobs-rect (n = 50 per class,
+784-1000-1000-1, m = 200 candidates).
 
-Usage: python benchmarks/attack_convergence.py [--sizes 1,25,100] [--seeds 0,1,2] [--budget 5000]
-           [--ref-steps 20000] [--ref-overrides k=v,...] [--variants "NAME;NAME"] [--threads 2] [--cache DIR]
+Usage: python benchmarks/attack_convergence.py [--sizes 1,25,100] [--seeds 0,1,2] [--points 1:0,25:1]
+           [--budget 5000] [--ref-steps 20000] [--ref-fast] [--variants "NAME;NAME"] [--threads 1]
+           [--cache DIR] [--table-only]
 
-For each (blob size, seed) the classifier is trained once (cached in --cache). The reference is today's
-attack (bench's defaults in float32, or --ref-overrides) run for --ref-steps; its final monitored
-ncc_dist_mean is the point's target. Every variant then runs --budget steps from the same classifier and
-the same seed; a row per variant gives: the points that reach the target within the budget, the median
-steps to it (monitor points every 250 steps), the median seconds to it (steps x the run's own seconds per
-step, compilation excluded: it is paid once per process), and the mean final error against the targets.
-The training-data error is the benchmark's measuring stick only: no variant reads it.
+For each (blob size, seed) the classifier is trained once (cached in --cache). The reference is the attack
+as it was when issue 17 was filed (REFERENCE: the Gram route, Haim et al.'s ||theta||^2 normalisation, Adam
+at a constant 0.01) run for --ref-steps in float32; its final monitored ncc_dist_mean is the point's target.
+--ref-fast runs the reference in bfloat16 + torch.compile on the explicit residual instead (the Gram route
+is unsound in bfloat16; the float64 check re-scores every monitor point), ~2x cheaper. Every variant then
+runs --budget steps from the same classifier and seed. A row per variant gives: the points that reach the
+target within the budget, the median steps to it (monitor points every 250 steps), the median seconds to
+it (steps to it x the run's seconds per step, compilation and monitoring included), its milliseconds per
+step and the mean final error. The first row is the reference's own curve. The training-data error is the
+benchmark's measuring stick only: no variant reads it.
+
+Every attack is cached in --cache under its point and overrides, so the points can be split across
+processes (--points) and a last call with all points (--table-only: nothing new is run) prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import pickle
 import time
 from pathlib import Path
 
 import numpy as np
 
-# name -> attack overrides (on top of the paper profile); bench's defaults are the first row
+# the attack when issue 17 was filed (bench's defaults then), on top of today's config
+REFERENCE = {
+    "attack.residual": "gram",
+    "attack.fit_norm": "theta",
+    "attack.lr": 0.01,
+    "attack.schedule": "constant",
+    "attack.warmup": 0,
+}
 _FAST = {"attack.dtype": "bfloat16", "attack.compile": True}
+# name -> attack overrides (on top of the paper profile and today's defaults)
 VARIANTS: dict[str, dict[str, object]] = {
-    "float32 (bench's defaults)": {},
-    "float32, Gram route (the attack before this round)": {"attack.residual": "gram"},
-    "bf16+compile": _FAST,
-    "bf16+compile, layer norm": _FAST | {"attack.fit_norm": "layer"},
-    "bf16+compile, layer norm, lr 0.02": _FAST | {"attack.fit_norm": "layer", "attack.lr": 0.02},
-    "bf16+compile, layer norm, cosine from 0.02": _FAST
-    | {"attack.fit_norm": "layer", "attack.lr": 0.02, "attack.schedule": "cosine", "attack.warmup": 100},
-    "bf16+compile, layer norm, alpha 30->300": _FAST
-    | {"attack.fit_norm": "layer", "attack.alpha": 30.0, "attack.alpha_final": 300.0},
-    "bf16+compile, SGD momentum 0.9 (the reference's optimiser)": _FAST
+    "bench's defaults, float32": {},
+    "bench's defaults, bf16+compile": _FAST,
+    "previous defaults, bf16+compile (explicit residual)": _FAST
+    | REFERENCE
+    | {"attack.residual": "explicit"},
+    "lr 0.02 constant, bf16+compile": _FAST | {"attack.schedule": "constant", "attack.warmup": 0},
+    "alpha 30->300, bf16+compile": _FAST | {"attack.alpha": 30.0, "attack.alpha_final": 300.0},
+    "SGD momentum 0.9 (the reference code's optimiser), lr 1, bf16+compile": _FAST
     | {"attack.optimizer": "sgd", "attack.lr": 1.0, "attack.lr_lambda": 0.01},
 }
 
@@ -72,7 +86,23 @@ def attack(prep, steps: int, overrides: dict[str, object]) -> dict[str, object]:
         "final": sr.metrics["ncc_dist_mean"],
         "converged": sr.metrics["attack/converged"],
         "flagged": sr.metrics["attack/fit_check_failed"],
+        "degraded": sr.metrics.get("attack/degraded", float("nan")),
     }
+
+
+def cached_attack(prep, steps: int, overrides: dict[str, object], path: Path, run: bool) -> dict | None:
+    """`attack`, read from / written to `path`; None when it is not cached and `run` is False."""
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    if not run:
+        return None
+    out = attack(prep, steps, overrides)
+    path.write_bytes(pickle.dumps(out))
+    return out
+
+
+def key(overrides: dict[str, object]) -> str:
+    return hashlib.sha1(repr(sorted(overrides.items())).encode()).hexdigest()[:10]
 
 
 def steps_to(curve: tuple[np.ndarray, np.ndarray], target: float) -> float:
@@ -81,48 +111,82 @@ def steps_to(curve: tuple[np.ndarray, np.ndarray], target: float) -> float:
     return float(steps[hit[0]]) if len(hit) else float("nan")
 
 
+def row(name: str, rows: list[dict], budget: int) -> str:
+    st = np.array([r["steps_to"] for r in rows])
+    sec = st * np.array([r["s_per_step"] for r in rows])
+    reached = np.isfinite(st)
+    if reached.all():
+        med_st = f"{np.median(st):.0f}"
+    elif reached.any():
+        med_st = f"{np.median(st[reached]):.0f} (of those reaching)"
+    else:
+        med_st = f"> {budget}"
+    med_s = f"{np.median(sec[reached]):.0f}" if reached.any() else "–"
+    ms = np.median([r["s_per_step"] for r in rows]) * 1e3
+    final = np.mean([r["final"] for r in rows])
+    bad = sum(int(r["flagged"]) for r in rows)
+    return (
+        f"| {name} | {reached.sum()} of {len(rows)} | {med_st} | {med_s} | {ms:.1f} | {final:.4f} | {bad} |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1,25,100")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--points", default="", help="size:seed,... (instead of --sizes x --seeds)")
     ap.add_argument("--budget", type=int, default=5000)
     ap.add_argument("--ref-steps", type=int, default=20000)
-    ap.add_argument(
-        "--ref-overrides",
-        default="attack.residual=gram",
-        help="k=v,... for the reference run (default: the attack before this round, float32 Gram route)",
-    )
+    ap.add_argument("--ref-fast", action="store_true", help="reference in bf16 + compile (explicit residual)")
     ap.add_argument("--variants", default=";".join(VARIANTS), help="names from VARIANTS, separated by ;")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=".bench_cache/convergence")
+    ap.add_argument("--table-only", action="store_true", help="run nothing: the table of what is cached")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    ref_over = dict(kv.split("=", 1) for kv in args.ref_overrides.split(",") if kv)
+    ref_over = REFERENCE | (_FAST | {"attack.residual": "explicit"} if args.ref_fast else {})
     names = [v.strip() for v in args.variants.split(";") if v.strip()]
-    points = [(int(s), int(e)) for s in args.sizes.split(",") for e in args.seeds.split(",")]
+    if args.points:
+        points = [tuple(int(v) for v in p.split(":")) for p in args.points.split(",")]
+    else:
+        points = [(int(s), int(e)) for s in args.sizes.split(",") for e in args.seeds.split(",")]
     load = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"{len(points)} points, budget {args.budget}, reference {args.ref_steps} steps {ref_over or ''}")
-    print(f"threads {args.threads}, load at start {' '.join(load)}")
-    results: dict[str, list[dict[str, object]]] = {n: [] for n in names}
+    print(f"{len(points)} points, budget {args.budget}, reference {args.ref_steps} steps {ref_over}")
+    print(f"threads {args.threads}, load at start {' '.join(load)}", flush=True)
+    ref_name = f"reference: previous defaults{' (bf16+compile)' if args.ref_fast else ''}, its own curve"
+    results: dict[str, list[dict[str, object]]] = {n: [] for n in [ref_name, *names]}
     targets = []
     for size, seed in points:
-        prep = prepared(size, seed, args.threads, cache)
-        ref_path = cache / f"ref-{size}-{seed}-t{args.threads}-{args.ref_steps}-{args.ref_overrides}.pkl"
-        if ref_path.exists():
-            ref = pickle.loads(ref_path.read_bytes())
-        else:
-            ref = attack(prep, args.ref_steps, ref_over)
-            ref_path.write_bytes(pickle.dumps(ref))
+        tag = f"{size}-{seed}-t{args.threads}"
+        prep = None if args.table_only else prepared(size, seed, args.threads, cache)
+        ref = cached_attack(
+            prep,
+            args.ref_steps,
+            ref_over,
+            cache / f"ref-{tag}-{args.ref_steps}-{key(ref_over)}.pkl",
+            prep is not None,
+        )
+        if ref is None:
+            print(f"size {size} seed {seed}: no reference cached, skipped")
+            continue
+        ref["steps_to"] = steps_to(ref["curve"], ref["final"])
+        results[ref_name].append(ref)
         targets.append(ref["final"])
         print(
             f"size {size} seed {seed}: target ncc_dist {ref['final']:.4f} ({ref['s_per_step'] * 1e3:.1f} ms/step)"
         )
         for name in names:
-            out = attack(prep, args.budget, VARIANTS[name])
+            over = VARIANTS[name]
+            out = cached_attack(
+                prep, args.budget, over, cache / f"var-{tag}-{args.budget}-{key(over)}.pkl", prep is not None
+            )
+            if out is None:
+                print(f"  {name}: not cached")
+                continue
             out["steps_to"] = steps_to(out["curve"], ref["final"])
             results[name].append(out)
             print(
@@ -132,27 +196,13 @@ def main() -> None:
             )
     print(f"\nload at end {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(
-        f"| variant | reach the target in {args.budget} steps | median steps to it | median s to it | ms/step | mean final ncc_dist (target {np.mean(targets):.4f}) |"
+        f"| variant | reach the target in {args.budget} steps | median steps to it | median s to it | ms/step "
+        f"| mean final ncc_dist (targets' mean {np.mean(targets):.4f}) | flagged by the float64 check |"
     )
-    print("|---|---|---|---|---|---|")
-    for name in names:
-        rows = results[name]
-        st = np.array([r["steps_to"] for r in rows])
-        sec = st * np.array([r["s_per_step"] for r in rows])
-        reached = np.isfinite(st)
-        med_st = (
-            f"{np.median(st[reached]):.0f}"
-            if reached.all()
-            else (
-                f"> {args.budget}"
-                if not reached.any()
-                else f"{np.median(st[reached]):.0f} (of those reaching)"
-            )
-        )
-        med_s = f"{np.median(sec[reached]):.0f}" if reached.any() else "–"
-        ms = np.median([r["s_per_step"] for r in rows]) * 1e3
-        final = np.mean([r["final"] for r in rows])
-        print(f"| {name} | {reached.sum()} of {len(rows)} | {med_st} | {med_s} | {ms:.1f} | {final:.4f} |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in results.items():
+        if rows:
+            print(row(name, rows, args.ref_steps if name == ref_name else args.budget))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Each store is a directory holding mlflow.db. Child runs are matched on (series v
 benchmarks/compare_runs.py; for each match and each key (default: attack/ncc_dist_mean, attack/fit_check,
 attack/objective) one row per step of the first key (the monitor points): the reference's value, the other's, and their difference.
 Ends with the largest |difference| per key, and the lowest and highest value of each curve (a squared
-residual divided by ||theta||^2 lies in [0, inf): a negative fit is a fast path gone wrong).
+residual divided by ||theta||^2 lies in [0, inf): a negative fit is a fast path gone wrong), and the same
+range of the fit as the steps computed it (attack/kkt_fit, logged at every step: the fast path's own view).
 Used by benchmarks/attack_soundness.sh (bf16 + compile against float32 over a long attack).
 """
 
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 from bench.tracking import load_runs
 
 KEYS = ("attack/ncc_dist_mean", "attack/fit_check", "attack/objective")
+STEP_FIT = "attack/kkt_fit"
 
 
 def curves(store: str, keys: tuple[str, ...]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
@@ -26,7 +28,9 @@ def curves(store: str, keys: tuple[str, ...]) -> dict[tuple[str, str], dict[str,
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     out = {}
     for r in load_runs(client).to_dict("records"):
-        hist = {k: {m.step: m.value for m in client.get_metric_history(r["run_id"], k)} for k in keys}
+        hist = {
+            k: {m.step: m.value for m in client.get_metric_history(r["run_id"], k)} for k in (*keys, STEP_FIT)
+        }
         out[(str(r["series_value"]), str(r["seed"]))] = hist
     return out
 
@@ -53,6 +57,15 @@ def main(reference: str, other: str, keys: tuple[str, ...]) -> None:
                 f"{k}: max |diff| {np.nanmax(np.abs(b - a)):.4f}; reference in [{np.nanmin(a):.4f}, "
                 f"{np.nanmax(a):.4f}], other in [{np.nanmin(b):.4f}, {np.nanmax(b):.4f}]"
             )
+        for name, store in (("reference", ref), ("other", oth)):
+            fit = store[point].get(STEP_FIT, {})
+            if fit:
+                s_, v = np.array(list(fit)), np.array(list(fit.values()))
+                later = v[s_ > 0]
+                print(
+                    f"{STEP_FIT} ({name}, every step): {len(v)} steps in [{v.min():.4f}, {v.max():.4f}], "
+                    f"after step 0 in [{later.min():.4f}, {later.max():.4f}], negative at {int((v < 0).sum())}"
+                )
 
 
 if __name__ == "__main__":
