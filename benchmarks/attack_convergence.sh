@@ -3,8 +3,8 @@
 # previous attack reaches in REF_STEPS (20,000) steps, over 3 blob sizes x 3 seeds of blobs-rect's paper
 # profile. The 9 points are split over two single-thread processes (this machine has 2 cores); every
 # attack is cached in CACHE, so an interrupted run resumes, and the last call prints the table.
-#   bash benchmarks/attack_convergence.sh                 # float32 references (~4 h of 2 cores here)
-#   REF_FAST=1 bash benchmarks/attack_convergence.sh      # bf16 + compile references (~1.5 h)
+#   bash benchmarks/attack_convergence.sh                 # float32 references (~2 h of 2 cores, estimated)
+#   REF_FAST=1 bash benchmarks/attack_convergence.sh      # bf16 + compile references (73 min measured, 2 variants)
 #   VARIANTS="NAME;NAME" ...                              # names from VARIANTS in attack_convergence.py
 set -euo pipefail
 cd "$(dirname "$0")/.."

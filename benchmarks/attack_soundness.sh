@@ -7,6 +7,9 @@
 # and its ncc_dist follows float32's.
 #   bash benchmarks/attack_soundness.sh            # both runs at once, 1 thread each (~20 min here)
 #   STORE=DIR bash benchmarks/attack_soundness.sh  # keep the stores in DIR (reused if they are there)
+#   CONTROL=1 STORE=DIR bash ...  # then float32 + compile as well (one more run, after the two): the same
+#                                 # function in float32 with its rounding reordered, a yardstick for how far
+#                                 # two runs of one objective drift apart with no change of precision
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
@@ -27,5 +30,10 @@ echo "stores in $STORE ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 run float32 &
 run bf16 --set attack.dtype=bfloat16 --set attack.compile=true &
 wait
+if [ -n "${CONTROL:-}" ]; then run float32-compile --set attack.compile=true; fi
 tail -n1 "$STORE"/*/run.log
 "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16"
+if [ -n "${CONTROL:-}" ]; then
+  echo; echo "== the control: float32 eager against float32 + compile"
+  "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/float32-compile"
+fi
