@@ -57,7 +57,7 @@ def run_point(
     swept = swept_from_tags(tags)
     series_value = series_label(value) if value is not None else _lookup(cfg, task.series_key)
     label = f"{_point(series_value, task.series_label or 'point')}seed={seed}"
-    label += "".join(f" {k}={v}" for k, v in swept.items())
+    label += _swept_suffix(task, swept)
     hooks = progress(label, len(settings or [None])) if progress else Hooks()
     result, ids = _run_child(
         tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
@@ -93,6 +93,12 @@ def _point(series_value: Any, key: str | None = None) -> str:
     if series_value is None:
         return ""
     return f"{key}={series_value} " if key else f"{series_value} "
+
+
+def _swept_suffix(task: Task, swept: dict[str, Any]) -> str:
+    """The swept keys as a name's suffix, ' data.n_per_class=10'; a swept series key is left out, since
+    it replaces the series and the name's prefix already gives it."""
+    return "".join(f" {k}={v}" for k, v in swept.items() if k != task.series_key)
 
 
 def _run_key(task: Task) -> str:
@@ -149,7 +155,7 @@ def _run_child(
             name = f"{task.name} {_point(series_value, _run_key(task))}seed={cfg.seed}" + (
                 f" setting={p}" if n_settings > 1 else ""
             )
-            name += "".join(f" {k}={v}" for k, v in swept_from_tags(extra_tags).items())
+            name += _swept_suffix(task, swept_from_tags(extra_tags))
             # a pool's members are logged, but the pooled set is the point's result (`bench.kind` child)
             kind = {"bench.kind": "pool_member"} if pooled else {}
             log = stack.enter_context(

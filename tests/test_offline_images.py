@@ -121,3 +121,15 @@ def test_run_names_carry_no_empty_series_point():
     assert _point(25, _run_key(get_task("blobs-rect"))) == "data.blob_size=25 "
     assert _point("4/9", _run_key(get_task("mnist-pairs"))) == "digit pair=4/9 "
     assert _point(25) == "25 "
+
+
+def test_run_names_give_a_swept_series_key_once():
+    """Sweeping the series key with another key names runs 'data.blob_size=16 seed=0
+    data.n_per_class=10', not with data.blob_size=16 twice."""
+    from bench.tasks import get_task
+    from bench.work import _swept_suffix
+
+    task = get_task("blobs-rect")
+    swept = {"data.n_per_class": 10, "data.blob_size": 16}
+    assert _swept_suffix(task, swept) == " data.n_per_class=10"
+    assert _swept_suffix(task, {"attack.steps": 4000}) == " attack.steps=4000"
