@@ -64,7 +64,7 @@ def main(reference: str, other: str, keys: tuple[str, ...]) -> None:
                 later = v[s_ > 0]
                 print(
                     f"{STEP_FIT} ({name}, every step): {len(v)} steps in [{v.min():.4f}, {v.max():.4f}], "
-                    f"after step 0 in [{later.min():.4f}, {later.max():.4f}], negative at {int((v < 0).sum())}"
+                    f"after step 0 in [{later.min():.4f}, {later.max():.4f}], negative at {int((v < 0).sum())} steps"
                 )
 
 
