@@ -149,8 +149,9 @@ class AttackConfig:
     `steps`). `alpha_final`: > 0 anneals the surrogate's slope geometrically from `alpha` to
     `alpha_final` over `steps` (0: constant alpha). The defaults (layer norm, lr 0.02, cosine, warm-up
     100) won benchmarks/attack_convergence.py: at the paper's scale (3 blob sizes x 3 seeds) they reach
-    what the previous defaults (theta norm, lr 0.01, constant) reach in 20,000 steps in a median 1,625 on
-    6 of 9 points, and end lower on average at 5,000 (docs/attack.md).
+    what the previous defaults (theta norm, lr 0.01, constant) reach in 20,000 steps by a median step
+    1,625 of a 5,000-step run on 6 of 9 points, and end lower on average (docs/attack.md; a 2,000-step
+    run reaches it on 3 of 9: the schedule shrinks with `steps`).
     Soundness (bench.attack.reconstruct): at every monitor point the state is re-scored in float64 with
     the explicit residual; a fast path (bfloat16, compile, the Gram route) whose fit is off by more than
     `fit_check_tol` (relative) is flagged and the attack falls back to the exact path (float32, explicit)
