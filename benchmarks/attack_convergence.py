@@ -14,7 +14,9 @@ is unsound in bfloat16; the float64 check re-scores every monitor point), ~2x ch
 runs --budget steps from the same classifier and seed. A row per variant gives: the points that reach the
 target within the budget, the median steps to it (monitor points every 250 steps), the median seconds to
 it (steps to it x the run's seconds per step, compilation and monitoring included), its milliseconds per
-step and the mean final error. The first row is the reference's own curve. The training-data error is the
+step, the mean final error, and how many attacks the float64 check flagged, converged and degraded. The
+first row is the reference's own curve. Below the table, every further variant is compared with the first
+point by point: the mean difference of the final error and its 95% bootstrap interval over the points. The training-data error is the
 benchmark's measuring stick only: no variant reads it.
 
 Every attack is cached in --cache under its point and overrides, so the points can be split across
@@ -125,8 +127,26 @@ def row(name: str, rows: list[dict], budget: int) -> str:
     ms = np.median([r["s_per_step"] for r in rows]) * 1e3
     final = np.mean([r["final"] for r in rows])
     bad = sum(int(r["flagged"]) for r in rows)
+    conv = sum(int(r["converged"] == 1) for r in rows)
+    degraded = sum(int(r["degraded"] == 1) for r in rows)
     return (
-        f"| {name} | {reached.sum()} of {len(rows)} | {med_st} | {med_s} | {ms:.1f} | {final:.4f} | {bad} |"
+        f"| {name} | {reached.sum()} of {len(rows)} | {med_st} | {med_s} | {ms:.1f} | {final:.4f} | {bad} "
+        f"| {conv} / {degraded} |"
+    )
+
+
+def paired(name: str, rows: list[dict], base: str, base_rows: list[dict]) -> str | None:
+    """Final ncc_dist of `name` minus `base` on the points both have: mean and 95% bootstrap CI over points."""
+    from bench.analysis.trends import mean_ci
+
+    other = {r["point"]: r["final"] for r in base_rows}
+    diffs = np.array([r["final"] - other[r["point"]] for r in rows if r["point"] in other])
+    if len(diffs) < 2:
+        return None
+    mean, lo, hi = mean_ci(diffs)
+    return (
+        f"{name} - {base}: final ncc_dist {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(diffs)} points "
+        f"(per point {', '.join(f'{d:+.4f}' for d in diffs)})"
     )
 
 
@@ -174,6 +194,7 @@ def main() -> None:
             print(f"size {size} seed {seed}: no reference cached, skipped")
             continue
         ref["steps_to"] = steps_to(ref["curve"], ref["final"])
+        ref["point"] = (size, seed)
         results[ref_name].append(ref)
         targets.append(ref["final"])
         print(
@@ -188,6 +209,7 @@ def main() -> None:
                 print(f"  {name}: not cached")
                 continue
             out["steps_to"] = steps_to(out["curve"], ref["final"])
+            out["point"] = (size, seed)
             results[name].append(out)
             print(
                 f"  {name}: final {out['final']:.4f}, steps to target {out['steps_to']:.0f}, "
@@ -197,12 +219,17 @@ def main() -> None:
     print(f"\nload at end {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(
         f"| variant | reach the target in {args.budget} steps | median steps to it | median s to it | ms/step "
-        f"| mean final ncc_dist (targets' mean {np.mean(targets):.4f}) | flagged by the float64 check |"
+        f"| mean final ncc_dist (targets' mean {np.mean(targets):.4f}) | flagged by the float64 check "
+        "| converged / degraded |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         if rows:
             print(row(name, rows, args.ref_steps if name == ref_name else args.budget))
+    for name in names[1:]:  # every further variant against the first, point by point
+        line = paired(name, results[name], names[0], results[names[0]])
+        if line:
+            print(line)
 
 
 if __name__ == "__main__":
