@@ -208,6 +208,10 @@ def attack_and_evaluate(
         weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step, cfg.device
     )
     timings["attack_s"] = att.seconds
+    # seconds per step as this run saw them (compilation and monitoring included): the host's speed, which
+    # varies between machines of one kind and over a day, so wall times are compared through it
+    steps = cfg.attack.steps if att.steps_run is None else int(np.max(att.steps_run))
+    timings["attack_step_s"] = att.seconds / max(1, steps)
 
     t0 = time.perf_counter()
     m = len(att.y)

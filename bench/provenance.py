@@ -2,8 +2,12 @@
 
 Tags: `bench.version`, `bench.git_commit` and `bench.git_dirty` (when bench is imported from a git
 checkout; dirty = tracked files differ from the commit), `torch.version`, `python`, `device` (the
-resolved torch device, e.g. `cuda:0`), `threads` (torch's CPU thread count), `cpu.model`, and `gpu.model`
-when the device is an accelerator. `bench.tracking.Tracker.run` adds them to every run it creates.
+resolved torch device, e.g. `cuda:0`), `threads` (torch's CPU thread count), `cpu.model`, `cpu.isa`, and
+`gpu.model` when the device is an accelerator. `cpu.isa` (torch's kernel level, and whether the CPU has
+AMX or AVX512-BF16) says whether bf16 products have hardware behind them. Neither tag pins the speed: on
+this project's machines, all reporting the same `cpu.model`, `bench perf` timed the paper-scale bf16 step
+at 9-14, 28 and 11 ms on different days; the run's own `attack_ms_per_step` (bench.experiment) is the
+speed it saw, and wall times are compared through it. `bench.tracking.Tracker.run` adds them to every run it creates.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ def static_tags() -> dict[str, str]:
         "torch.version": torch.__version__,
         "python": platform.python_version(),
         "cpu.model": cpu_model(),
+        "cpu.isa": cpu_isa(),
     }
     tags.update(git_state(Path(bench.__file__).resolve().parent.parent))
     return tags
@@ -71,3 +76,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_isa() -> str:
+    """torch's CPU kernel level and the bf16 matrix units, e.g. "AVX512 amx_bf16 avx512_bf16" (Linux flags;
+    elsewhere the kernel level alone)."""
+    import torch
+
+    level = torch.backends.cpu.get_cpu_capability()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return " ".join([level, *sorted(flags & {"amx_bf16", "avx512_bf16"})])

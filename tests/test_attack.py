@@ -79,3 +79,31 @@ def test_compiled_attack_follows_the_eager_one(trained) -> None:
     eager, compiled = (r.curves["attack/kkt_fit"][1] for r in runs)
     np.testing.assert_allclose(compiled, eager, rtol=1e-9)
     assert eager[0, -1] < eager[0, 0]
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_population_optimiser_is_adam_and_freezes_stopped_settings(compiled: bool) -> None:
+    """The attack's own Adam (eager, and fused through torch.compile with attack.compile=true) follows
+    torch.optim.Adam on a setting that moves; a stopped setting and its kept state stay where they were."""
+    import torch
+
+    from bench.attack.reconstruct import _Optimizer
+
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 6, 5, generator=gen, dtype=torch.float64)
+    x = x0.clone().requires_grad_()
+    ref = x0[0].clone().requires_grad_()
+    lr = torch.tensor([0.03, 0.03], dtype=torch.float64).view(2, 1, 1)
+    opt = _Optimizer([x], [lr], "adam", 0.9, compiled)
+    torch_adam = torch.optim.Adam([ref], lr=0.03, betas=(0.9, 0.999), eps=1e-8)
+    kept = [x0.clone()]
+    alive = torch.tensor([True, False])
+    for _ in range(50):
+        grad = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+        x.grad, ref.grad = grad.clone(), grad[0].clone()
+        opt.step(alive, kept)
+        torch_adam.step()
+    np.testing.assert_allclose(x[0].detach().numpy(), ref.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(x[0].detach().numpy(), x0[0].numpy())  # it moved
+    assert torch.equal(x[1].detach(), x0[1])  # the stopped setting did not
+    assert torch.equal(kept[0][0], x[0].detach()) and torch.equal(kept[0][1], x0[1])

@@ -21,7 +21,7 @@ from bench.errors import BenchInputError
 runner = CliRunner()
 TINY = ["--set", "data.n_per_class=3", "--set", "model.width=40", "--set", "attack.steps=20"]
 TINY += ["--set", "attack.eval_every=10"]
-PROVENANCE = ("bench.version", "torch.version", "python", "device", "threads", "cpu.model")
+PROVENANCE = ("bench.version", "torch.version", "python", "device", "threads", "cpu.model", "cpu.isa")
 
 
 def _artifacts(client: MlflowClient, run_id: str, folder: str | None = None) -> set[str]:
@@ -47,6 +47,7 @@ def test_runs_carry_provenance_and_log_switches_keep_raw_data_out(tracking_uri: 
         assert tags["bench.version"] == bench.__version__ and tags["torch.version"] == torch.__version__
         assert tags["python"] == "{}.{}.{}".format(*sys.version_info[:3])
         assert tags["device"] == "cpu" and tags["threads"] == "1" and "gpu.model" not in tags
+        assert tags["cpu.isa"].split()[0] == torch.backends.cpu.get_cpu_capability()
         if (root / ".git").exists():
             head = subprocess.run(
                 ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
