@@ -135,8 +135,9 @@ class AttackConfig:
     over the last `stop_window` steps are both below `stop_tol`; `steps` is then the cap. "none" runs
     all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
     The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
-    `compile`: run the loss through torch.compile (fused elementwise work; ~2x a bf16 step on a CPU at the
-    paper's scale, after ~10-30 s of compilation per process; see bench.attack.kkt.loss_function).
+    `compile`: run the loss and the optimiser step through torch.compile (fused elementwise work; ~2x a
+    bf16 step on a CPU at the paper's scale, after ~10-30 s of compilation per process; see
+    bench.attack.kkt.loss_function and bench.attack.reconstruct._Optimizer).
     `fit_norm`: "layer" (default) averages every layer's residual divided by that layer's ||theta_l||^2;
     "theta" divides the summed residual by ||theta||^2 (Haim et al.; see bench.attack.kkt.kkt_fit).
     `fit_layers`: the layers (1-based, e.g. "1,3") the fit is made of; empty: all. `residual`: how the
