@@ -15,8 +15,9 @@ runs --budget steps from the same classifier and seed. A row per variant gives: 
 target within the budget, the median steps to it (monitor points every 250 steps), the median seconds to
 it (steps to it x the run's seconds per step, compilation and monitoring included), its milliseconds per
 step, the mean final error, and how many attacks the float64 check flagged, converged and degraded. The
-first row is the reference's own curve. Below the table, every further variant is compared with the first
-point by point: the mean difference of the final error and its 95% bootstrap interval over the points. The training-data error is the
+first row is the reference's own curve. Below the table, every further variant is compared with the first variant
+point by point, and every variant with the reference: the mean difference of the final error and its 95%
+bootstrap interval over the points. The training-data error is the
 benchmark's measuring stick only: no variant reads it.
 
 Every attack is cached in --cache under its point and overrides, so the points can be split across
@@ -226,6 +227,10 @@ def main() -> None:
     for name, rows in results.items():
         if rows:
             print(row(name, rows, args.ref_steps if name == ref_name else args.budget))
+    for name in names:  # every variant against the reference's final error, point by point
+        line = paired(name, results[name], "reference", results[ref_name])
+        if line:
+            print(line)
     for name in names[1:]:  # every further variant against the first, point by point
         line = paired(name, results[name], names[0], results[names[0]])
         if line:
