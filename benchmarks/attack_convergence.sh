@@ -3,7 +3,7 @@
 # previous attack reaches in REF_STEPS (20,000) steps, over 3 blob sizes x 3 seeds of blobs-rect's paper
 # profile. The 9 points are split over two single-thread processes (this machine has 2 cores); every
 # attack is cached in CACHE, so an interrupted run resumes, and the last call prints the table.
-#   bash benchmarks/attack_convergence.sh                 # float32 references (~2 h of 2 cores, estimated)
+#   bash benchmarks/attack_convergence.sh                 # float32 references (61 min with 1 variant, 2026-12-04, load ~2)
 #   REF_FAST=1 bash benchmarks/attack_convergence.sh      # bf16 + compile references (73 min, 2 variants, load 1-2)
 #   VARIANTS="NAME;NAME" ...                              # names from VARIANTS in attack_convergence.py
 set -euo pipefail
