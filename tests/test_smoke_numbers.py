@@ -106,7 +106,10 @@ def test_smoke_run_gives_the_recorded_numbers(name: str, store: str) -> None:
     for (_, row), want in zip(table.iterrows(), RECORDED[name].values(), strict=True):
         for k, v in want.items():
             rel = 2e-2 if k in ATTACK_FIGURES else 1e-8
-            assert float(row[k]) == pytest.approx(v, rel=rel, abs=1e-9), k
+            # the smoke profile's membership AUC is a rank statistic over few pairs: one pair's order
+            # flipped by rounding moves it by 0.01 (0.49 and 0.48 on two hosts of this project, same code)
+            tol = 0.01 + 1e-9 if k == "membership/auc" else 1e-9
+            assert float(row[k]) == pytest.approx(v, rel=rel, abs=tol), k
     if name == "blobs-rect":
         for k, v in RECORDED_TREND.items():
             assert summary.trend[k] == pytest.approx(v, rel=0.2 if k.endswith("slope") else 1e-9), k
