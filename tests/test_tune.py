@@ -402,13 +402,16 @@ def test_timeout_stops_between_trials(tracking_uri: str) -> None:
     res = CliRunner().invoke(app, [*args, "--timeout", "0.5"])
     assert res.exit_code == 0, res.output
     assert "not finished (timeout): rerun the same command to continue" in res.output
+    # finished: complete, or pruned by the median pruner once 5 trials are in (a fast host gets there
+    # within the timeout); never left running or failed
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
     trials = _study(None, "timed", tracking_uri).get_trials()
-    assert len(trials) < 50 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len(trials) < 50 and all(t.state in finished for t in trials), [t.state for t in trials]
     before = len(trials)
     res = CliRunner().invoke(app, [*args, "--timeout", "0.5"])
     assert res.exit_code == 0, res.output
     trials = _study(None, "timed", tracking_uri).get_trials()
-    assert before < len(trials) < 50 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert before < len(trials) < 50 and all(t.state in finished for t in trials), [t.state for t in trials]
 
 
 @pytest.mark.parametrize("batch", [1, 2])
