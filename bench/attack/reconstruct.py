@@ -362,7 +362,7 @@ class _Optimizer:
     `step` also copies the moving settings' new state into `keep` (the attack's last good state). With
     `compiled`, the whole update (for x: ~10 passes over m x d floats) runs as one torch.compile'd
     kernel per tensor, ~1 ms a step less at the paper's scale on one CPU thread; the same arithmetic in
-    another order of rounding (tests/test_soundness.py compares the two).
+    another order of rounding (tests/test_attack.py checks both against torch.optim.Adam).
     """
 
     def __init__(
