@@ -6,8 +6,9 @@ resolved torch device, e.g. `cuda:0`), `threads` (torch's CPU thread count), `cp
 `gpu.model` when the device is an accelerator. `cpu.isa` (torch's kernel level, and whether the CPU has
 AMX or AVX512-BF16) says whether bf16 products have hardware behind them. Neither tag pins the speed: on
 this project's machines, all reporting the same `cpu.model`, `bench perf` timed the paper-scale bf16 step
-at 9-14, 28 and 11 ms on different days; the run's own `attack_ms_per_step` (bench.experiment) is the
-speed it saw, and wall times are compared through it. `bench.tracking.Tracker.run` adds them to every run it creates.
+at 9-14, 28 and 11 ms on different days; the run's own metric `attack_step_s` (bench.experiment) is
+the speed it saw, and wall times are compared through it. `bench.tracking.Tracker.run` adds the tags to
+every run it creates.
 """
 
 from __future__ import annotations
@@ -67,15 +68,20 @@ def _git(root: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux, else the platform's processor string)."""
+def _cpuinfo(field: str) -> str | None:
+    """The value of the first `field` line of /proc/cpuinfo (Linux), or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
+            if line.lower().startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else the platform's processor string)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
 
 
 def cpu_isa() -> str:
@@ -83,13 +89,5 @@ def cpu_isa() -> str:
     elsewhere the kernel level alone)."""
     import torch
 
-    level = torch.backends.cpu.get_cpu_capability()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    return " ".join([level, *sorted(flags & {"amx_bf16", "avx512_bf16"})])
+    flags = set((_cpuinfo("flags") or "").split())
+    return " ".join([torch.backends.cpu.get_cpu_capability(), *sorted(flags & {"amx_bf16", "avx512_bf16"})])

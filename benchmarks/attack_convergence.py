@@ -15,10 +15,10 @@ runs --budget steps from the same classifier and seed. A row per variant gives: 
 target within the budget, the median steps to it (monitor points every 250 steps), the median seconds to
 it (steps to it x the run's seconds per step, compilation and monitoring included), its milliseconds per
 step, the mean final error, and how many attacks the float64 check flagged, converged and degraded. The
-first row is the reference's own curve. Below the table, every further variant is compared with the first variant
-point by point, and every variant with the reference: the mean difference of the final error and its 95%
-bootstrap interval over the points. The training-data error is the
-benchmark's measuring stick only: no variant reads it.
+first row is the reference's own curve. Below the table, every variant is compared with the reference and
+every further variant with the first variant, point by point: the mean difference of the final error and
+its 95% bootstrap interval over the points. The training-data error is the benchmark's measuring stick
+only: no variant reads it.
 
 Every attack is cached in --cache under its point and overrides, so the points can be split across
 processes (--points) and a last call with all points (--table-only: nothing new is run) prints the table.

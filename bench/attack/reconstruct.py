@@ -386,12 +386,11 @@ class _Optimizer:
         self.t = 0
 
     @torch.no_grad()
-    def step(self, alive: torch.Tensor, keep: list[torch.Tensor] | None = None) -> None:
+    def step(self, alive: torch.Tensor, keep: list[torch.Tensor]) -> None:
         """One update of the settings where `alive` (P,) holds; then keep[i] <- params[i] there."""
         self.t += 1
         corr = [torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device) for b in _BETAS]
-        for i, (p, lr, m1, m2) in enumerate(zip(self.params, self.lrs, self.m1, self.m2, strict=True)):
-            good = keep[i] if keep is not None else None
+        for p, lr, m1, m2, good in zip(self.params, self.lrs, self.m1, self.m2, keep, strict=True):
             self.update(self.kind, self.momentum, p.detach(), p.grad, m1, m2, lr, alive, *corr, good)
             p.grad = None
 
@@ -410,7 +409,7 @@ def _update(
     alive: torch.Tensor,
     corr1: torch.Tensor,
     corr2: torch.Tensor,
-    good: torch.Tensor | None,
+    good: torch.Tensor,
 ) -> None:
     """In place: the moments m1, m2 and p (where `alive`, leading dimension) from `grad` (NaN/inf -> 0);
     Adam with bias corrections corr1 = 1 - beta1^t, corr2 = 1 - beta2^t, or SGD with `momentum`; then
@@ -427,8 +426,7 @@ def _update(
     else:
         m1.mul_(momentum).add_(grad)
         p.sub_(mask * lr * m1)
-    if good is not None:
-        good.copy_(torch.where(alive.view(shape), p, good))
+    good.copy_(torch.where(alive.view(shape), p, good))
 
 
 @functools.cache
