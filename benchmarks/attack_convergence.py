@@ -16,9 +16,9 @@ target within the budget, the median steps to it (monitor points every 250 steps
 it (steps to it x the run's seconds per step, compilation and monitoring included), its milliseconds per
 step, the mean final error, and how many attacks the float64 check flagged, converged and degraded. The
 first row is the reference's own curve. Below the table, every variant is compared with the reference and
-every further variant with the first variant, point by point: the mean difference of the final error and
-its 95% bootstrap interval over the points. The training-data error is the benchmark's measuring stick
-only: no variant reads it.
+every further variant with the first variant, point by point: the mean difference of the final error (and,
+between variants, of DSSIM and memorised/frac, the second metrics) and its 95% bootstrap interval over
+the points. The training-data error is the benchmark's measuring stick only: no variant reads it.
 
 --targets recorded skips the reference runs (~47 min of the float32 ones at 2 processes) and takes each
 point's target from RECORDED_TARGETS, the float32 references measured on 2026-12-04 (to 3 decimals, as
@@ -103,6 +103,8 @@ def attack(prep, steps: int, overrides: dict[str, object]) -> dict[str, object]:
         "s_per_step": res.timings["attack_s"] / max(1, steps),
         "wall": wall,
         "final": sr.metrics["ncc_dist_mean"],
+        "dssim": sr.metrics["dssim_mean"],  # second metrics, for the paired comparisons between variants
+        "memorised": sr.metrics["memorised/frac"],
         "converged": sr.metrics["attack/converged"],
         "flagged": sr.metrics["attack/fit_check_failed"],
         "degraded": sr.metrics.get("attack/degraded", float("nan")),
@@ -152,17 +154,21 @@ def row(name: str, rows: list[dict], budget: int) -> str:
     )
 
 
-def paired(name: str, rows: list[dict], base: str, base_rows: list[dict]) -> str | None:
-    """Final ncc_dist of `name` minus `base` on the points both have: mean and 95% bootstrap CI over points."""
+def paired(
+    name: str, rows: list[dict], base: str, base_rows: list[dict], figure: str = "final"
+) -> str | None:
+    """`figure` (final: ncc_dist; dssim; memorised) of `name` minus `base` on the points both have (attacks
+    cached before a figure was recorded lack it): mean and 95% bootstrap CI over points."""
     from bench.analysis.trends import mean_ci
 
-    other = {r["point"]: r["final"] for r in base_rows}
-    diffs = np.array([r["final"] - other[r["point"]] for r in rows if r["point"] in other])
+    other = {r["point"]: r[figure] for r in base_rows if figure in r}
+    diffs = np.array([r[figure] - other[r["point"]] for r in rows if r["point"] in other and figure in r])
     if len(diffs) < 2:
         return None
     mean, lo, hi = mean_ci(diffs)
+    label = {"final": "ncc_dist"}.get(figure, figure)
     return (
-        f"{name} - {base}: final ncc_dist {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(diffs)} points "
+        f"{name} - {base}: final {label} {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] over {len(diffs)} points "
         f"(per point {', '.join(f'{d:+.4f}' for d in diffs)})"
     )
 
@@ -255,10 +261,11 @@ def main() -> None:
         line = paired(name, results[name], "reference", results[ref_name])
         if line:
             print(line)
-    for name in names[1:]:  # every further variant against the first, point by point
-        line = paired(name, results[name], names[0], results[names[0]])
-        if line:
-            print(line)
+    for name in names[1:]:  # every further variant against the first, point by point, under three metrics
+        for figure in ("final", "dssim", "memorised"):
+            line = paired(name, results[name], names[0], results[names[0]], figure)
+            if line:
+                print(line)
 
 
 if __name__ == "__main__":
