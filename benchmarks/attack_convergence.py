@@ -122,6 +122,11 @@ def cached_attack(prep, steps: int, overrides: dict[str, object], path: Path, ru
     return out
 
 
+def load() -> str:
+    """The 1-, 5- and 15-minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def key(overrides: dict[str, object]) -> str:
     return hashlib.sha1(repr(sorted(overrides.items())).encode()).hexdigest()[:10]
 
@@ -198,22 +203,25 @@ def main() -> None:
         points = [tuple(int(v) for v in p.split(":")) for p in args.points.split(",")]
     else:
         points = [(int(s), int(e)) for s in args.sizes.split(",") for e in args.seeds.split(",")]
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"{len(points)} points, budget {args.budget}, reference {args.ref_steps} steps {ref_over}")
-    print(f"threads {args.threads}, load at start {' '.join(load)}", flush=True)
-    ref_name = f"reference: previous defaults{' (bf16+compile)' if args.ref_fast else ''}, its own curve"
-    if args.targets == "recorded":
+    recorded = args.targets == "recorded"
+    if recorded:
         ref_name = "reference: previous defaults, 20,000 float32 steps (recorded targets)"
+    else:
+        ref_name = f"reference: previous defaults{' (bf16+compile)' if args.ref_fast else ''}, its own curve"
+    print(f"{len(points)} points, budget {args.budget}, {ref_name}")
+    if not recorded:
+        print(f"reference: {args.ref_steps} steps {ref_over}")
+    print(f"threads {args.threads}, load at start {load()}", flush=True)
     results: dict[str, list[dict[str, object]]] = {n: [] for n in [ref_name, *names]}
     targets = []
     for size, seed in points:
         tag = f"{size}-{seed}-t{args.threads}"
         prep = None if args.table_only else prepared(size, seed, args.threads, cache)
-        if args.targets == "recorded":
+        if recorded:  # a target without a curve: no row of its own in the table
             if (size, seed) not in RECORDED_TARGETS:
                 print(f"size {size} seed {seed}: no recorded target, skipped")
                 continue
-            ref = {"final": RECORDED_TARGETS[size, seed], "recorded": True}
+            ref = {"final": RECORDED_TARGETS[size, seed]}
         else:
             ref = cached_attack(
                 prep,
@@ -229,7 +237,7 @@ def main() -> None:
         ref["point"] = (size, seed)
         results[ref_name].append(ref)
         targets.append(ref["final"])
-        speed = "recorded" if "recorded" in ref else f"{ref['s_per_step'] * 1e3:.1f} ms/step"
+        speed = "recorded" if recorded else f"{ref['s_per_step'] * 1e3:.1f} ms/step"
         print(f"size {size} seed {seed}: target ncc_dist {ref['final']:.4f} ({speed})")
         for name in names:
             over = VARIANTS[name]
@@ -247,7 +255,7 @@ def main() -> None:
                 f"{out['s_per_step'] * 1e3:.1f} ms/step, flagged {out['flagged']:.0f}",
                 flush=True,
             )
-    print(f"\nload at end {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"\nload at end {load()}")
     print(
         f"| variant | reach the target in {args.budget} steps | median steps to it | median s to it | ms/step "
         f"| mean final ncc_dist (targets' mean {np.mean(targets):.4f}) | flagged by the float64 check "
@@ -255,7 +263,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
-        if rows and not (name == ref_name and args.targets == "recorded"):
+        if rows and not (name == ref_name and recorded):
             print(row(name, rows, args.ref_steps if name == ref_name else args.budget))
     for name in names:  # every variant against the reference's final error, point by point
         line = paired(name, results[name], "reference", results[ref_name])

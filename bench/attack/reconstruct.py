@@ -389,6 +389,8 @@ class _Optimizer:
     def step(self, alive: torch.Tensor, keep: list[torch.Tensor]) -> None:
         """One update of the settings where `alive` (P,) holds; then keep[i] <- params[i] there."""
         self.t += 1
+        # bias corrections as tensors: a Python float would be a constant to torch.compile, and the fused
+        # update would be recompiled at every step
         corr = [torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device) for b in _BETAS]
         for p, lr, m1, m2, good in zip(self.params, self.lrs, self.m1, self.m2, keep, strict=True):
             self.update(self.kind, self.momentum, p.detach(), p.grad, m1, m2, lr, alive, *corr, good)
