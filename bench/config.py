@@ -125,7 +125,8 @@ class AttackConfig:
     std of the N(0, init_scale^2) init of x (centred data scale). `lam_min`: lower bound on the
     normalised multipliers l (lambda = s * l, s = ||theta||^2 / (L m), see bench.attack.kkt).
     `alpha`: slope of the sigmoid that replaces the ReLU derivative. `optimizer`: "adam" or "sgd"
-    (momentum 0.9, as in the reference code). `eval_every`: steps between DSSIM/L2 monitor points.
+    (momentum 0.9, as in the reference code). `beta2`: Adam's second-moment decay. `eval_every`: steps
+    between DSSIM/L2 monitor points.
     `dtype`: "bfloat16" keeps x, lambda and the optimiser in float32 and runs the matrix products in
     bfloat16 (CPU autocast; fast where the CPU has AMX or AVX512-BF16).
     `normalize`: "margin" rescales the weights so the smallest training margin is 1 (the normalisation
@@ -186,6 +187,7 @@ class AttackConfig:
     box_penalty: float = 1.0
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
+    beta2: float = 0.999
     dtype: Literal["float32", "float64", "bfloat16"] = "float32"
     normalize: Literal["margin", "none"] = "margin"
     eval_every: int = 100
@@ -221,6 +223,7 @@ class AttackConfig:
             require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")
         require(self.lam_min >= 0, "attack.lam_min", self.lam_min, "a number >= 0")
         require(0 <= self.momentum < 1, "attack.momentum", self.momentum, "a number in [0, 1)")
+        require(0 < self.beta2 < 1, "attack.beta2", self.beta2, "a number in (0, 1), e.g. 0.999")
         require(self.eval_every >= 1, "attack.eval_every", self.eval_every, "a positive integer")
         require(self.warmup >= 0, "attack.warmup", self.warmup, "an integer >= 0 (steps of linear warm-up)")
         require(self.alpha_final >= 0, "attack.alpha_final", self.alpha_final, "0 (off) or a positive slope")

@@ -7,6 +7,7 @@
 # and its ncc_dist follows float32's.
 #   bash benchmarks/attack_soundness.sh            # both runs at once, 1 thread each (~20 min here)
 #   STORE=DIR bash benchmarks/attack_soundness.sh  # keep the stores in DIR (reused if they are there)
+#   EXTRA="--set attack.beta2=0.999" bash ...     # more arguments for every run (word-split)
 #   CONTROL=1 STORE=DIR bash ...  # then float32 + compile as well (one more run, after the two): the same
 #                                 # function in float32 with its rounding reordered, a yardstick for how far
 #                                 # two runs of one objective drift apart with no change of precision
@@ -19,6 +20,8 @@ STEPS=${STEPS:-20000}
 SIZE=${SIZE:-25}
 common=(--profile paper --seeds 1 --set "data.blob_size=$SIZE" --set "attack.steps=$STEPS"
   --set attack.eval_every=500 --set threads=1)
+read -r -a extra <<< "${EXTRA:-}"
+common+=("${extra[@]}")
 run() {  # name, extra args...
   local name=$1; shift
   mkdir -p "$STORE/$name"

@@ -81,10 +81,11 @@ def test_compiled_attack_follows_the_eager_one(trained) -> None:
     assert eager[0, -1] < eager[0, 0]
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_the_population_optimiser_is_adam_and_freezes_stopped_settings(compiled: bool) -> None:
-    """The attack's own Adam (eager, and fused through torch.compile with attack.compile=true) follows
-    torch.optim.Adam on a setting that moves; a stopped setting and its kept state stay where they were."""
+@pytest.mark.parametrize(("compiled", "beta2"), [(False, 0.999), (True, 0.999), (False, 0.95)])
+def test_the_population_optimiser_is_adam_and_freezes_stopped_settings(compiled: bool, beta2: float) -> None:
+    """The attack's own Adam (eager, and fused through torch.compile with attack.compile=true; with
+    attack.beta2) follows torch.optim.Adam on a setting that moves; a stopped setting and its kept state
+    stay where they were."""
     import torch
 
     from bench.attack.reconstruct import _Optimizer
@@ -94,8 +95,8 @@ def test_the_population_optimiser_is_adam_and_freezes_stopped_settings(compiled:
     x = x0.clone().requires_grad_()
     ref = x0[0].clone().requires_grad_()
     lr = torch.tensor([0.03, 0.03], dtype=torch.float64).view(2, 1, 1)
-    opt = _Optimizer([x], [lr], "adam", 0.9, compiled)
-    torch_adam = torch.optim.Adam([ref], lr=0.03, betas=(0.9, 0.999), eps=1e-8)
+    opt = _Optimizer([x], [lr], "adam", 0.9, compiled, beta2)
+    torch_adam = torch.optim.Adam([ref], lr=0.03, betas=(0.9, beta2), eps=1e-8)
     kept = [x0.clone()]
     alive = torch.tensor([True, False])
     for _ in range(50):

@@ -54,3 +54,43 @@ def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> Non
     assert "mean +0.025" in line and "largest |diff| 0.1" in line  # (+0.10 - 0.05) / 2
     line = next(s for s in out.splitlines() if "(memorised/frac)" in s)
     assert "mean -0.1" in line  # only the run that has it
+
+
+def test_fit_spikes_measures_the_rise_above_the_running_minimum(tmp_path: Path, capsys) -> None:
+    """benchmarks/fit_spikes.py: a fit that falls, jumps by 0.5 at step 400 and falls again has one
+    excursion of 0.5; a monotone fit has none; the start of the run (<= --skip) never counts."""
+    import sys
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("fit_spikes", ROOT / "benchmarks" / "fit_spikes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    steps = np.arange(1000)
+    falling = 1.0 - 0.5 * steps / 1000
+    spiked = falling.copy()
+    spiked[400:420] += 0.5  # running min at 399 is 0.8005; at 400 the fit is 0.5 above it
+    spiked[50] += 2.0  # inside the skipped start
+    rise, at, n = mod.spikes(spiked, steps, 200, 0.1)
+    assert at == 400 and abs(rise - 0.5) < 1e-3 and n == 1
+    assert mod.spikes(falling, steps, 200, 0.1) == (0.0, 0, 0)
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exp = client.create_experiment("blobs-rect")
+    parent = client.create_run(exp, tags={"bench.kind": "parent"})
+    for seed, curve in ((0, spiked), (1, falling)):
+        tags = {"bench.kind": "child", "bench.series_value": "25", "bench.seed": str(seed)}
+        run = client.create_run(exp, tags=tags | {"mlflow.parentRunId": parent.info.run_id})
+        for s in range(0, 1000, 10):
+            client.log_metric(run.info.run_id, "attack/kkt_fit", float(curve[s]), step=s)
+        client.set_terminated(run.info.run_id)
+    sys.argv = ["fit_spikes.py", str(folder)]
+    mod.main()
+    out = capsys.readouterr().out
+    assert (
+        "seed 0: largest rise 0.495" in out
+    )  # logged every 10 steps: min 0.805 at 390 and "at step 400, 1 excursion" in out
+    assert "seed 1: largest rise 0.000" in out
+    assert "2 runs: largest rise median 0.248" in out and "1 with an excursion > 0.1" in out

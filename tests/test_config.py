@@ -33,6 +33,7 @@ def test_overrides_are_typed() -> None:
         ("data.blob_size", "2.5", "expected int"),
         ("data.blob_size", "500", "data.blob_size"),
         ("attack.optimizer", "lbfgs", "adam, sgd"),
+        ("attack.beta2", "1", "attack.beta2"),
         ("model.bias", "all", "none, first"),
         ("eval.primary", "accuracy", "eval.primary"),
     ],

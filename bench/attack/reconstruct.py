@@ -169,7 +169,9 @@ def reconstruct(
     scale = lambda_scale(w, m)
     lam_lr = torch.full((P, *[1] * l0.dim()), cfg.lr_lambda, dtype=dtype, device=dev)
     base_lrs = [lr.view(P, 1, 1), lam_lr]
-    opt = _Optimizer([x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum, cfg.compile)
+    opt = _Optimizer(
+        [x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum, cfg.compile, cfg.beta2
+    )
     alive = torch.ones(P, dtype=torch.bool, device=dev)
     # converged under attack.stop=plateau: frozen, like diverged
     stopped = torch.zeros(P, dtype=torch.bool, device=dev)
@@ -372,8 +374,10 @@ class _Optimizer:
         kind: str,
         momentum: float,
         compiled: bool = False,
+        beta2: float = 0.999,
     ):
         self.params, self.lrs, self.kind, self.momentum = params, lrs, kind, momentum
+        self.betas = (_BETA1, beta2)
         self.m1 = [torch.zeros_like(p) for p in params]
         self.m2 = [torch.zeros_like(p) for p in params]
         self.t = 0
@@ -391,18 +395,23 @@ class _Optimizer:
         self.t += 1
         # bias corrections as tensors: a Python float would be a constant to torch.compile, and the fused
         # update would be recompiled at every step
-        corr = [torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device) for b in _BETAS]
+        corr = [
+            torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device) for b in self.betas
+        ]
         for p, lr, m1, m2, good in zip(self.params, self.lrs, self.m1, self.m2, keep, strict=True):
-            self.update(self.kind, self.momentum, p.detach(), p.grad, m1, m2, lr, alive, *corr, good)
+            self.update(
+                self.kind, self.momentum, self.betas[1], p.detach(), p.grad, m1, m2, lr, alive, *corr, good
+            )
             p.grad = None
 
 
-_BETAS = (0.9, 0.999)
+_BETA1 = 0.9
 
 
 def _update(
     kind: str,
     momentum: float,
+    b2: float,
     p: torch.Tensor,
     grad: torch.Tensor,
     m1: torch.Tensor,
@@ -414,9 +423,9 @@ def _update(
     good: torch.Tensor,
 ) -> None:
     """In place: the moments m1, m2 and p (where `alive`, leading dimension) from `grad` (NaN/inf -> 0);
-    Adam with bias corrections corr1 = 1 - beta1^t, corr2 = 1 - beta2^t, or SGD with `momentum`; then
-    good <- p where alive (no boolean indexing: no device sync)."""
-    b1, b2 = _BETAS
+    Adam (second-moment decay `b2`) with bias corrections corr1 = 1 - beta1^t, corr2 = 1 - b2^t, or SGD
+    with `momentum`; then good <- p where alive (no boolean indexing: no device sync)."""
+    b1 = _BETA1
     grad = torch.nan_to_num(grad)
     shape = (-1, *([1] * (p.dim() - 1)))
     mask = alive.view(shape).to(p.dtype)
