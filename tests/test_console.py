@@ -33,7 +33,7 @@ def test_list_v_task_shows_profiles_series_seeds_and_every_key_with_its_default(
     assert "series axis: data.blob_size" in out.output
     keys = dict(re.findall(r"^\s{4}([a-z_]+(?:\.[a-z_]+)*)\s+(\S+)\s", out.output, re.M))
     assert keys["data.shape"] == "rect" and keys["data.blob_size"] == "1"
-    assert keys["attack.lr"] == "0.02" and keys["model.depth"] == "3" and keys["seed"] == "0"
+    assert keys["attack.lr"] == "0.03" and keys["model.depth"] == "3" and keys["seed"] == "0"
     smoke = task.profiles["smoke"].overrides
     assert f"model.width={smoke['model.width']}" in out.output  # the smoke profile's overrides
 
@@ -66,7 +66,7 @@ def test_list_v_unknown_task_exits_2() -> None:
 def test_run_help_lists_shared_keys_and_points_to_list_v() -> None:
     out = runner.invoke(app, ["run", "--help"], terminal_width=140)
     assert out.exit_code == 0
-    assert "attack.lr=0.02" in out.output and "model.depth=3" in out.output
+    assert "attack.lr=0.03" in out.output and "model.depth=3" in out.output
     assert "bench list -v TASK" in out.output
 
 

@@ -22,11 +22,12 @@ from mlflow_store import fresh_store
 from bench.runner import run_task
 from bench.tasks import get_task
 
-# the attack as it was at 4c180c4 (issue 17 made the layer-normalised fit, lr 0.02, a cosine schedule and
-# the explicit residual the defaults)
+# the attack as it was at 4c180c4 (issue 17 made the layer-normalised fit, lr 0.03, Adam's beta2 0.99, a
+# cosine schedule and the explicit residual the defaults)
 PREVIOUS_ATTACK = {
     "attack.fit_norm": "theta",
     "attack.lr": 0.01,
+    "attack.beta2": 0.999,
     "attack.schedule": "constant",
     "attack.warmup": 0,
     "attack.residual": "auto",
