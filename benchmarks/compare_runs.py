@@ -3,8 +3,9 @@
 Usage: python benchmarks/compare_runs.py REFERENCE_STORE OTHER_STORE
 Each store is a directory holding mlflow.db (as benchmarks/scaling.sh writes them). Prints one row per
 matched run (the reference's figure / the other's) and, per figure, the largest and the mean difference
-(other - reference). Used to check the attack's shortcuts (bf16, torch.compile, the plateau stop) against
-the plain run: the trained model is the same when both ran with the same thread count (--jobs).
+(other - reference), with a bootstrap 95% interval of the mean over the matched runs. Used to check the
+attack's shortcuts (bf16, torch.compile, the plateau stop) against the plain run, and one attack's
+settings against another's: the trained model is the same when both ran with the same thread count.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from bench.analysis.trends import mean_ci
 from bench.tracking import load_runs
 
 FIGURES = {
@@ -49,9 +51,10 @@ def main(reference: str, other: str) -> None:
         print(f"{k[0]:>8} {k[1]:>4} " + " ".join(cells))
     for f in figures:
         diff = np.array([oth[k].get(f, np.nan) - ref[k].get(f, np.nan) for k in keys])
+        _, lo, hi = mean_ci(diff)  # paired over the matched runs: a bootstrap 95% interval of the mean
         print(
-            f"{FIGURES[f]:>12} ({f}): other - reference: mean {np.nanmean(diff):+.4g}, "
-            f"largest |diff| {np.nanmax(np.abs(diff)):.4g}"
+            f"{FIGURES[f]:>12} ({f}): other - reference: mean {np.nanmean(diff):+.4g} "
+            f"[{lo:+.4g}, {hi:+.4g}], largest |diff| {np.nanmax(np.abs(diff)):.4g}"
         )
 
 

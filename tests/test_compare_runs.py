@@ -51,7 +51,7 @@ def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> Non
     out = capsys.readouterr().out
     assert "2 runs in both stores" in out  # the run only in `other` is left out
     line = next(s for s in out.splitlines() if "(ncc_dist_mean)" in s)
-    assert "mean +0.025" in line and "largest |diff| 0.1" in line  # (+0.10 - 0.05) / 2
+    assert "mean +0.025 [" in line and "largest |diff| 0.1" in line  # (+0.10 - 0.05) / 2
     line = next(s for s in out.splitlines() if "(memorised/frac)" in s)
     assert "mean -0.1" in line  # only the run that has it
 
