@@ -63,8 +63,9 @@ def test_rule_does_not_fire_while_improving(weights: Weights) -> None:
 def test_converged_setting_is_frozen_and_others_go_on(weights: Weights) -> None:
     """A setting whose candidates barely move (lr 1e-12) converges early (only its multipliers move, and
     their gain is spent in the first window); the other goes on to the cap exactly as it would alone."""
+    # beta2 0.999: with the default 0.99 the moving setting too has plateaued by step 300 on this toy
     cfg = AttackConfig(
-        steps=300, eval_every=50, stop="plateau", stop_window=100, stop_tol=1e-2, dtype="float64"
+        steps=300, eval_every=50, stop="plateau", stop_window=100, stop_tol=1e-2, dtype="float64", beta2=0.999
     )
     settings = [{"lr": 1e-12}, {"lr": 1e-2}]
     out = reconstruct(weights, 10, *BOX, cfg, seed=1, settings=settings)
