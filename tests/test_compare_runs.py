@@ -56,6 +56,17 @@ def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> Non
     assert "mean -0.1" in line  # only the run that has it
 
 
+def test_a_task_without_a_series_is_matched_on_its_seeds(tmp_path: Path, capsys) -> None:
+    """mnist-parity's runs have no series value (logged as None): they pair by seed, with the CI."""
+    ref = _store(tmp_path / "a", {(None, 0): {"ncc_dist_mean": 0.30}, (None, 1): {"ncc_dist_mean": 0.40}})
+    other = _store(tmp_path / "b", {(None, 0): {"ncc_dist_mean": 0.20}, (None, 1): {"ncc_dist_mean": 0.30}})
+    _load().main(ref, other)
+    out = capsys.readouterr().out
+    assert "2 runs in both stores" in out
+    line = next(s for s in out.splitlines() if "(ncc_dist_mean)" in s)
+    assert "mean -0.1 [-0.1, -0.1]" in line
+
+
 def test_fit_spikes_measures_the_rise_above_the_running_minimum(tmp_path: Path, capsys) -> None:
     """benchmarks/fit_spikes.py: a fit that falls, jumps by 0.5 at step 400 and falls again has one
     excursion of 0.5; a monotone fit has none; the start of the run (<= --skip) never counts."""
