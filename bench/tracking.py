@@ -392,6 +392,15 @@ def _row(run: Any) -> dict[str, Any]:
     return row
 
 
+def series_order(series_value: Any, seed: Any) -> tuple:
+    """Sort key for a child run's (series value, seed): numeric series values in numeric order, then any
+    other (a task without a series logs None) as text."""
+    try:
+        return (0, float(series_value), "", int(seed))
+    except (TypeError, ValueError):
+        return (1, 0.0, str(series_value), int(seed))
+
+
 def metric_history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     """A run's logged curve `key`: (steps (k,), values (k,)) sorted by step; empty arrays if none."""
     hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)

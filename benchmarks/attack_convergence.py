@@ -26,8 +26,9 @@ docs/attack.md gives them); the table then has no reference row, and the compari
 against those targets. Use it only where the classifiers are the same: the script prints the defaults'
 final error, to compare with the recorded one.
 
-Every attack is cached in --cache under its point and overrides, so the points can be split across
-processes (--points) and a last call with all points (--table-only: nothing new is run) prints the table.
+Every attack is cached in --cache under its point, budget and whole attack config (see `key`), so the
+points can be split across processes (--points) and a last call with all points (--table-only: nothing new
+is run) prints the table.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from bench.analysis.trends import mean_ci
-from bench.tracking import load_runs
+from bench.tracking import load_runs, series_order
 
 FIGURES = {
     "ncc_dist_mean": "ncc_dist",
@@ -38,18 +38,9 @@ def child_runs(store: str) -> dict[tuple[str, str], dict[str, float]]:
     }
 
 
-def _order(key: tuple[str, str]) -> tuple:
-    """(series value, seed) in order: numerically where the series value is a number (a task without a
-    series has None)."""
-    try:
-        return (0, float(key[0]), "", int(key[1]))
-    except ValueError:
-        return (1, 0.0, key[0], int(key[1]))
-
-
 def main(reference: str, other: str) -> None:
     ref, oth = child_runs(reference), child_runs(other)
-    keys = sorted(set(ref) & set(oth), key=_order)
+    keys = sorted(set(ref) & set(oth), key=lambda k: series_order(*k))
     if not keys:
         sys.exit(f"no run is in both stores ({len(ref)} and {len(oth)} runs)")
     figures = [f for f in FIGURES if any(f in ref[k] for k in keys)]

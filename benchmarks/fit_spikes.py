@@ -8,8 +8,8 @@ descent from ~1, not a spike), the step where it happened, and the number of sep
 more than --threshold (0.1) above the running minimum. Ends with a line per store: the median and the
 largest of the per-run largest rises and how many runs had an excursion. An Adam step can grow to
 several times its step size where a gradient grows after a calm stretch (bench.config.AttackConfig,
-`beta2`); these are the steps at which the candidates are thrown off, not rounding (a float64 check at
-such a step reads the same fit: docs/attack.md).
+`beta2`); such a step throws the candidates off. It is the optimisation, not rounding: at the one spike
+checked, a float64 check at that step read the same fit (docs/attack.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.tracking import load_runs
+from bench.tracking import load_runs, metric_history, series_order
 
 
 def spikes(fit: np.ndarray, steps: np.ndarray, skip: int, threshold: float) -> tuple[float, int, int]:
@@ -30,14 +30,6 @@ def spikes(fit: np.ndarray, steps: np.ndarray, skip: int, threshold: float) -> t
     excursions = int(np.sum(above[1:] & ~above[:-1]) + above[0])
     i = int(np.argmax(rise))
     return float(rise[i]), int(steps[i]), excursions
-
-
-def _order(run: dict) -> tuple:
-    """Runs by series value (numerically where it is a number), then seed."""
-    try:
-        return (0, float(run["series_value"]), "", int(run["seed"]))
-    except (TypeError, ValueError):
-        return (1, 0.0, str(run["series_value"]), int(run["seed"]))
 
 
 def main() -> None:
@@ -51,11 +43,10 @@ def main() -> None:
         runs = load_runs(client)
         print(f"== {store}")
         largest, spiked = [], 0
-        for r in sorted(runs.to_dict("records"), key=_order):
-            hist = sorted((m.step, m.value) for m in client.get_metric_history(r["run_id"], "attack/kkt_fit"))
-            if not hist:
+        for r in sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"])):
+            steps, fit = metric_history(client, r["run_id"], "attack/kkt_fit")
+            if not len(fit):
                 continue
-            steps, fit = (np.array(v) for v in zip(*hist, strict=True))
             rise, at, n = spikes(fit, steps, args.skip, args.threshold)
             largest.append(rise)
             spiked += n > 0

@@ -373,11 +373,10 @@ class _Optimizer:
         lrs: list[torch.Tensor],
         kind: str,
         momentum: float,
-        compiled: bool = False,
-        beta2: float = 0.999,
+        compiled: bool,
+        beta2: float,
     ):
-        self.params, self.lrs, self.kind, self.momentum = params, lrs, kind, momentum
-        self.betas = (_BETA1, beta2)
+        self.params, self.lrs, self.kind, self.momentum, self.beta2 = params, lrs, kind, momentum, beta2
         self.m1 = [torch.zeros_like(p) for p in params]
         self.m2 = [torch.zeros_like(p) for p in params]
         self.t = 0
@@ -396,11 +395,12 @@ class _Optimizer:
         # bias corrections as tensors: a Python float would be a constant to torch.compile, and the fused
         # update would be recompiled at every step
         corr = [
-            torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device) for b in self.betas
+            torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device)
+            for b in (_BETA1, self.beta2)
         ]
         for p, lr, m1, m2, good in zip(self.params, self.lrs, self.m1, self.m2, keep, strict=True):
             self.update(
-                self.kind, self.momentum, self.betas[1], p.detach(), p.grad, m1, m2, lr, alive, *corr, good
+                self.kind, self.momentum, self.beta2, p.detach(), p.grad, m1, m2, lr, alive, *corr, good
             )
             p.grad = None
 
