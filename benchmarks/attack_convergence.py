@@ -50,6 +50,7 @@ REFERENCE = {
     "attack.beta2": 0.999,
     "attack.schedule": "constant",
     "attack.warmup": 0,
+    "attack.stop_window": 1000,  # then a fixed 1,000 steps; now a fifth of the steps by default
 }
 _FAST = {"attack.dtype": "bfloat16", "attack.compile": True}
 # the step settings of bench's defaults before the beta2 round (2026-12-04): Adam's beta2 0.999, lr 0.02
@@ -144,14 +145,16 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def key(overrides: dict[str, object]) -> str:
-    """The cache key of an attack: its whole attack config, defaults included (a change of bench's defaults
-    is a new key, never a stale cached result)."""
+def key(overrides: dict[str, object], steps: int) -> str:
+    """The cache key of an attack of `steps` steps (the file name carries them): its whole attack config,
+    defaults included (a change of bench's defaults is a new key, never a stale cached result), with the
+    plateau window resolved against `steps` (`stop_window` 0 is a fifth of them)."""
     from bench.config import AttackConfig
 
     assert all(k.startswith("attack.") for k in overrides), overrides
     cfg = dataclasses.replace(AttackConfig(), **{k.removeprefix("attack."): v for k, v in overrides.items()})
-    return hashlib.sha1(repr(sorted(dataclasses.asdict(cfg).items())).encode()).hexdigest()[:10]
+    fields = dataclasses.asdict(cfg) | {"stop_window": dataclasses.replace(cfg, steps=steps).plateau_window()}
+    return hashlib.sha1(repr(sorted(fields.items())).encode()).hexdigest()[:10]
 
 
 def steps_to(curve: tuple[np.ndarray, np.ndarray], target: float) -> float:
@@ -250,7 +253,7 @@ def main() -> None:
                 prep,
                 args.ref_steps,
                 ref_over,
-                cache / f"ref-{tag}-{args.ref_steps}-{key(ref_over)}.pkl",
+                cache / f"ref-{tag}-{args.ref_steps}-{key(ref_over, args.ref_steps)}.pkl",
                 prep is not None,
             )
             if ref is None:
@@ -265,7 +268,11 @@ def main() -> None:
         for name in names:
             over = VARIANTS[name]
             out = cached_attack(
-                prep, args.budget, over, cache / f"var-{tag}-{args.budget}-{key(over)}.pkl", prep is not None
+                prep,
+                args.budget,
+                over,
+                cache / f"var-{tag}-{args.budget}-{key(over, args.budget)}.pkl",
+                prep is not None,
             )
             if out is None:
                 print(f"  {name}: not cached")

@@ -104,3 +104,49 @@ def test_fit_spikes_measures_the_rise_above_the_running_minimum(tmp_path: Path, 
     assert "seed 0: largest rise 0.495 at step 400, 1 excursion" in out
     assert "seed 1: largest rise 0.000" in out
     assert "2 runs: largest rise median 0.248" in out and "1 with an excursion > 0.1" in out
+
+
+def test_replay_plateau_rejudges_stored_runs(tmp_path: Path, capsys) -> None:
+    """benchmarks/replay_plateau.py: two stored 1,000-step runs with the old fixed window (1,000 steps, the
+    whole run), one that moved and then stopped, one that never moved. Under their own window the rule
+    cannot judge either (only the random start lies before it); with --fifth (200 steps) the one with a
+    flat last fifth is converged, and a degraded run never is."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location("replay_plateau", ROOT / "benchmarks" / "replay_plateau.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exp = client.create_experiment("blobs-rect")
+    parent = client.create_run(exp, tags={"bench.kind": "parent"})
+    moved = {s: (2.0 if s == 0 else 1.0) for s in range(0, 1001, 100)}
+    still = {s: 1.0 - s / 2000 for s in range(0, 1001, 100)}  # -17% over the last 200 steps
+    for seed, (curve, degraded) in enumerate(((moved, 0.0), (still, 0.0), (moved, 1.0))):
+        tags = {"bench.kind": "child", "bench.series_value": "25", "bench.seed": str(seed)}
+        run = client.create_run(exp, tags=tags | {"mlflow.parentRunId": parent.info.run_id})
+        rid = run.info.run_id
+        for key, value in (
+            ("attack.steps", "1000"),
+            ("attack.stop_window", "1000"),
+            ("attack.stop_tol", "0.01"),
+        ):
+            client.log_param(rid, key, value)
+        for s, v in curve.items():
+            client.log_metric(rid, "attack/objective", v, step=s)
+            client.log_metric(rid, "attack/error", v, step=s)
+        for key, value in (
+            ("attack/steps_run", 1000),
+            ("attack/converged", 0),
+            ("attack/degraded", degraded),
+        ):
+            client.log_metric(rid, key, value)
+        client.set_terminated(rid)
+    for flag, expect in (([], "0 replayed converged"), (["--fifth"], "1 replayed converged")):
+        sys.argv = ["replay_plateau.py", str(folder), *flag]
+        mod.main()
+        out = capsys.readouterr().out
+        assert f"3 attacks: 0 logged converged, {expect}" in out, out
+    assert "seed 0: logged 0, replayed 1 (window 200)" in out
+    assert "seed 1: logged 0, replayed 0 (window 200)" in out and "seed 2: logged 0, replayed 0" in out

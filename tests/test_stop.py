@@ -43,6 +43,24 @@ def test_plateau_rule_on_synthetic_curves() -> None:
     assert plateau(curve(noisy), None, at=300, window=100, tol=0.01).all()
 
 
+def test_plateau_is_never_judged_against_the_random_start() -> None:
+    """A window as long as the run leaves only step 0 before it: the rule then says nothing (False), for an
+    attack that moved and then stopped as for one that never moved. (Before, it compared with the random
+    start: on the quick profiles, 1,000 steps with a 1,000-step window, an attack that moved was never
+    converged and one stuck at its start always was.) With the default window, a fifth of the steps, the
+    same curves are judged on their last fifth."""
+    steps = np.arange(0, 1001, 100)
+    moved = np.r_[2.0, np.full(10, 1.0)]  # halved by step 100, flat after
+    stuck = np.full(11, 2.0)
+    curves = (steps, np.vstack([moved, stuck]))
+    assert not plateau(curves, None, at=1000, window=1000, tol=0.01).any()
+    assert not plateau(curves, None, at=1000, window=950, tol=0.01).any()  # only step 0 before the window
+    window = AttackConfig(steps=1000).plateau_window()
+    assert window == 200 and AttackConfig(steps=5000).plateau_window() == 1000
+    assert plateau(curves, None, at=1000, window=window, tol=0.01).all()
+    assert list(plateau(curves, None, at=200, window=window, tol=0.01)) == [False, False]  # too early
+
+
 def test_rule_fires_early_on_a_toy_attack(weights: Weights) -> None:
     cfg = AttackConfig(steps=3000, eval_every=50, stop="plateau", stop_window=100, stop_tol=0.05)
     out = reconstruct(weights, 10, *BOX, cfg, seed=0)
@@ -107,6 +125,11 @@ def test_stop_config_is_checked() -> None:
 
     cfg = apply_overrides(RunConfig(data=BlobData()), {"attack.stop": "plateau", "attack.stop_window": "500"})
     assert cfg.attack.stop == "plateau" and cfg.attack.stop_window == 500
-    for key, value in (("attack.stop", "early"), ("attack.stop_tol", "-1"), ("attack.stop_window", "0")):
+    for key, value in (("attack.stop", "early"), ("attack.stop_tol", "-1"), ("attack.stop_window", "-1")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             apply_overrides(RunConfig(data=BlobData()), {key: value})
+    # a window as long as the run is refused, naming the key and the fix
+    with pytest.raises(ConfigError, match=r"'attack\.stop_window'.*fix: --set attack\.stop_window=0"):
+        apply_overrides(RunConfig(data=BlobData()), {"attack.steps": "1000", "attack.stop_window": "1000"})
+    cfg = apply_overrides(RunConfig(data=BlobData()), {"attack.steps": "1000"})
+    assert cfg.attack.stop_window == 0 and cfg.attack.plateau_window() == 200

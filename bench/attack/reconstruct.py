@@ -206,7 +206,7 @@ def reconstruct(
         err = mon_vals.get("attack/error")
         errors = (np.asarray(mon_steps), np.stack(err, axis=1)) if err else None
         objective = (np.asarray(mon_steps), np.stack(mon_vals["attack/objective"], axis=1))
-        return plateau(objective, errors, at, cfg.stop_window, cfg.stop_tol) & ~exact.degraded()
+        return plateau(objective, errors, at, cfg.plateau_window(), cfg.stop_tol) & ~exact.degraded()
 
     def flush(upto: int) -> bool:
         """Bring steps [flushed, upto) to the host and report them; False when no setting moved any more
@@ -336,12 +336,14 @@ def plateau(
     objective: (monitor steps (K,), values (P, K)) of the exact objective; errors: the same for the
     monitored primary error (lower is better), or None. Improvement is measured on the best value so far:
     the relative drop (best before `at - window` minus best up to `at`) / |best before|; both the
-    objective's and the error's must be below `tol`. False everywhere while fewer than `window` steps have
-    run. (Whether the current state is at its best is `degraded`'s part, see `reconstruct`.)
+    objective's and the error's must be below `tol`. False everywhere until a monitor point after step 0
+    lies before the window: the state at step 0 is the random start, and a drop measured from it says
+    that an attack moved, not that it stopped. (Whether the current state is at its best is `degraded`'s
+    part, see `reconstruct`.)
     """
     steps, values = objective
     P = values.shape[0]
-    if at < window or not (steps <= at - window).any():
+    if not ((steps > 0) & (steps <= at - window)).any():
         return np.zeros(P, dtype=bool)
 
     def rel_drop(values: np.ndarray, steps: np.ndarray) -> np.ndarray:

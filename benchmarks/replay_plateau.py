@@ -1,0 +1,76 @@
+"""The plateau rule replayed on stored runs: would each attack count as converged under another window?
+
+Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth] [--tol T]
+Each store is a directory holding mlflow.db. For every finished child run with an attack, the rule of
+bench.attack.reconstruct.plateau is applied to its logged monitor curves (`attack/objective`, the float64
+objective, and `attack/error`, the monitored error) at the step the attack ended (`attack/steps_run`),
+and, as `attack/converged` is, only where the run was not `attack/degraded`. Two columns per run:
+"logged" (the flag the run wrote) and "replayed" with --window steps, or with --fifth a fifth of each
+run's `attack.steps` (bench's default window since 2026-12-04), or else the run's own
+`attack.stop_window` (0 meaning a fifth). A replay under the
+run's own settings and the code it ran with equals the logged flag; where they differ, the rule changed.
+With `attack.stop=plateau` a different window would also have stopped the run at another step: the replay
+then says only whether the rule holds where the run did stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from bench.attack.reconstruct import plateau
+from bench.config import AttackConfig
+from bench.tracking import load_runs, metric_history, series_order
+
+
+def replay(
+    client: MlflowClient, run: dict, window: int | None, tol: float | None, fifth: bool = False
+) -> tuple[bool, int] | None:
+    """(converged under the replayed rule, the window used) for one run (a row of
+    bench.tracking.load_runs); None for a run without an attack's curves."""
+    obj = metric_history(client, run["run_id"], "attack/objective")
+    if not len(obj[0]) or not np.isfinite(run.get("attack/steps_run", np.nan)):
+        return None
+    err = metric_history(client, run["run_id"], "attack/error")
+    own = 0 if fifth else int(run.get("attack.stop_window", 0))
+    cfg = AttackConfig(steps=int(run["attack.steps"]), stop_window=own)
+    w = window if window is not None else cfg.plateau_window()
+    t = tol if tol is not None else float(run.get("attack.stop_tol", 0.01))
+    errors = (err[0], err[1][None, :]) if len(err[0]) else None
+    ok = bool(plateau((obj[0], obj[1][None, :]), errors, int(run["attack/steps_run"]), w, t)[0])
+    return ok and run.get("attack/degraded", 0.0) != 1, w
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stores", nargs="+")
+    ap.add_argument("--window", type=int, default=None, help="steps (default: each run's own, resolved)")
+    ap.add_argument("--fifth", action="store_true", help="a fifth of each run's steps (bench's default)")
+    ap.add_argument("--tol", type=float, default=None, help="relative tolerance (default: each run's own)")
+    args = ap.parse_args()
+    for store in args.stores:
+        client = MlflowClient(f"sqlite:///{store}/mlflow.db")
+        runs = load_runs(client)
+        print(f"== {store}")
+        logged_n = replayed_n = total = 0
+        for r in sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"])):
+            out = replay(client, r, args.window, args.tol, args.fifth)
+            if out is None:
+                continue
+            ok, w = out
+            logged = r.get("attack/converged", float("nan"))
+            total += 1
+            logged_n += logged == 1
+            replayed_n += ok
+            print(
+                f"series value {r['series_value']}, seed {r['seed']}: logged {logged:.0f}, "
+                f"replayed {int(ok)} (window {w})"
+            )
+        print(f"{total} attacks: {logged_n} logged converged, {replayed_n} replayed converged\n")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
