@@ -133,8 +133,10 @@ class AttackConfig:
     `normalize`: "margin" rescales the weights so the smallest training margin is 1 (the normalisation
     of the max-margin problem whose KKT point the attack fits); "none" uses the weights as trained.
     `stop`: "plateau" ends a setting once it has stopped improving: at a monitor point (every
-    `eval_every` steps), the relative improvement of the best float64 objective and of the best monitored error
-    over the last `stop_window` steps are both below `stop_tol`; `steps` is then the cap. "none" runs
+    `eval_every` steps), the improvement of the best float64 objective and of the best monitored error
+    over the last `stop_window` steps are both below `stop_tol`: the error's relative to itself, the
+    objective's relative to max(its value, 1), i.e. in units of ||theta||^2 (as scipy's L-BFGS-B `ftol`;
+    see bench.attack.reconstruct.plateau); `steps` is then the cap. "none" runs
     all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
     `stop_window` 0 (the default) is a fifth of `steps` (1,000 of 5,000): a window as long as the run
     would judge the attack against its random start, where no attack that moved is ever converged; the
