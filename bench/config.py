@@ -135,8 +135,9 @@ class AttackConfig:
     `stop`: "plateau" ends a setting once it has stopped improving: at a monitor point (every
     `eval_every` steps), the improvement of the best float64 objective and of the best monitored error
     over the last `stop_window` steps are both below `stop_tol`: the error's relative to itself, the
-    objective's relative to max(its value, 1), i.e. in units of ||theta||^2 (as scipy's L-BFGS-B `ftol`;
-    see bench.attack.reconstruct.plateau); `steps` is then the cap. "none" runs
+    objective's relative to max(its value, `stop_floor`), i.e. with the default floor 1 in units of
+    ||theta||^2 (as scipy's L-BFGS-B `ftol`; see bench.attack.reconstruct.plateau; `stop_floor` 0 is the
+    rule before 2026-12-04, relative to the objective itself); `steps` is then the cap. "none" runs
     all `steps`; the same rule, applied at the last step, still reports whether the attack had converged.
     `stop_window` 0 (the default) is a fifth of `steps` (1,000 of 5,000): a window as long as the run
     would judge the attack against its random start, where no attack that moved is ever converged; the
@@ -197,6 +198,7 @@ class AttackConfig:
     stop: Literal["none", "plateau"] = "none"
     stop_window: int = 0
     stop_tol: float = 0.01
+    stop_floor: float = 1.0
     compile: bool = False
     fit_norm: Literal["theta", "layer"] = "layer"
     residual: Literal["auto", "explicit", "gram"] = "explicit"
@@ -233,6 +235,12 @@ class AttackConfig:
             " start before it; fix: --set attack.stop_window=0 (a fifth of the steps)",
         )
         require(self.stop_tol >= 0, "attack.stop_tol", self.stop_tol, "a number >= 0, e.g. 0.01")
+        require(
+            self.stop_floor >= 0,
+            "attack.stop_floor",
+            self.stop_floor,
+            "a number >= 0: 1 (the objective's drop in units of ||theta||^2) or 0 (relative to itself)",
+        )
         require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):
             require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")

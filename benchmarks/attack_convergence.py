@@ -145,6 +145,11 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+# attack fields added after results were cached -> the value that behaves as before the field existed
+# (the key leaves such a field out at that value: a cached result keeps its key, a new default is a new key)
+_ADDED = {"stop_floor": 0.0}
+
+
 def key(overrides: dict[str, object], steps: int) -> str:
     """The cache key of an attack of `steps` steps (the file name carries them): its whole attack config,
     defaults included (a change of bench's defaults is a new key, never a stale cached result), with the
@@ -154,6 +159,9 @@ def key(overrides: dict[str, object], steps: int) -> str:
     assert all(k.startswith("attack.") for k in overrides), overrides
     cfg = dataclasses.replace(AttackConfig(), **{k.removeprefix("attack."): v for k, v in overrides.items()})
     fields = dataclasses.asdict(cfg) | {"stop_window": dataclasses.replace(cfg, steps=steps).plateau_window()}
+    for name, before in _ADDED.items():  # a field added since results were cached, at its old behaviour
+        if fields[name] == before:
+            del fields[name]
     return hashlib.sha1(repr(sorted(fields.items())).encode()).hexdigest()[:10]
 
 

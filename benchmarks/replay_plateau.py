@@ -1,13 +1,14 @@
 """The plateau rule replayed on stored runs: would each attack count as converged under another window?
 
-Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth] [--tol T]
+Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth] [--floor F] [--tol T]
 Each store is a directory holding mlflow.db. For every finished child run with an attack, the rule of
 bench.attack.reconstruct.plateau is applied to its logged monitor curves (`attack/objective`, the float64
 objective, and `attack/error`, the monitored error) at the step the attack ended (`attack/steps_run`),
 and, as `attack/converged` is, only where the run was not `attack/degraded`. Two columns per run:
-"logged" (the flag the run wrote) and "replayed" with --window steps, or with --fifth a fifth of each
-run's `attack.steps` (bench's default window since 2026-12-04), or else the run's own
-`attack.stop_window` (0 meaning a fifth). A replay under the
+"logged" (the flag the run wrote) and "replayed": by default with the run's own `attack.stop_window` (0
+meaning a fifth of `attack.steps`) and `attack.stop_floor` (none logged: 0, the rule before the floor
+existed). --window sets the window, --fifth makes it a fifth of each run's steps, and --floor sets the
+objective's floor; bench's defaults since 2026-12-04 are `--fifth --floor 1`. A replay under the
 run's own settings and the code it ran with equals the logged flag; where they differ, the rule changed.
 With `attack.stop=plateau` a different window would also have stopped the run at another step: the replay
 then says only whether the rule holds where the run did stop.
@@ -26,7 +27,12 @@ from bench.tracking import load_runs, metric_history, series_order
 
 
 def replay(
-    client: MlflowClient, run: dict, window: int | None, tol: float | None, fifth: bool = False
+    client: MlflowClient,
+    run: dict,
+    window: int | None,
+    tol: float | None,
+    fifth: bool = False,
+    floor: float | None = None,
 ) -> tuple[bool, int] | None:
     """(converged under the replayed rule, the window used) for one run (a row of
     bench.tracking.load_runs); None for a run without an attack's curves."""
@@ -39,7 +45,10 @@ def replay(
     w = window if window is not None else cfg.plateau_window()
     t = tol if tol is not None else float(run.get("attack.stop_tol", 0.01))
     errors = (err[0], err[1][None, :]) if len(err[0]) else None
-    ok = bool(plateau((obj[0], obj[1][None, :]), errors, int(run["attack/steps_run"]), w, t)[0])
+    if floor is None:  # the run's own; a run logged before the floor existed has none: 0
+        floor = float(run.get("attack.stop_floor", 0.0))
+        floor = floor if np.isfinite(floor) else 0.0
+    ok = bool(plateau((obj[0], obj[1][None, :]), errors, int(run["attack/steps_run"]), w, t, floor)[0])
     return ok and run.get("attack/degraded", 0.0) != 1, w
 
 
@@ -48,6 +57,7 @@ def main() -> None:
     ap.add_argument("stores", nargs="+")
     ap.add_argument("--window", type=int, default=None, help="steps (default: each run's own, resolved)")
     ap.add_argument("--fifth", action="store_true", help="a fifth of each run's steps (bench's default)")
+    ap.add_argument("--floor", type=float, default=None, help="the objective's floor (bench's default: 1)")
     ap.add_argument("--tol", type=float, default=None, help="relative tolerance (default: each run's own)")
     args = ap.parse_args()
     for store in args.stores:
@@ -56,7 +66,7 @@ def main() -> None:
         print(f"== {store}")
         logged_n = replayed_n = total = 0
         for r in sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"])):
-            out = replay(client, r, args.window, args.tol, args.fifth)
+            out = replay(client, r, args.window, args.tol, args.fifth, args.floor)
             if out is None:
                 continue
             ok, w = out

@@ -109,7 +109,7 @@ def test_fit_spikes_measures_the_rise_above_the_running_minimum(tmp_path: Path, 
 def test_replay_plateau_rejudges_stored_runs(tmp_path: Path, capsys) -> None:
     """benchmarks/replay_plateau.py: two stored 1,000-step runs with the old fixed window (1,000 steps, the
     whole run), one that moved and then stopped, one that never moved. Under their own window the rule
-    cannot judge either (only the random start lies before it); with --fifth (200 steps) the one with a
+    cannot judge either (only the random start lies before it); with --fifth --floor 1 (200 steps) the one with a
     flat last fifth is converged, and a degraded run never is."""
     import sys
 
@@ -143,7 +143,7 @@ def test_replay_plateau_rejudges_stored_runs(tmp_path: Path, capsys) -> None:
         ):
             client.log_metric(rid, key, value)
         client.set_terminated(rid)
-    for flag, expect in (([], "0 replayed converged"), (["--fifth"], "1 replayed converged")):
+    for flag, expect in (([], "0 replayed converged"), (["--fifth", "--floor", "1"], "1 replayed converged")):
         sys.argv = ["replay_plateau.py", str(folder), *flag]
         mod.main()
         out = capsys.readouterr().out

@@ -42,6 +42,8 @@ def test_plateau_rule_on_synthetic_curves() -> None:
         [0.003 * 0.985 ** (steps[:300] / 100), 0.5 - 0.0002 * steps[:300], 2.0 * 0.985 ** (steps[:300] / 100)]
     )
     assert list(plateau(curve(late), None, at=200, window=100, tol=0.01)) == [True, False, False]
+    # floor 0 (attack.stop_floor=0) is the rule before 2026-12-04: relative to the objective alone
+    assert list(plateau(curve(late), None, at=200, window=100, tol=0.01, floor=0.0)) == [False, False, False]
     # the error keeps its own scale: the same 1.5% a window of an error of 0.003 is still improving
     err = (steps[:300:100], np.array([[0.003, 0.003 * 0.985, 0.003 * 0.985**2]]))
     assert not plateau(curve(late[:1]), err, at=200, window=100, tol=0.01).any()
@@ -137,7 +139,13 @@ def test_stop_config_is_checked() -> None:
 
     cfg = apply_overrides(RunConfig(data=BlobData()), {"attack.stop": "plateau", "attack.stop_window": "500"})
     assert cfg.attack.stop == "plateau" and cfg.attack.stop_window == 500
-    for key, value in (("attack.stop", "early"), ("attack.stop_tol", "-1"), ("attack.stop_window", "-1")):
+    bad = (
+        ("attack.stop", "early"),
+        ("attack.stop_tol", "-1"),
+        ("attack.stop_window", "-1"),
+        ("attack.stop_floor", "-1"),
+    )
+    for key, value in bad:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             apply_overrides(RunConfig(data=BlobData()), {key: value})
     # a window as long as the run is refused, naming the key and the fix

@@ -206,7 +206,10 @@ def reconstruct(
         err = mon_vals.get("attack/error")
         errors = (np.asarray(mon_steps), np.stack(err, axis=1)) if err else None
         objective = (np.asarray(mon_steps), np.stack(mon_vals["attack/objective"], axis=1))
-        return plateau(objective, errors, at, cfg.plateau_window(), cfg.stop_tol) & ~exact.degraded()
+        return (
+            plateau(objective, errors, at, cfg.plateau_window(), cfg.stop_tol, cfg.stop_floor)
+            & ~exact.degraded()
+        )
 
     def flush(upto: int) -> bool:
         """Bring steps [flushed, upto) to the host and report them; False when no setting moved any more
@@ -330,6 +333,7 @@ def plateau(
     at: int,
     window: int,
     tol: float,
+    floor: float = 1.0,
 ) -> np.ndarray:
     """The plateau rule: (P,) True where a setting has stopped improving by step `at`.
 
@@ -337,7 +341,8 @@ def plateau(
     monitored primary error (lower is better), or None. Improvement is measured on the best value so far,
     from the best before `at - window` to the best up to `at`, and both must be below `tol`:
     - the error's relative to itself (errors have no common scale: ncc_dist, l2, DSSIM);
-    - the objective's relative to max(|best before|, 1), the convention of scipy's L-BFGS-B `ftol`. The
+    - the objective's relative to max(|best before|, `floor`); with the default 1 the convention of
+      scipy's L-BFGS-B `ftol` (0: relative to itself, the rule before 2026-12-04). The
       objective is a fraction of ||theta||^2 (1: the random start explains nothing), so below 1 this is an
       absolute drop of that fraction. A drop relative to the objective alone asks ever finer fits of an
       attack whose fit nears 0: at n = 25 a fit of 0.003 still falls by ~1.5% a window at 10,000 steps,
@@ -359,7 +364,7 @@ def plateau(
             out = (before - now) / np.maximum(np.abs(before), floor)
         return np.where(np.isfinite(out), out, np.inf)
 
-    ok = drop(values, steps, 1.0) < tol
+    ok = drop(values, steps, max(floor, 1e-30)) < tol
     if errors is not None and len(errors[0]):
         ok &= drop(errors[1], errors[0], 1e-30) < tol
     return ok
