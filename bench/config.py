@@ -239,7 +239,7 @@ class AttackConfig:
             self.stop_floor >= 0,
             "attack.stop_floor",
             self.stop_floor,
-            "a number >= 0: 1 (the objective's drop in units of ||theta||^2) or 0 (relative to itself)",
+            "a number >= 0: 1 (the objective's drop in units of ||theta||^2) or 0 (relative to itself); fix: --set attack.stop_floor=1",
         )
         require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):
