@@ -401,6 +401,11 @@ def series_order(series_value: Any, seed: Any) -> tuple:
         return (1, 0.0, str(series_value), int(seed))
 
 
+def in_series_order(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of `load_runs` as records, by series value then seed (`series_order`)."""
+    return sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"]))
+
+
 def metric_history(client: Any, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     """A run's logged curve `key`: (steps (k,), values (k,)) sorted by step; empty arrays if none."""
     hist = sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)

@@ -19,7 +19,7 @@ import argparse
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.tracking import load_runs, metric_history, series_order
+from bench.tracking import in_series_order, load_runs, metric_history
 
 
 def spikes(fit: np.ndarray, steps: np.ndarray, skip: int, threshold: float) -> tuple[float, int, int]:
@@ -43,7 +43,7 @@ def main() -> None:
         runs = load_runs(client)
         print(f"== {store}")
         largest, spiked = [], 0
-        for r in sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"])):
+        for r in in_series_order(runs):
             steps, fit = metric_history(client, r["run_id"], "attack/kkt_fit")
             if not len(fit):
                 continue

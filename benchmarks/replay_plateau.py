@@ -1,4 +1,5 @@
-"""The plateau rule replayed on stored runs: would each attack count as converged under another window?
+"""The plateau rule replayed on stored runs: would each attack count as converged under another window
+or objective floor?
 
 Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth] [--floor F] [--tol T]
 Each store is a directory holding mlflow.db. For every finished child run with an attack, the rule of
@@ -23,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.attack.reconstruct import plateau
 from bench.config import AttackConfig
-from bench.tracking import load_runs, metric_history, series_order
+from bench.tracking import in_series_order, load_runs, metric_history
 
 
 def replay(
@@ -65,7 +66,7 @@ def main() -> None:
         runs = load_runs(client)
         print(f"== {store}")
         logged_n = replayed_n = total = 0
-        for r in sorted(runs.to_dict("records"), key=lambda r: series_order(r["series_value"], r["seed"])):
+        for r in in_series_order(runs):
             out = replay(client, r, args.window, args.tol, args.fifth, args.floor)
             if out is None:
                 continue
