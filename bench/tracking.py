@@ -393,12 +393,12 @@ def _row(run: Any) -> dict[str, Any]:
 
 
 def series_order(series_value: Any, seed: Any) -> tuple:
-    """Sort key for a child run's (series value, seed): numeric series values in numeric order, then any
-    other (a task without a series logs None) as text."""
+    """Sort key for a child run's (series value, seed): numeric series values in numeric order, a two-axis
+    sweep's "25/100" by each axis in turn, then any other (a task without a series logs None) as text."""
     try:
-        return (0, float(series_value), "", int(seed))
+        return (0, tuple(float(v) for v in str(series_value).split("/")), "", int(seed))
     except (TypeError, ValueError):
-        return (1, 0.0, str(series_value), int(seed))
+        return (1, (), str(series_value), int(seed))
 
 
 def in_series_order(runs: pd.DataFrame) -> list[dict[str, Any]]:

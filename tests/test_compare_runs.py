@@ -1,4 +1,5 @@
-"""benchmarks/compare_runs.py: two stores matched run by run on (series value, seed)."""
+"""benchmarks/compare_runs.py: two stores matched run by run on their point (task, profile, swept
+classifier params, series value, seed, setting)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> Non
         },
     )
     mod = _load()
-    assert set(mod.child_runs(other)) == {("1", "0"), ("25", "0"), ("100", "0")}
     mod.main(ref, other)
     out = capsys.readouterr().out
     assert "2 runs in both stores" in out  # the run only in `other` is left out
@@ -54,6 +54,83 @@ def test_matches_runs_and_reports_the_differences(tmp_path: Path, capsys) -> Non
     assert "mean +0.025 [" in line and "largest |diff| 0.1" in line  # (+0.10 - 0.05) / 2
     line = next(s for s in out.splitlines() if "(memorised/frac)" in s)
     assert "mean -0.1" in line  # only the run that has it
+
+
+def _runs(folder: Path, runs: list[tuple[dict[str, str], dict[str, str], float]]) -> str:
+    """A store of finished child runs, each (tags, params, ncc_dist_mean)."""
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exps: dict[str, str] = {}
+    for tags, params, value in runs:
+        task = tags["bench.task"]
+        exp = exps.get(task) or exps.setdefault(task, client.create_experiment(task))
+        run = client.create_run(exp, tags={"bench.kind": "child", "mlflow.parentRunId": "p"} | tags)
+        for key, v in params.items():
+            client.log_param(run.info.run_id, key, v)
+        client.log_metric(run.info.run_id, "ncc_dist_mean", value)
+        client.set_terminated(run.info.run_id)
+    return str(folder)
+
+
+def _point(task: str, profile: str, n: int, seed: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+    tags = {"bench.task": task, "bench.profile": profile, "bench.series_value": "4", "bench.seed": str(seed)}
+    return tags, {"data.n_per_class": str(n), "data.blob_size": "4"}
+
+
+def test_two_tasks_a_budget_check_and_a_second_axis_pair_only_with_their_own_point(
+    tmp_path: Path, capsys
+) -> None:
+    """The regime study's store: rect and shuffled, n 10 and 25 (series value = blob size only), and a
+    budget check at the same blob size and seed. All six runs share (series value 4, seed 0); each pairs
+    with its own point, so every difference is the one built in (+0.01 .. +0.06), not a collision's."""
+    points = [
+        ("blobs-rect", "study", 10),
+        ("blobs-rect", "study", 25),
+        ("blobs-rect-shuffled", "study", 10),
+        ("blobs-rect-shuffled", "study", 25),
+        ("blobs-rect", "study-budget", 25),
+        ("blobs-rect-shuffled", "study-budget", 25),
+    ]
+    ref = _runs(tmp_path / "a", [(*_point(*p), 0.1 * i) for i, p in enumerate(points)])
+    # the other store logs a param the reference never did (a config field added since): constant, ignored
+    other_runs = [(*_point(*p), 0.1 * i + 0.01 * (i + 1)) for i, p in enumerate(points)]
+    for _, params, _ in other_runs:
+        params["attack.stop_floor"] = "1.0"
+        params["train.new_field"] = "x"
+    other = _runs(tmp_path / "b", other_runs)
+    _load().main(ref, other)
+    out = capsys.readouterr().out
+    assert "6 runs in both stores" in out
+    line = next(s for s in out.splitlines() if "(ncc_dist_mean)" in s)
+    assert "mean +0.035 [" in line and "largest |diff| 0.06" in line
+    header = out.splitlines()[1].split()
+    assert header[:4] == ["task", "profile", "n_per_class", "series"] and "blob_size" not in header
+
+
+def test_a_point_run_twice_in_one_store_is_an_error_that_names_it(tmp_path: Path) -> None:
+    import pytest
+
+    ref = _runs(tmp_path / "a", [(*_point("blobs-rect", "study", 25), 0.1)])
+    twice = _runs(
+        tmp_path / "b",
+        [(*_point("blobs-rect", "study", 10), 0.1)] + [(*_point("blobs-rect", "study", 25), 0.1)] * 2,
+    )
+    with pytest.raises(SystemExit) as err:
+        _load().main(ref, twice)
+    msg = str(err.value)
+    assert str(tmp_path / "b") in msg and "'blobs-rect'" in msg and "data.n_per_class '25'" in msg
+    assert "fix:" in msg
+
+
+def test_a_single_run_pairs_with_a_pooled_one(tmp_path: Path, capsys) -> None:
+    """benchmarks/pool_vs_single.sh: the single store's runs are setting 0, the pooled store's results
+    setting "pooled" (constant within each store, so not part of the point)."""
+    single = _runs(tmp_path / "a", [(_point("blobs-rect", "quick", 10)[0] | {"bench.setting": "0"}, {}, 0.3)])
+    pooled = _runs(
+        tmp_path / "b", [(_point("blobs-rect", "quick", 10)[0] | {"bench.setting": "pooled"}, {}, 0.2)]
+    )
+    _load().main(single, pooled)
+    assert "1 runs in both stores" in capsys.readouterr().out
 
 
 def test_a_task_without_a_series_is_matched_on_its_seeds(tmp_path: Path, capsys) -> None:
