@@ -112,6 +112,43 @@ def test_dp_claim_finds_the_stopping_epsilon_and_its_cost() -> None:
     assert claim.evaluate(runs.assign(profile="quick")).verdict == "no runs"
 
 
+def test_a_budget_check_of_the_defence_grid_counts_every_run_and_keeps_its_own_table_rows() -> None:
+    """The grid re-run with a 4x longer attack (every run, DP ones unconverged): the DP claim's budget
+    check substitutes all of them, not only the converged classifiers. DP stops membership at epsilon 2
+    for 2 points of accuracy (not reproduced); where the longer attack breaks through DP at every epsilon
+    (reproduced: no epsilon of the grid stops it), the verdict changes and is inconclusive. The report's table keeps the
+    two budgets apart (the main budget's rows unchanged by the longer runs), the figure draws the main
+    budget."""
+    claim = get_claim("dp-stops-reconstruction-at-a-cost")
+    acc = _by_level(0.9, 0.95, 0.98, 0.99, 1, 1, 1)
+    main = _runs(_by_level(0.49, 0.49, 0.49, 0.8, 0.8, 0.9, 0.9), acc).assign(**{"attack.steps": "250"})
+    same = _runs(_by_level(0.49, 0.49, 0.49, 0.8, 0.8, 0.9, 0.9), acc).assign(**{"attack.steps": "1000"})
+    leaks = _runs(_by_level(0.8, 0.8, 0.8, 0.8, 0.8, 0.9, 0.9), acc).assign(**{"attack.steps": "1000"})
+    for longer in (same, leaks):
+        longer["run_id"] = longer["run_id"] + "-long"
+    n = len(main)
+    v = claim.evaluate(pd.concat([main, same], ignore_index=True))
+    assert (
+        v.verdict == "not reproduced"
+        and f"Budget check passed: {n} of {n} runs re-run at 1000 steps" in v.note
+    )
+    assert len(v.run_ids) == n and all(not r.endswith("-long") for r in v.run_ids)
+    v = claim.evaluate(pd.concat([main, leaks], ignore_index=True))
+    assert v.verdict == "inconclusive" and f"Budget check failed: {n} of {n} runs" in v.note
+    assert "'reproduced' there against 'not reproduced'" in v.note
+
+    both = pd.concat([main, leaks], ignore_index=True)
+    tab = dfn.defence_table(both)
+    assert len(tab) == 2 * len(dfn.defence_table(main)) and set(tab["attack steps"]) == {250, 1000}
+    short = tab[tab["attack steps"] == 250].drop(columns="attack steps").reset_index(drop=True)
+    pd.testing.assert_frame_equal(short, dfn.defence_table(main).drop(columns="attack steps"))
+    at = tab[(tab["epsilon"] == "1") & (tab["weight_decay"] == 0.0)].set_index("attack steps")
+    assert at.loc[250, "membership/auc"] == pytest.approx(0.49, abs=0.02)
+    assert at.loc[1000, "membership/auc"] == pytest.approx(0.8, abs=0.02)
+    fig = dfn.figure(both, "t")
+    assert "attack 250 steps" in fig._suptitle.get_text()
+
+
 def test_weight_decay_claim_is_rejudged_on_the_defence_runs_unconverged_included() -> None:
     claim = get_claim("weight-decay-raises")
     runs = _runs(

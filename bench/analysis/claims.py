@@ -73,22 +73,30 @@ class Claim:
         """The bench commands that produce this claim's runs."""
         return [f"bench run {t} --profile {self.profile}" for t in self.tasks]
 
+    def counted(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The rows this claim counts: with `converged_only`, those whose classifier and attack converged,
+        except the rows of `keep_unconverged` profiles; else every row."""
+        from bench.analysis.trends import usable
+
+        if not self.converged_only:
+            return rows
+        if self.keep_unconverged and "profile" in rows:
+            kept = rows["profile"].isin(self.keep_unconverged)
+            return pd.concat([usable(rows[~kept]), rows[kept]])
+        return usable(rows)
+
     def evaluate(self, runs: pd.DataFrame) -> Verdict:
         """The claim's verdict on a runs table (rows of other tasks are ignored)."""
-        from bench.analysis.trends import usable
 
         sub, note = j.select(runs, self.tasks, None if self.any_profile else self.profile)
         if sub.empty:
             return Verdict(self.id, "no runs", self.rule, self.paper, note="no finished runs of its tasks")
-        used = usable(sub) if self.converged_only else sub
-        if self.converged_only and self.keep_unconverged and "profile" in sub:
-            kept = sub["profile"].isin(self.keep_unconverged)
-            used = pd.concat([usable(sub[~kept]), sub[kept]])
+        used = self.counted(sub)
         if len(used) < len(sub):
             note += f" {len(sub) - len(used)} of {len(sub)} runs left out (classifier or attack unconverged)."
         note += attack_counts(sub)
         empty = Verdict(self.id, "inconclusive", self.rule, self.paper)
-        base, alt, why = budget_check(runs, used, self.tasks)
+        base, alt, why = budget_check(runs, used, self.tasks, self.counted)
         v = empty if base.empty else self.judge(self, base)
         if alt is not None and not base.empty:
             v_alt = self.judge(self, alt)
@@ -138,15 +146,19 @@ def attack_counts(rows: pd.DataFrame) -> str:
 
 
 def budget_check(
-    runs: pd.DataFrame, used: pd.DataFrame, tasks: tuple[str, ...]
+    runs: pd.DataFrame,
+    used: pd.DataFrame,
+    tasks: tuple[str, ...],
+    counted: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
     """(rows at the main attack budget, the same rows with every point that was re-run with a longer attack
     replaced by that run (None if none was), a phrase saying what was compared).
 
-    The main budget is the most common `attack.steps` of `used`; the longer runs are the usable rows of the
-    same tasks, at the same profiles or their "<profile>-budget" profiles, with more steps, matched on the
-    classifier they attacked (task, seed, and every data.*, model.* and train.* parameter). A claim whose
-    verdict differs between the two is inconclusive (`Claim.evaluate`).
+    The main budget is the most common `attack.steps` of `used`; the longer runs are the rows of the same
+    tasks, at the same profiles or their "<profile>-budget" profiles, with more steps, that the claim
+    counts (`counted`, default: the usable ones, whose classifier and attack converged; the defence claim
+    counts every run), matched on the classifier they attacked (task, seed, and every data.*, model.* and
+    train.* parameter). A claim whose verdict differs between the two is inconclusive (`Claim.evaluate`).
     """
     from bench.analysis.trends import usable
     from bench.analysis.verdicts import num
@@ -160,7 +172,11 @@ def budget_check(
     pool = runs[runs["task"].isin(tasks)] if "task" in runs else runs.iloc[0:0]
     if profiles and "profile" in pool:
         pool = pool[pool["profile"].isin(profiles | {p + BUDGET_SUFFIX for p in profiles})]
-    longer = usable(pool[num(pool, "attack.steps") > main]) if "attack.steps" in pool else pool.iloc[0:0]
+    longer = (
+        (counted or usable)(pool[num(pool, "attack.steps") > main])
+        if "attack.steps" in pool
+        else pool.iloc[0:0]
+    )
     if longer.empty:
         return base, None, f"No budget check (one attack budget, {main:.0f} steps)"
     # the same classifier: task, seed and every data, model and training parameter

@@ -46,7 +46,8 @@ def is_defence_table(df: pd.DataFrame) -> bool:
 
 
 def cells(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with `_level` (str), `_order` (sort key of the level), `_wd` (float) and `_stop` (str)."""
+    """`df` with `_level` (str), `_order` (sort key of the level), `_wd` (float), `_stop` (str) and
+    `_steps` (the attack's budget, `attack.steps`; -1 where not logged, as in a series table)."""
     dp = _param(df, "train.dp").astype(str).str.lower().isin(("true", "1", "1.0"))
     eps = pd.to_numeric(_param(df, "train.dp_epsilon"), errors="coerce").astype(float)
     level = [NO_DP if not d else ("∞" if math.isinf(e) else f"{e:g}") for d, e in zip(dp, eps, strict=True)]
@@ -55,7 +56,10 @@ def cells(df: pd.DataFrame) -> pd.DataFrame:
     dp_ep = pd.to_numeric(_param(df, "train.dp_epochs"), errors="coerce")
     stop = [f"max/dp epochs {a:g}/{b:g}" for a, b in zip(max_ep, dp_ep, strict=True)]
     wd = pd.to_numeric(_param(df, "train.weight_decay"), errors="coerce").fillna(0.0)
-    return df.assign(_level=level, _order=order, _wd=wd.to_numpy(float), _stop=stop, _dp=dp.to_numpy())
+    steps = pd.to_numeric(_param(df, "attack.steps"), errors="coerce").fillna(-1).astype(int)
+    return df.assign(
+        _level=level, _order=order, _wd=wd.to_numpy(float), _stop=stop, _dp=dp.to_numpy(), _steps=steps
+    )
 
 
 def _levels(c: pd.DataFrame) -> list[str]:
@@ -80,19 +84,28 @@ def seed_ci(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, int]:
     return mean, lo, hi, len(per)
 
 
+def main_budget(c: pd.DataFrame) -> int:
+    """The most common attack budget (`_steps` of `cells`; the smallest on a tie): the budget a claim is
+    judged at, a longer one being its budget check."""
+    return int(c["_steps"].mode().min()) if len(c) else -1
+
+
 def defence_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, weight decay, stop, level): n seeds, mean [lo, hi] of every metric of `METRICS`,
-    the achieved epsilon (`dp/epsilon`, Opacus) and the share of converged classifiers."""
+    """One row per (task, attack budget, weight decay, stop, level): n seeds, mean [lo, hi] of every metric
+    of `METRICS`, the achieved epsilon (`dp/epsilon`, Opacus) and the share of converged classifiers. A
+    budget check's longer attacks get rows of their own (`attack steps`; -1 where not logged): averaging
+    them with the main budget's would describe neither attack."""
     c = cells(df)
     if "task" not in c:
         c = c.assign(task="")
     out = []
-    for task, t in c.groupby("task", sort=False):
+    for (task, steps), t in c.groupby(["task", "_steps"], sort=True):
         for wd, stop in _cell_keys(t):
             cell = t[(t["_wd"] == wd) & (t["_stop"] == stop)]
             for level in _levels(cell):
                 rows = cell[cell["_level"] == level]
-                row: dict[str, Any] = {"task": task, "weight_decay": wd, "stop": stop, "epsilon": level}
+                row: dict[str, Any] = {"task": task, "attack steps": int(steps), "weight_decay": wd}
+                row |= {"stop": stop, "epsilon": level}
                 for metric, _, _ in METRICS:
                     m, lo, hi, k = seed_ci(rows, metric)
                     row |= {metric: m, f"{metric} lo": lo, f"{metric} hi": hi}
@@ -106,12 +119,16 @@ def defence_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def figure(df: pd.DataFrame, title: str = "") -> Any:
     """Test accuracy and reconstruction (METRICS, one panel each) against the privacy level, one line per
-    (weight decay, stop) cell, mean over seeds with 95% CI bars. A matplotlib Figure (None without rows)."""
+    (weight decay, stop) cell, mean over seeds with 95% CI bars, at the main attack budget (`main_budget`;
+    the title names it). A matplotlib Figure (None without rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    c = cells(df)
+    budget = main_budget(c)
+    df = df[(c["_steps"] == budget).to_numpy()]
     tab = defence_table(df)
     if tab.empty:
         return None
@@ -137,7 +154,8 @@ def figure(df: pd.DataFrame, title: str = "") -> Any:
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=6)
     seeds = int(tab["seeds"].max()) if len(tab) else 0
-    fig.suptitle(f"{title} ({seeds} seeds; mean, 95% CI over seeds)", fontsize=9)
+    attack = f"attack {budget} steps; " if budget > 0 else ""
+    fig.suptitle(f"{title} ({attack}{seeds} seeds; mean, 95% CI over seeds)", fontsize=9)
     fig.tight_layout()
     return fig
 

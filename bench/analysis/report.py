@@ -37,7 +37,8 @@ MAX_IDS_MD = 12
 DEFENCE_NOTE = (
     "The defence grid (`bench run TASK --profile defences`, docs/defences.md): mean [95% CI over seeds]; "
     "ε: the target of DP gradient descent (∞: clipping without noise; no DP: plain training); achieved ε: "
-    "Opacus's accountant for the σ and steps used; stop: train.max_epochs / train.dp_epochs. Every run counts."
+    "Opacus's accountant for the σ and steps used; stop: train.max_epochs / train.dp_epochs; attack steps: "
+    "the attack's budget (a budget check's longer attacks have rows of their own). Every run counts."
 )  # run ids listed per claim in report.md (report.json has them all)
 
 
@@ -112,12 +113,13 @@ def defence_runs(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {str(t): g for t, g in sub.groupby("task", sort=True)}
 
 
-DEFENCE_HEAD = ["task", "weight decay", "stop", "ε", "seeds", "achieved ε", "test accuracy", "memorised/frac"]
-DEFENCE_HEAD += ["membership AUC", "gain over held-out", "converged"]
+DEFENCE_HEAD = ["task", "attack steps", "weight decay", "stop", "ε", "seeds", "achieved ε", "test accuracy"]
+DEFENCE_HEAD += ["memorised/frac", "membership AUC", "gain over held-out", "converged"]
 
 
 def defence_rows(runs: pd.DataFrame) -> list[list[str]]:
-    """The defence grid as table rows: mean [95% CI over seeds] per (task, cell, ε); every run counts."""
+    """The defence grid as table rows: mean [95% CI over seeds] per (task, attack budget, cell, ε); every
+    run counts."""
 
     def ci(r: Any, m: str) -> str:
         return f"{r[m]:.3g} [{r[m + ' lo']:.3g}, {r[m + ' hi']:.3g}]" if np.isfinite(r[m]) else "–"
@@ -128,7 +130,8 @@ def defence_rows(runs: pd.DataFrame) -> list[list[str]]:
         for r in tab.to_dict("records"):
             eps = f"{r['achieved epsilon']:.3g}" if np.isfinite(r["achieved epsilon"]) else "–"
             out.append(
-                [task, f"{r['weight_decay']:g}", r["stop"], r["epsilon"], str(r["seeds"]), eps]
+                [task, str(r["attack steps"]) if r["attack steps"] > 0 else "–", f"{r['weight_decay']:g}"]
+                + [r["stop"], r["epsilon"], str(r["seeds"]), eps]
                 + [ci(r, m) for m, _, _ in defences.METRICS]
                 + [f"{r['converged']:.2f}"]
             )
