@@ -1,7 +1,8 @@
 """The plateau rule replayed on stored runs: would each attack count as converged under another window
 or objective floor?
 
-Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth] [--floor F] [--tol T]
+Usage: python benchmarks/replay_plateau.py STORE [STORE ...] [--window W | --fifth | --movement]
+           [--floor F] [--tol T]
 Each store is a directory holding mlflow.db. For every finished child run with an attack, the rule of
 bench.attack.reconstruct.plateau is applied to its logged monitor curves (`attack/objective`, the float64
 objective, and `attack/error`, the monitored error) at the step the attack ended (`attack/steps_run`),
@@ -9,7 +10,10 @@ and, as `attack/converged` is, only where the run was not `attack/degraded`. Two
 "logged" (the flag the run wrote) and "replayed": by default with the run's own `attack.stop_window` (0
 meaning a fifth of `attack.steps`) and `attack.stop_floor` (none logged: 0, the rule before the floor
 existed). --window sets the window, --fifth makes it a fifth of each run's steps, and --floor sets the
-objective's floor; bench's defaults since 2026-12-04 are `--fifth --floor 1`. A replay under the
+objective's floor; bench's defaults since 2026-12-04 are `--fifth --floor 1`. --movement makes the window
+the last fifth of the run's step-size integral (its `attack.schedule`, `attack.warmup` and `attack.steps`;
+`movement_window`): under the default cosine decay the last fifth of the steps carries only ~1.4% of the
+integral, so a window of a fifth of the steps sees an optimiser that has all but stopped moving. A replay under the
 run's own settings and the code it ran with equals the logged flag; where they differ, the rule changed.
 With `attack.stop=plateau` a different window would also have stopped the run at another step: the replay
 then says only whether the rule holds where the run did stop.
@@ -18,13 +22,23 @@ then says only whether the rule holds where the run did stop.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.attack.reconstruct import plateau
+from bench.attack.reconstruct import lr_factor, plateau
 from bench.config import AttackConfig
 from bench.tracking import in_series_order, load_runs, metric_history
+
+
+def movement_window(cfg: AttackConfig, share: float = 0.2) -> int:
+    """Steps from the end of a run of `cfg.steps` steps back to where the remaining step-size integral
+    (bench.attack.reconstruct.lr_factor summed over steps) is `share` of the whole: a fifth of the steps
+    for a constant step size; 2,555 of 5,000 under cosine decay with 100 steps of warm-up."""
+    f = np.array([lr_factor(cfg, s) for s in range(cfg.steps)])
+    remaining = np.cumsum(f[::-1])[::-1]  # remaining[s]: the integral from step s to the end
+    return cfg.steps - int(np.argmax(remaining <= share * f.sum()))
 
 
 def replay(
@@ -34,6 +48,7 @@ def replay(
     tol: float | None,
     fifth: bool = False,
     floor: float | None = None,
+    movement: bool = False,
 ) -> tuple[bool, int] | None:
     """(converged under the replayed rule, the window used) for one run (a row of
     bench.tracking.load_runs); None for a run without an attack's curves."""
@@ -43,7 +58,12 @@ def replay(
     err = metric_history(client, run["run_id"], "attack/error")
     own = 0 if fifth else int(run.get("attack.stop_window", 0))
     cfg = AttackConfig(steps=int(run["attack.steps"]), stop_window=own)
-    w = window if window is not None else cfg.plateau_window()
+    if movement:
+        sched = {k: run[f"attack.{k}"] for k in ("schedule", "warmup") if f"attack.{k}" in run}
+        if "warmup" in sched:
+            sched["warmup"] = int(sched["warmup"])
+        cfg = dataclasses.replace(cfg, **sched)
+    w = window if window is not None else movement_window(cfg) if movement else cfg.plateau_window()
     t = tol if tol is not None else float(run.get("attack.stop_tol", 0.01))
     errors = (err[0], err[1][None, :]) if len(err[0]) else None
     if floor is None:  # the run's own; a run logged before the floor existed has none: 0
@@ -58,6 +78,7 @@ def main() -> None:
     ap.add_argument("stores", nargs="+")
     ap.add_argument("--window", type=int, default=None, help="steps (default: each run's own, resolved)")
     ap.add_argument("--fifth", action="store_true", help="a fifth of each run's steps (bench's default)")
+    ap.add_argument("--movement", action="store_true", help="the last fifth of the step-size integral")
     ap.add_argument("--floor", type=float, default=None, help="the objective's floor (bench's default: 1)")
     ap.add_argument("--tol", type=float, default=None, help="relative tolerance (default: each run's own)")
     args = ap.parse_args()
@@ -67,7 +88,7 @@ def main() -> None:
         print(f"== {store}")
         logged_n = replayed_n = total = 0
         for r in in_series_order(runs):
-            out = replay(client, r, args.window, args.tol, args.fifth, args.floor)
+            out = replay(client, r, args.window, args.tol, args.fifth, args.floor, args.movement)
             if out is None:
                 continue
             ok, w = out

@@ -227,3 +227,42 @@ def test_replay_plateau_rejudges_stored_runs(tmp_path: Path, capsys) -> None:
         assert f"3 attacks: 0 logged converged, {expect}" in out, out
     assert "seed 0: logged 0, replayed 1 (window 200)" in out
     assert "seed 1: logged 0, replayed 0 (window 200)" in out and "seed 2: logged 0, replayed 0" in out
+
+
+def test_replay_with_the_movement_window_sees_a_run_that_settled_only_as_its_step_size_decayed(
+    tmp_path: Path, capsys
+) -> None:
+    """--movement: the window is the last fifth of the step-size integral. Under cosine decay (1,000 steps,
+    100 of warm-up) that is the last 484 steps, against 200 for --fifth: a run whose error fell until step
+    800 and then sat still is converged by --fifth, not by --movement. A constant step size without warm-up
+    gives a fifth of the steps either way."""
+    import sys
+
+    from bench.config import AttackConfig
+
+    spec = importlib.util.spec_from_file_location("replay_plateau", ROOT / "benchmarks" / "replay_plateau.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.movement_window(AttackConfig(steps=1000, schedule="constant", warmup=0)) == 200
+    assert mod.movement_window(AttackConfig(steps=1000)) == 484
+    assert mod.movement_window(AttackConfig(steps=5000)) == 2555
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exp = client.create_experiment("blobs-rect")
+    parent = client.create_run(exp, tags={"bench.kind": "parent"})
+    tags = {"bench.kind": "child", "bench.series_value": "25", "bench.seed": "0"}
+    rid = client.create_run(exp, tags=tags | {"mlflow.parentRunId": parent.info.run_id}).info.run_id
+    params = {"attack.steps": "1000", "attack.schedule": "cosine", "attack.warmup": "100"}
+    for key, value in params.items():
+        client.log_param(rid, key, value)
+    for s in range(0, 1001, 100):
+        client.log_metric(rid, "attack/objective", 1.0, step=s)
+        client.log_metric(rid, "attack/error", max(1.0 - s / 1000, 0.2), step=s)
+    client.log_metric(rid, "attack/steps_run", 1000)
+    client.set_terminated(rid)
+    for flag, expect in (("--fifth", "replayed 1 (window 200)"), ("--movement", "replayed 0 (window 484)")):
+        sys.argv = ["replay_plateau.py", str(folder), flag, "--floor", "1"]
+        mod.main()
+        assert expect in capsys.readouterr().out
