@@ -266,3 +266,11 @@ def test_replay_with_the_movement_window_sees_a_run_that_settled_only_as_its_ste
         sys.argv = ["replay_plateau.py", str(folder), flag, "--floor", "1"]
         mod.main()
         assert expect in capsys.readouterr().out
+
+
+def test_series_order_sorts_a_two_axis_value_numerically_on_each_axis() -> None:
+    from bench.tracking import series_order
+
+    values = ["25/100", "10/4", "25/25", "10/100", "25/4"]
+    assert sorted(values, key=lambda v: series_order(v, 0)) == ["10/4", "10/100", "25/4", "25/25", "25/100"]
+    assert series_order("4", 1) < series_order("16", 0) < series_order(None, 0)  # text after numbers
