@@ -258,6 +258,7 @@ def attack_and_evaluate(
             "diverged": float(att.diverged[p]),
             "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
             "attack/converged": float(att.converged[p]),
+            "attack/converged_movement": float(att.converged_movement[p]),
             "attack/degraded": float(att.degraded[p]),
             "attack/best_step": float(att.best_step[p]),
             "attack/objective_best": float(att.objective[p]),
@@ -307,12 +308,21 @@ def attack_and_evaluate(
         idx, recon, ev = pooled[cfg.attack.pool_select]
         flags = {
             key: np.array([result.settings[p].metrics[key] for p in idx])
-            for key in ("attack/converged", "attack/degraded", "attack/fit_check_failed", "diverged")
+            for key in (
+                "attack/converged",
+                "attack/converged_movement",
+                "attack/degraded",
+                "attack/fit_check_failed",
+                "diverged",
+            )
         }
         metrics = {
             **ev.metrics,
             **data_counts,
-            **{key: float(v.all() if key == "attack/converged" else v.any()) for key, v in flags.items()},
+            **{
+                key: float(v.all() if key.startswith("attack/converged") else v.any())
+                for key, v in flags.items()
+            },
             "attack/stop_rule": float(cfg.attack.stop != "none"),
             "attack/steps_run": float(max(att.steps_run[p] for p in idx)),
             "attack/pool_size": float(len(recon)),

@@ -12,11 +12,12 @@ meaning a fifth of `attack.steps`) and `attack.stop_floor` (none logged: 0, the 
 existed). --window sets the window, --fifth makes it a fifth of each run's steps, and --floor sets the
 objective's floor; bench's defaults since 2026-12-04 are `--fifth --floor 1`. --movement makes the window
 the last fifth of the run's step-size integral (its `attack.schedule`, `attack.warmup` and `attack.steps`;
-`movement_window`): under the default cosine decay the last fifth of the steps carries only ~1.4% of the
-integral, so a window of a fifth of the steps sees an optimiser that has all but stopped moving. A replay under the
-run's own settings and the code it ran with equals the logged flag; where they differ, the rule changed.
-With `attack.stop=plateau` a different window would also have stopped the run at another step: the replay
-then says only whether the rule holds where the run did stop.
+bench.attack.reconstruct.movement_window; runs since 2026-12-05 log that flag as
+`attack/converged_movement`): under the default cosine decay the last fifth of the steps carries only ~1.4%
+of the integral, so a window of a fifth of the steps sees an optimiser that has all but stopped moving.
+A replay under the run's own settings and the code it ran with equals the logged flag; where they differ,
+the rule changed. With `attack.stop=plateau` a different window would also have stopped the run at
+another step: the replay then says only whether the rule holds where the run did stop.
 """
 
 from __future__ import annotations
@@ -27,18 +28,9 @@ import dataclasses
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from bench.attack.reconstruct import lr_factor, plateau
+from bench.attack.reconstruct import movement_window, plateau
 from bench.config import AttackConfig
 from bench.tracking import in_series_order, load_runs, metric_history
-
-
-def movement_window(cfg: AttackConfig, share: float = 0.2) -> int:
-    """Steps from the end of a run of `cfg.steps` steps back to where the remaining step-size integral
-    (bench.attack.reconstruct.lr_factor summed over steps) is `share` of the whole: a fifth of the steps
-    for a constant step size; 2,555 of 5,000 under cosine decay with 100 steps of warm-up."""
-    f = np.array([lr_factor(cfg, s) for s in range(cfg.steps)])
-    remaining = np.cumsum(f[::-1])[::-1]  # remaining[s]: the integral from step s to the end
-    return cfg.steps - int(np.argmax(remaining <= share * f.sum()))
 
 
 def replay(

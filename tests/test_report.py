@@ -469,3 +469,17 @@ def test_haim_mnist_claim_on_memorisation_with_ssim_count_beside_its_baselines()
     }
     assert claim.evaluate(_parity_runs(0.5)).verdict == "not reproduced"
     assert claim.evaluate(_parity_runs(0.8, seeds=2)).verdict == "inconclusive"
+
+
+def test_the_note_counts_the_attacks_converged_over_the_step_size_integral_too() -> None:
+    """Runs since 2026-12-05 log `attack/converged_movement` (the plateau rule over the last fifth of the
+    step-size integral) beside `attack/converged`: the note gives both counts."""
+    from bench.analysis.claims import attack_counts
+
+    rows = pd.DataFrame(
+        {"attack/converged": [1.0, 1.0, 1.0, 0.0], "attack/converged_movement": [1.0, 0.0, 0.0, 0.0]}
+    )
+    assert attack_counts(rows) == (
+        " Attacks converged: 3 of 4 (1 of 4 over the last fifth of the step-size integral)."
+    )
+    assert attack_counts(rows.drop(columns="attack/converged_movement")) == " Attacks converged: 3 of 4."

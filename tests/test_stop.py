@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from blob_fixture import make_blob_classes
 
 from bench.attack.kkt import Weights
-from bench.attack.reconstruct import plateau, reconstruct
+from bench.attack.reconstruct import movement_window, plateau, reconstruct
 from bench.config import AttackConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
 from bench.errors import ConfigError
 from bench.train import train_classifier
@@ -132,6 +134,33 @@ def test_stop_none_runs_all_steps_and_still_reports(weights: Weights) -> None:
     out = reconstruct(weights, 10, *BOX, cfg, seed=0)
     assert out.steps_run[0] == 400 and out.curves["attack/loss"][1].shape == (1, 400)
     assert out.converged[0]  # the rule, applied at the last step with a loose tolerance, holds
+
+
+def test_movement_window_spans_the_last_fifth_of_the_step_size_integral() -> None:
+    assert movement_window(AttackConfig(steps=1000, schedule="constant", warmup=0)) == 200
+    assert movement_window(AttackConfig(steps=1000)) == 484  # cosine, 100 steps of warm-up
+    assert movement_window(AttackConfig(steps=5000)) == 2555
+    # x0.1 from step 666: 33.4 of the tail's 139.9 lie after it, the rest in the 106 steps before
+    assert movement_window(AttackConfig(steps=1000, schedule="step", warmup=0)) == 440
+
+
+def test_the_movement_flag_sees_an_attack_that_settled_only_as_its_step_size_decayed(
+    weights: Weights,
+) -> None:
+    """A fixed 400-step attack whose error keeps falling until its cosine step size has decayed: the
+    default window (the last 80 steps, ~1.6% of the step-size integral) calls it converged, the window
+    over the last fifth of the integral (194 steps) does not. With a constant step size and no warm-up
+    the two windows are one, and so are the flags."""
+
+    def falling(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"attack/error": np.full(len(x), 1.0 - 0.5 * min(step, 300) / 300)}  # flat from 300
+
+    cfg = AttackConfig(steps=400, eval_every=20, stop_tol=0.1)
+    out = reconstruct(weights, 10, *BOX, cfg, seed=0, monitor=falling)
+    assert out.converged[0] and not out.converged_movement[0]
+    flat = dataclasses.replace(cfg, schedule="constant", warmup=0)
+    out = reconstruct(weights, 10, *BOX, flat, seed=0, monitor=falling)
+    assert out.converged[0] == out.converged_movement[0]
 
 
 def test_stop_config_is_checked() -> None:

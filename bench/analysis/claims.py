@@ -133,13 +133,18 @@ BUDGET_SUFFIX = "-budget"
 
 
 def attack_counts(rows: pd.DataFrame) -> str:
-    """' Attacks converged: c of N (d degraded).' for the rows that carry the flags, else ''."""
+    """' Attacks converged: c of N (s of N over the last fifth of the step-size integral) (d degraded).'
+    for the rows that carry the flags, else ''."""
     from bench.analysis.verdicts import num
 
     if "attack/converged" not in rows or rows.empty:
         return ""
     conv = num(rows, "attack/converged")
     text = f" Attacks converged: {int((conv > 0.5).sum())} of {int(conv.notna().sum())}"
+    if "attack/converged_movement" in rows:  # logged since 2026-12-05
+        strict = num(rows, "attack/converged_movement")
+        if strict.notna().any():
+            text += f" ({int((strict > 0.5).sum())} of {int(strict.notna().sum())} over the last fifth of the step-size integral)"
     if "attack/degraded" in rows:
         text += f" ({int((num(rows, 'attack/degraded') > 0.5).sum())} degraded)"
     return text + "."
