@@ -144,7 +144,8 @@ def attack_counts(rows: pd.DataFrame) -> str:
     if "attack/converged_movement" in rows:  # logged since 2026-12-05
         strict = num(rows, "attack/converged_movement")
         if strict.notna().any():
-            text += f" ({int((strict > 0.5).sum())} of {int(strict.notna().sum())} over the last fifth of the step-size integral)"
+            n, k = int(strict.notna().sum()), int((strict > 0.5).sum())
+            text += f" ({k} of {n} over the last fifth of the step-size integral)"
     if "attack/degraded" in rows:
         text += f" ({int((num(rows, 'attack/degraded') > 0.5).sum())} degraded)"
     return text + "."

@@ -52,10 +52,10 @@ class AttackResult:
     monitor points for the exact checks (`attack/objective`, `attack/fit_check`, `attack/fit_gap`,
     `attack/kkt_fit_layer<l>`). converged: (P,) at its best and the plateau rule held when the setting
     stopped (or at the last step); converged_movement: (P,) converged, and the rule also holds at the
-    last step over the last fifth of the step-size integral (`movement_window`); steps_run: (P,) optimisation steps it took; best_step: (P,) the monitor
-    point returned (the latest within `degrade_tol` of the best objective); degraded: (P,) ended worse than
-    its best by more than that; fit_check_failed: (P,) the fast path's fit
-    left the float64 one at some monitor point (the run then fell back to the exact path at
+    last step over the last fifth of the step-size integral (`movement_window`); steps_run: (P,)
+    optimisation steps it took; best_step: (P,) the monitor point returned (the latest within
+    `degrade_tol` of the best objective); degraded: (P,) ended worse than its best by more than that;
+    fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor point (the run then fell back to the exact path at
     `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state;
     objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity): one criterion for
     settings of different alpha (bench.attack.protocol)."""
