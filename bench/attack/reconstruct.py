@@ -55,10 +55,10 @@ class AttackResult:
     last step over the last fifth of the step-size integral (`movement_window`); steps_run: (P,)
     optimisation steps it took; best_step: (P,) the monitor point returned (the latest within
     `degrade_tol` of the best objective); degraded: (P,) ended worse than its best by more than that;
-    fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor point (the run then fell back to the exact path at
-    `fallback_step`, -1 if never); objective: (P,) the float64 objective of the returned state;
-    objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity): one criterion for
-    settings of different alpha (bench.attack.protocol)."""
+    fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor point (the run then
+    fell back to the exact path at `fallback_step`, -1 if never); objective: (P,) the float64 objective of
+    the returned state; objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity):
+    one criterion for settings of different alpha (bench.attack.protocol)."""
 
     x: np.ndarray
     y: np.ndarray
