@@ -55,13 +55,14 @@ def replay(
         if "warmup" in sched:
             sched["warmup"] = int(sched["warmup"])
         cfg = dataclasses.replace(cfg, **sched)
-    w = window if window is not None else movement_window(cfg) if movement else cfg.plateau_window()
+    at = int(run["attack/steps_run"])
+    w = window if window is not None else movement_window(cfg, at) if movement else cfg.plateau_window()
     t = tol if tol is not None else float(run.get("attack.stop_tol", 0.01))
     errors = (err[0], err[1][None, :]) if len(err[0]) else None
     if floor is None:  # the run's own; a run logged before the floor existed has none: 0
         floor = float(run.get("attack.stop_floor", 0.0))
         floor = floor if np.isfinite(floor) else 0.0
-    ok = bool(plateau((obj[0], obj[1][None, :]), errors, int(run["attack/steps_run"]), w, t, floor)[0])
+    ok = bool(plateau((obj[0], obj[1][None, :]), errors, at, w, t, floor)[0])
     return ok and run.get("attack/degraded", 0.0) != 1, w
 
 

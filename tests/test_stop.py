@@ -81,6 +81,10 @@ def test_rule_fires_early_on_a_toy_attack(weights: Weights) -> None:
     out = reconstruct(weights, 10, *BOX, cfg, seed=0)
     assert out.converged[0] and not out.diverged[0]
     assert out.steps_run[0] < 3000 and out.steps_run[0] % 50 == 0
+    # stopped early, at a large step size: judged over the integral of the steps it ran, it holds too
+    # (over the whole 3,000-step schedule's last fifth no monitor point would lie before the window)
+    assert movement_window(cfg, int(out.steps_run[0])) < out.steps_run[0] < movement_window(cfg)
+    assert out.converged_movement[0]
     fit = out.curves["attack/kkt_fit"][1][0]
     assert len(fit) == out.steps_run[0]  # the loop ended with the only setting
     assert fit[-1] < 0.5 * fit[0]

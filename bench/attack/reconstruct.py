@@ -51,8 +51,9 @@ class AttackResult:
     (T,), values (P, T)), T the steps the loop ran (a frozen setting repeats its last values), or the
     monitor points for the exact checks (`attack/objective`, `attack/fit_check`, `attack/fit_gap`,
     `attack/kkt_fit_layer<l>`). converged: (P,) at its best and the plateau rule held when the setting
-    stopped (or at the last step); converged_movement: (P,) converged, and the rule also holds at the
-    last step over the last fifth of the step-size integral (`movement_window`); steps_run: (P,)
+    stopped (or at the last step); converged_movement: (P,) converged, and the rule also holds where
+    the setting ended over the last fifth of the step-size integral of the steps it ran
+    (`movement_window`); steps_run: (P,)
     optimisation steps it took; best_step: (P,) the monitor point returned (the latest within
     `degrade_tol` of the best objective); degraded: (P,) ended worse than its best by more than that;
     fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor point (the run then
@@ -100,14 +101,16 @@ def lr_factor(cfg: AttackConfig, step: int) -> float:
     return 1.0
 
 
-def movement_window(cfg: AttackConfig, share: float = 0.2) -> int:
-    """Steps from the end of the run back to where the remaining step-size integral (`lr_factor` summed
-    over the steps) is `share` of the whole: a fifth of the steps for a constant step size without
-    warm-up; 2,555 of 5,000 under the default cosine decay (100 steps of warm-up), whose last fifth of the
-    steps carries only ~1.3% of the integral."""
-    f = np.array([lr_factor(cfg, s) for s in range(cfg.steps)])
-    remaining = np.cumsum(f[::-1])[::-1]  # remaining[s]: the integral from step s to the end
-    return max(1, cfg.steps - int(np.argmax(remaining <= share * f.sum())))
+def movement_window(cfg: AttackConfig, upto: int | None = None, share: float = 0.2) -> int:
+    """Steps back from step `upto` (default: the end of the run) to where the remaining step-size integral
+    of the steps run (`lr_factor` summed over [0, upto)) is `share` of it: a fifth of the steps for a
+    constant step size without warm-up; 2,555 of 5,000 under the default cosine decay (100 steps of
+    warm-up), whose last fifth of the steps carries only ~1.3% of the integral. An attack that a plateau
+    stop ended early is judged on the steps it ran."""
+    n = max(1, min(cfg.steps, upto if upto is not None else cfg.steps))
+    f = np.array([lr_factor(cfg, s) for s in range(n)])
+    remaining = np.cumsum(f[::-1])[::-1]  # remaining[s]: the integral from step s to `upto`
+    return max(1, n - int(np.argmax(remaining <= share * f.sum())))
 
 
 def alpha_factor(cfg: AttackConfig, alpha: torch.Tensor, step: int) -> torch.Tensor:
@@ -313,7 +316,10 @@ def reconstruct(
     converged = (stopped.cpu().numpy() & ~exact.degraded()) | (moving & rule(taken))
     # the same rule over the last fifth of the step-size integral, at the end: under cosine decay the
     # default window (a fifth of the steps) sees an optimiser that has all but stopped moving
-    converged_movement = converged & rule(taken, movement_window(cfg))
+    # (per setting: one that a plateau stop ended early is judged on the steps it ran)
+    converged_movement = converged & np.array(
+        [rule(int(n), movement_window(cfg, int(n)))[p] for p, n in enumerate(steps_run)], dtype=bool
+    )
 
     steps = np.arange(recorded)
     loss_hist, fit_hist = loss_hist[:, :recorded], fit_hist[:, :recorded]
