@@ -392,6 +392,11 @@ def _row(run: Any) -> dict[str, Any]:
     return row
 
 
+# the param prefixes that decide the trained classifier (not the attack's): runs that agree on them and on
+# task and seed attacked the same model (budget checks, paired comparisons of stores)
+CLASSIFIER_PARAMS = ("data.", "model.", "train.")
+
+
 def series_order(series_value: Any, seed: Any) -> tuple:
     """Sort key for a child run's (series value, seed): numeric series values in numeric order, a two-axis
     sweep's "25/100" by each axis in turn, then any other (a task without a series logs None) as text."""

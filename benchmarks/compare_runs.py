@@ -22,7 +22,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bench.analysis.trends import mean_ci
-from bench.tracking import load_runs, series_order
+from bench.tracking import CLASSIFIER_PARAMS, load_runs, series_order
 
 FIGURES = {
     "ncc_dist_mean": "ncc_dist",
@@ -33,9 +33,6 @@ FIGURES = {
     "attack/steps_run": "steps",
     "test_accuracy": "test acc",
 }
-
-
-CLASSIFIER = ("data.", "model.", "train.")  # params that make the trained model (not the attack's)
 
 
 def _order(value: str) -> tuple:
@@ -51,16 +48,22 @@ def swept(frames: list[pd.DataFrame]) -> list[str]:
     beyond the series value (the regime study's data.n_per_class). What is constant within each store is
     left out of a run's point, so a field logged by one store only, or a single run against a pooled one
     (setting 0 against "pooled"), does not block pairing."""
-    cols = {c for f in frames for c in f.columns if c.startswith(CLASSIFIER) or c in ("profile", "setting")}
+    cols = {
+        c for f in frames for c in f.columns if c.startswith(CLASSIFIER_PARAMS) or c in ("profile", "setting")
+    }
     varying = [c for c in cols if any(c in f and f[c].astype(str).nunique() > 1 for f in frames)]
     return sorted(varying, key=lambda c: (c not in ("profile", "setting"), c))
 
 
+def point_fields(axes: list[str]) -> list[str]:
+    """The columns that name a run's point: task, `axes` (from `swept`), series value, seed."""
+    return ["task", *axes, "series_value", "seed"]
+
+
 def child_runs(store: str, frame: pd.DataFrame, axes: list[str]) -> dict[tuple[str, ...], dict[str, float]]:
-    """Point -> metrics of every finished child run in `frame` (bench report's table, from `store`). A point
-    is (task, *axes, series value, seed); `axes` from `swept`. Exits naming the store and the point when one
-    point was run twice there."""
-    fields = ["task", *axes, "series_value", "seed"]
+    """Point (values of `point_fields`) -> metrics of every finished child run in `frame` (bench report's
+    table, from `store`). Exits naming the store and the point when one point was run twice there."""
+    fields = point_fields(axes)
     runs: dict[tuple[str, ...], dict[str, float]] = {}
     for r in frame.to_dict("records"):
         p = tuple("" if r.get(k) is None else str(r.get(k)) for k in fields)
@@ -78,7 +81,7 @@ def main(reference: str, other: str) -> None:
     frames = [load_runs(MlflowClient(f"sqlite:///{s}/mlflow.db")) for s in (reference, other)]
     axes = swept(frames)
     ref, oth = (child_runs(s, f, axes) for s, f in zip((reference, other), frames, strict=True))
-    fields = ["task", *axes, "series_value", "seed"]
+    fields = point_fields(axes)
     i_series = fields.index("series_value")
 
     def order(p: tuple[str, ...]) -> tuple:

@@ -15,6 +15,8 @@ the last fifth of the run's step-size integral (its `attack.schedule`, `attack.w
 bench.attack.reconstruct.movement_window; runs since 2026-12-05 log that flag as
 `attack/converged_movement`): under the default cosine decay the last fifth of the steps carries only ~1.4%
 of the integral, so a window of a fifth of the steps sees an optimiser that has all but stopped moving.
+The logged `attack/converged_movement` also requires `attack/converged`; --movement replays the window
+alone, and the "logged" column stays `attack/converged`.
 A replay under the run's own settings and the code it ran with equals the logged flag; where they differ,
 the rule changed. With `attack.stop=plateau` a different window would also have stopped the run at
 another step: the replay then says only whether the rule holds where the run did stop.

@@ -53,13 +53,12 @@ class AttackResult:
     `attack/kkt_fit_layer<l>`). converged: (P,) at its best and the plateau rule held when the setting
     stopped (or at the last step); converged_movement: (P,) converged, and the rule also holds where
     the setting ended over the last fifth of the step-size integral of the steps it ran
-    (`movement_window`); steps_run: (P,)
-    optimisation steps it took; best_step: (P,) the monitor point returned (the latest within
-    `degrade_tol` of the best objective); degraded: (P,) ended worse than its best by more than that;
-    fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor point (the run then
-    fell back to the exact path at `fallback_step`, -1 if never); objective: (P,) the float64 objective of
-    the returned state; objective_relu: (P,) the same with the true ReLU derivative (alpha -> infinity):
-    one criterion for settings of different alpha (bench.attack.protocol)."""
+    (`movement_window`); steps_run: (P,) optimisation steps it took; best_step: (P,) the monitor point
+    returned (the latest within `degrade_tol` of the best objective); degraded: (P,) ended worse than its
+    best by more than that; fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor
+    point (the run then fell back to the exact path at `fallback_step`, -1 if never); objective: (P,) the
+    float64 objective of the returned state; objective_relu: (P,) the same with the true ReLU derivative
+    (alpha -> infinity): one criterion for settings of different alpha (bench.attack.protocol)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -317,9 +316,10 @@ def reconstruct(
     # the same rule over the last fifth of the step-size integral, at the end: under cosine decay the
     # default window (a fifth of the steps) sees an optimiser that has all but stopped moving
     # (per setting: one that a plateau stop ended early is judged on the steps it ran)
-    converged_movement = converged & np.array(
-        [rule(int(n), movement_window(cfg, int(n)))[p] for p, n in enumerate(steps_run)], dtype=bool
-    )
+    converged_movement = converged.copy()
+    for n in np.unique(steps_run):  # one evaluation per distinct end, not one per setting
+        ends = steps_run == n
+        converged_movement[ends] &= rule(int(n), movement_window(cfg, int(n)))[ends]
 
     steps = np.arange(recorded)
     loss_hist, fit_hist = loss_hist[:, :recorded], fit_hist[:, :recorded]
