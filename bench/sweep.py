@@ -109,7 +109,7 @@ def sweep_trends(
 ) -> dict[str, float]:
     """{`trend/sweep/<key>/<metric>/<stat>`: value} for every swept key with numeric values and every
     metric column of `table` in `metrics` (see `bench.analysis.trends.seed_trend` for the statistics;
-    `n_boot` bootstrap draws over seeds for the intervals).
+    `n_boot` bootstrap draws over seeds for the intervals' standard errors).
 
     All rows count, converged or not: a factor such as weight decay may itself stop the classifier short
     of the loss target, and dropping those rows would hide its effect (the table keeps the flags).

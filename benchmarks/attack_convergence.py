@@ -17,7 +17,7 @@ it (steps to it x the run's seconds per step, compilation and monitoring include
 step, the mean final error, and how many attacks the float64 check flagged, converged and degraded. The
 first row is the reference's own curve. Below the table, every variant is compared with the reference and
 every further variant with the first variant, point by point: the mean difference of the final error (and,
-between variants, of DSSIM and memorised/frac, the second metrics) and its 95% bootstrap interval over
+between variants, of DSSIM and memorised/frac, the second metrics) and its 95% t interval over
 the points. The training-data error is the benchmark's measuring stick only: no variant reads it.
 
 --targets recorded skips the reference runs (~47 min of the float32 ones at 2 processes) and takes each
@@ -197,7 +197,7 @@ def paired(
     name: str, rows: list[dict], base: str, base_rows: list[dict], figure: str = "final"
 ) -> str | None:
     """`figure` (final: ncc_dist; dssim; memorised) of `name` minus `base` on the points both have (attacks
-    cached before a figure was recorded lack it): mean and 95% bootstrap CI over points."""
+    cached before a figure was recorded lack it): mean and 95% t interval over points."""
     from bench.analysis.trends import mean_ci
 
     other = {r["point"]: r[figure] for r in base_rows if figure in r}

@@ -7,7 +7,7 @@ that varies within a store: a store may hold several tasks (the regime study's r
 check beside its profile and a second sweep axis (the study's data.n_per_class), and each run pairs only
 with the same point; a single run pairs with a pooled one. A point held twice in one store is an error that names it (which run to pair would
 be a guess). Prints one row per matched run (the reference's figure / the other's) and, per figure, the largest
-and the mean difference (other - reference), with a bootstrap 95% interval of the mean over the matched
+and the mean difference (other - reference), with a 95% t interval of the mean over the matched
 runs. Used to check the attack's shortcuts (bf16, torch.compile, the plateau stop) against the plain run,
 and one attack's settings against another's: the trained model is the same when both ran with the same
 thread count.
@@ -108,7 +108,7 @@ def main(reference: str, other: str) -> None:
         print(" ".join(f"{k[i]:>{w}}" for i, w in zip(shown, width, strict=True)) + " " + " ".join(cells))
     for f in figures:
         diff = np.array([oth[k].get(f, np.nan) - ref[k].get(f, np.nan) for k in keys])
-        _, lo, hi = mean_ci(diff)  # paired over the matched runs: a bootstrap 95% interval of the mean
+        _, lo, hi = mean_ci(diff)  # paired over the matched runs: a 95% t interval of the mean
         print(
             f"{FIGURES[f]:>12} ({f}): other - reference: mean {np.nanmean(diff):+.4g} "
             f"[{lo:+.4g}, {hi:+.4g}], largest |diff| {np.nanmax(np.abs(diff)):.4g}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What makes training data reconstructable (issue 13): sweeps of the literature's factors on each task's
 # `factors` profile, each against the memorisation fraction, the membership AUC and ncc_dist_mean (mean and
-# 95% bootstrap CI over seeds), with the seed-level trend of each metric against each factor, and wall time.
+# 95% t interval over seeds), with the seed-level trend of each metric against each factor, and wall time.
 #   size:  data.n_per_class x model.width (p parameters from below to far above d*n; Iurada et al. 2026)
 #   wd:    train.weight_decay (Buzaglo et al. 2023: raises reconstructability)
 #   extra: train.extra_epochs past the loss target (Refael et al. 2025: longer training lowers it)

@@ -61,6 +61,8 @@ def blob_runs(
 
 def test_seed_trend_intervals_equal_a_plain_bootstrap_loop() -> None:
     """The vectorised bootstrap of bench.analysis.trends against a loop over the same draws."""
+    from scipy import stats
+
     from bench.analysis.trends import per_seed, seed_trend
 
     t = pd.DataFrame(blob_runs(-0.002, noise=0.05)).drop(index=[3, 7])  # two seeds lack one size
@@ -77,10 +79,12 @@ def test_seed_trend_intervals_equal_a_plain_bootstrap_loop() -> None:
         ok = np.isfinite(means)
         slopes.append(np.polyfit(xs[ok], means[ok], 1)[0])
         diffs.append(means[ok][-1] - means[ok][0])
-    assert fast["slope_lo"] == pytest.approx(np.percentile(slopes, 2.5), rel=1e-9)
-    assert fast["slope_hi"] == pytest.approx(np.percentile(slopes, 97.5), rel=1e-9)
-    assert fast["diff_lo"] == pytest.approx(np.percentile(diffs, 2.5), rel=1e-9)
-    assert fast["diff_hi"] == pytest.approx(np.percentile(diffs, 97.5), rel=1e-9)
+    k = len(grid)  # the interval: the estimate ± t(k - 1) × the draws' sd rescaled by sqrt(k / (k - 1))
+    t = stats.t.ppf(0.975, k - 1) * np.sqrt(k / (k - 1))
+    for name, draws in (("slope", slopes), ("diff", diffs)):
+        half = t * np.std(draws, ddof=1)
+        assert fast[f"{name}_lo"] == pytest.approx(fast[name] - half, rel=1e-9)
+        assert fast[f"{name}_hi"] == pytest.approx(fast[name] + half, rel=1e-9)
 
 
 def test_the_claims_are_declared_as_data() -> None:

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from bench.analysis.trends import mean_ci, seed_trend, usable
+from bench.analysis.trends import boot_intervals, mean_ci, seed_trend, usable
 
 
 def _table(slope: float, noise: float, seeds: int = 6, settings: int = 3) -> pd.DataFrame:
@@ -58,4 +59,39 @@ def test_usable_drops_unconverged_runs():
 
 def test_mean_ci_against_known_answer():
     m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
-    assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
+    # mean 2.5, s = 1.291, t(0.975, 3) = 3.182: 2.5 ± 2.054
+    assert m == 2.5 and lo == pytest.approx(0.4457, abs=1e-4) and hi == pytest.approx(4.5543, abs=1e-4)
+    assert np.isnan(mean_ci(np.array([1.0]))[1]) and mean_ci(np.array([2.0, 2.0, 2.0]))[1:] == (2.0, 2.0)
+
+
+@pytest.mark.parametrize("k", [3, 5, 10])
+def test_intervals_over_seeds_cover_the_truth_95_percent_of_the_time(k: int) -> None:
+    """The point of a 95% interval. Normal per-seed values (true mean 0) and complete grids of k seeds
+    at 3 x values (true slope 0.5, difference 1): mean_ci's and seed_trend's (boot_intervals) must cover the
+    truth in 93-97% of 1,000 draws (binomial sd 0.7%). The percentile bootstrap they replaced covered
+    76% at 3 seeds, 83% at 5, 89% at 10."""
+    rng = np.random.default_rng(k)
+    xs = np.array([0.0, 1.0, 2.0])
+    hit_mean = hit_slope = hit_diff = 0
+    trials = 1000
+    for _ in range(trials):
+        _, lo, hi = mean_ci(rng.standard_normal(k))
+        hit_mean += lo <= 0 <= hi
+        grid = 0.5 * xs + rng.standard_normal((k, 3))
+        tr = boot_intervals(xs, grid, n_boot=400, rng_seed=int(rng.integers(1 << 30)))
+        hit_slope += tr["slope_lo"] <= 0.5 <= tr["slope_hi"]
+        hit_diff += tr["diff_lo"] <= 1.0 <= tr["diff_hi"]
+    for hits in (hit_mean, hit_slope, hit_diff):
+        assert 0.93 <= hits / trials <= 0.97
+
+
+def test_two_groups_is_welchs_interval() -> None:
+    from scipy import stats
+
+    from bench.analysis.verdicts import two_groups
+
+    a, b = np.array([1.0, 2.5, 3.0, 4.2]), np.array([0.1, 0.4, 2.0])
+    diff, lo, hi = two_groups(a, b)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert diff == pytest.approx(a.mean() - b.mean())
+    assert (lo, hi) == pytest.approx((ci.low, ci.high), rel=1e-9)

@@ -25,12 +25,12 @@ from bench.tracking import CLASSIFIER_PARAMS
 PAPER = "Hüseyinoglu et al."
 TREND_RULE = (
     "Seeds are the unit. Δ = mean {metric} at the largest {x} minus at the smallest (per seed, settings "
-    "averaged; per n, headline at the largest n), 95% bootstrap CI over seeds. reproduced: CI entirely on "
+    "averaged; per n, headline at the largest n), 95% t interval over seeds. reproduced: CI entirely on "
     "the asserted side; opposite: entirely on the other; not reproduced: CI contains 0 and excludes a change "
     "of {eff:.0%} of the starting level; else inconclusive (also with < 3 seeds or one x value)."
 )
 EFFECT_RULE = (
-    "Seeds are the unit: per-seed {what}, 95% bootstrap CI over seeds. reproduced: CI entirely on the "
+    "Seeds are the unit: per-seed {what}, 95% t interval over seeds. reproduced: CI entirely on the "
     "asserted side of 0; opposite: entirely on the other; not reproduced: CI contains 0 and excludes {eff}; "
     "else inconclusive (also with < 3 seeds)."
 )
@@ -388,8 +388,8 @@ CLAIMS: tuple[Claim, ...] = (
         profile="quick",
         metric="ncc_dist_mean (also gain/heldout/ncc_dist)",
         direction="genetic > images (gain: genetic < images)",
-        rule="(task, seed) runs are the units: difference of the group means, genetic − images, 95% bootstrap CI "
-        "resampling units within each group; verdict words as for the other claims (10% of the images' level).",
+        rule="(task, seed) runs are the units: difference of the group means, genetic − images, 95% Welch t "
+        "interval; verdict words as for the other claims (10% of the images' level).",
         judge=j.judge_modalities,
     ),
     _factor_claim(
@@ -430,7 +430,7 @@ CLAIMS: tuple[Claim, ...] = (
         direction="membership AUC reaches 0.5 only at an ε where test accuracy has lost > 5 points",
         rule="Seeds are the unit; cell: no weight decay, no early stopping. ε levels scanned from the smallest "
         "up: the stopping level is the largest ε at which, and at every smaller ε, membership AUC's 95% CI "
-        "reaches 0.5. Cost = test accuracy without DP − at the stopping level, per seed, 95% bootstrap CI. "
+        "reaches 0.5. Cost = test accuracy without DP − at the stopping level, per seed, 95% t interval over seeds. "
         "reproduced: cost CI above 0.05, or no ε of the grid stops membership inference; not reproduced: "
         "cost CI below 0.05; opposite: below 0; else inconclusive (also with < 3 seeds). Every run counts, "
         "converged or not (not converging is the defence at work). Other cells (weight decay, early "

@@ -2,7 +2,7 @@
 
 Pure functions of a runs table: a series table (`series.csv`, where the defence keys are `grid.train.*`
 columns) or `bench report`'s runs table (keys as params `train.*`). Seeds are the unit: per seed, rows of a
-cell are averaged, then mean and 95% bootstrap CI over seeds (bench.analysis.trends.mean_ci).
+cell are averaged, then mean and 95% t interval over seeds (bench.analysis.trends.mean_ci).
 
 A run's **level** is its privacy: `0.5` ... `8` (DP gradient descent at that target epsilon), `∞` (DP
 gradient descent without noise: clipping only) or `no DP` (plain training). Its **cell** is the other

@@ -30,7 +30,7 @@ def png(fig: plt.Figure) -> bytes:
 
 
 def per_x_ci(rows: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """xs (k,), and per x the mean over seeds of y with its 95% bootstrap interval (lo, hi) (k,) each."""
+    """xs (k,), and per x the mean over seeds of y with its 95% t interval (lo, hi) (k,) each."""
     from bench.analysis.trends import mean_ci, per_seed
 
     grid = per_seed(rows.assign(_x=num(rows, x)), "_x", y)

@@ -10,8 +10,16 @@ resampling whole seeds (a seed's curve is one observation).
   the k distinct x values, not for all rows (a few points: treat p as descriptive).
 - `slope`: least-squares slope of the per-x means against x, in y units per x unit.
 - `diff`: mean y at the largest x minus mean y at the smallest x.
-- `*_lo`, `*_hi`: 95% percentile bootstrap interval over seeds (seeds drawn with replacement,
-  `n_boot` times; with one seed the interval is NaN).
+- `*_lo`, `*_hi`: 95% interval over seeds (`t_interval`): the estimate ± Student's t quantile for k - 1
+  degrees of freedom (k seeds) × its standard error, the standard error taken from `n_boot` bootstrap
+  draws of whole seeds (rescaled by sqrt(k / (k - 1)), the plug-in variance's bias); with one seed the
+  interval is NaN. On a complete grid the slope and the difference are means of per-seed values, and this
+  is the textbook t interval.
+
+Why not the percentile bootstrap (bench before 2026-12-05): over k seeds its "95%" interval is the central
+95% of resampled means, which cannot leave the range of the k values and ignores the t quantile. Measured
+on normal data (tests/test_trends.py), it covers the true mean 76% of the time at 3 seeds (the paper
+profile's), 83% at 5 and 89% at 10; the t interval 95% at each.
 """
 
 from __future__ import annotations
@@ -106,12 +114,27 @@ def seed_trend(
     return out
 
 
+def t_interval(estimate: float, se: float, k: int, level: float = 0.95) -> tuple[float, float]:
+    """(lo, hi) = estimate ± t × se, t the (1 + level) / 2 quantile of Student's t with k - 1 degrees of
+    freedom: the interval of a statistic that is a mean over k independent units (seeds) with standard
+    error se. NaN with fewer than two units or a non-finite se."""
+    from scipy import stats
+
+    if k < 2 or not np.isfinite(se) or not np.isfinite(estimate):
+        return float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, k - 1)) * se
+    return float(estimate - half), float(estimate + half)
+
+
 def boot_intervals(
     xs: np.ndarray, grid: np.ndarray, n_boot: int = 2000, rng_seed: int = 0
 ) -> dict[str, float]:
-    """`slope_lo/hi`, `diff_lo/hi`: 95% bootstrap intervals over seeds, all draws at once. grid (seeds, k)
-    of per-seed values against xs (k,); each draw resamples seeds with replacement, takes the per-x means
-    and, over the x values with data in that draw, the slope and the last-minus-first difference."""
+    """`slope_lo/hi`, `diff_lo/hi`: 95% t intervals over seeds (`t_interval`) around the estimates of the
+    whole grid, with standard errors from bootstrap draws, all drawn at once. grid (seeds, k) of per-seed
+    values against xs (k,); each draw resamples seeds with replacement, takes the per-x means and, over
+    the x values with data in that draw, the slope and the last-minus-first difference. The draws'
+    standard deviation is rescaled by sqrt(seeds / (seeds - 1)), so that on a complete grid it is the
+    standard error s / sqrt(seeds) of the mean of per-seed slopes (differences)."""
     nan = float("nan")
     out = {"slope_lo": nan, "slope_hi": nan, "diff_lo": nan, "diff_hi": nan}
     if grid.shape[0] < 2 or grid.shape[1] < 2:
@@ -133,19 +156,23 @@ def boot_intervals(
         diff = means[rows, last] - means[rows, first]
         enough = ok.sum(1) >= 2
         slope, diff = np.where(enough, slope, np.nan), np.where(enough, diff, np.nan)
-        (s_lo, d_lo), (s_hi, d_hi) = np.nanpercentile(np.stack([slope, diff], 1), [2.5, 97.5], axis=0)
-    return {"slope_lo": float(s_lo), "slope_hi": float(s_hi), "diff_lo": float(d_lo), "diff_hi": float(d_hi)}
+        se_slope, se_diff = np.nanstd(np.stack([slope, diff], 1), axis=0, ddof=1)
+    k = len(grid)
+    _, _, est_slope, est_diff = _stats(xs, grid)
+    correct = np.sqrt(k / (k - 1))
+    s_lo, s_hi = t_interval(est_slope, float(se_slope * correct), k)
+    d_lo, d_hi = t_interval(est_diff, float(se_diff * correct), k)
+    return {"slope_lo": s_lo, "slope_hi": s_hi, "diff_lo": d_lo, "diff_hi": d_hi}
 
 
-def mean_ci(values: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-seed values (k,) and its 95% bootstrap interval over seeds (NaN interval when k < 2)."""
+def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean of per-seed values (k,) and its 95% t interval over seeds, mean ± t(k - 1) × s / sqrt(k)
+    (`t_interval`; NaN interval when k < 2). Non-finite values are dropped."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return float("nan"), float("nan"), float("nan")
     if len(v) < 2:
         return float(v.mean()), float("nan"), float("nan")
-    rng = np.random.default_rng(rng_seed)
-    boots = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return float(v.mean()), float(lo), float(hi)
+    lo, hi = t_interval(float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))), len(v))
+    return float(v.mean()), lo, hi

@@ -4,7 +4,7 @@ The runs table has one row per finished child run: `run_id`, `task`, `profile`, 
 `series_value`, every metric under its own name (`ncc_dist_mean`, `memorised/frac`, ...) and every
 config parameter under its dotted key (`data.blob_size`, `model.width`, ...; values as logged, often
 strings: use `num`). Seeds are the statistical unit throughout: rows of one seed (population settings,
-series points pooled by a rule) are averaged first, and intervals are 95% bootstrap intervals over seeds.
+series points pooled by a rule) are averaged first, and intervals are 95% t intervals over seeds
 
 Verdict words: `reproduced` (bench's interval lies on the side the claim asserts), `opposite` (it lies on
 the other side), `not reproduced` (it contains no effect and rules out one of the claim's size),
@@ -145,20 +145,23 @@ def mean_effect(values: np.ndarray, sign: int, min_effect: float, what: str) -> 
     return {"verdict": word, "value": mean, "lo": lo, "hi": hi, "n_seeds": n, "bench": text}
 
 
-def two_groups(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, rng_seed: int = 0) -> tuple[float, ...]:
-    """mean(a) - mean(b) of two sets of independent units and its 95% bootstrap interval."""
+def two_groups(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """mean(a) - mean(b) of two sets of independent units and its 95% Welch t interval (unequal
+    variances, Welch-Satterthwaite degrees of freedom; NaN interval when a set has fewer than 2 units)."""
+    from scipy import stats
+
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if len(a) == 0 or len(b) == 0:
         return (float("nan"),) * 3
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return diff, float("nan"), float("nan")
-    rng = np.random.default_rng(rng_seed)
-    boots = a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1) - b[
-        rng.integers(0, len(b), (n_boot, len(b)))
-    ].mean(1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return diff, float(lo), float(hi)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * float(np.sqrt(va + vb))
+    return diff, diff - half, diff + half
 
 
 def combine(words: list[str]) -> str:
