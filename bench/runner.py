@@ -41,12 +41,13 @@ def plan(
     sweeps = check_sweeps(resolve_config(task, profile, overrides), sweeps or {}, overrides)
     pinned = {**overrides, **sweeps}  # keys whose values come from the user, not the series
     series: Sequence[Any] = task.profiles[profile].series or (None,)
-    if task.series_key and task.series_key in pinned:
-        series = (None,)  # the user pinned the axis: one point, their value
-    elif any(isinstance(v, dict) for v in series):
-        # grid points: keys the user pinned leave the grid (their value holds), duplicates go
+    if any(isinstance(v, dict) for v in series):
+        # grid points: keys the user pinned leave the grid (their value holds), duplicates go; the task's
+        # series key among them (`--set data.blob_size=100` on the defence grid keeps all its points)
         pruned = [{k: v for k, v in point.items() if k not in pinned} for point in series]
         series = [p for i, p in enumerate(pruned) if p and p not in pruned[:i]] or [None]
+    elif task.series_key and task.series_key in pinned:
+        series = (None,)  # the user pinned the axis: one point, their value
     n_seeds = seeds or task.profiles[profile].seeds
     first = first_seed(overrides)
     if any(isinstance(v, dict) for v in series):  # a profile's grid may hold infeasible points: skip them

@@ -7,8 +7,11 @@ cross product, and read the trend of a metric against each swept key from the fi
 How a sweep meets the task's series (`bench.runner.plan`):
 - a swept key that is not the series key is crossed with the series: sweeps `a=1,2` and `b=x,y` on a series
   of 3 values give 2 x 2 x 3 points, each x the seeds;
-- a swept key that is the series key (e.g. `data.blob_size`) replaces the series, as `--set` pins it;
-- a swept key that is one key of a grid series (dict points) leaves the grid, its values taking over.
+- a swept key that is the series key (e.g. `data.blob_size`) replaces a series of values, as `--set`
+  pins it;
+- on a grid series (dict points: the study's n x blob size, the defence grid) a swept or pinned key leaves
+  the grid points it is in, its values taking over, and the rest of the grid stays (`--set
+  data.blob_size=100` runs the whole defence grid at blob size 100).
 
 Each child run is tagged `bench.sweep.<key>` = its value, and the series table gets a column
 `sweep.<key>`. The parent's trend per swept key (`sweep_trends`) pools everything else (the series and the

@@ -97,6 +97,17 @@ def test_a_swept_series_key_replaces_the_series() -> None:
     assert [c.data.blob_size for _, _, c in points] == [2, 3, 7]
 
 
+def test_pinning_the_series_key_on_a_grid_profile_keeps_the_grid() -> None:
+    """`--set data.blob_size=100` on blobs-rect's defence grid (points of DP level x cell, no blob size):
+    every grid point runs at blob size 100. It once collapsed the grid to one plain-training point."""
+    task = get_task("blobs-rect")
+    grid = task.profiles["defences"].series
+    points = plan(task, "defences", 1, {"data.blob_size": "100"})
+    assert len(points) == len(grid) > 1
+    assert {c.data.blob_size for _, _, c in points} == {100}
+    assert sum(c.train.dp for _, _, c in points) == sum(p["train.dp"] for p in grid)
+
+
 def test_a_swept_grid_key_leaves_the_grid() -> None:
     grid = ({"data.blob_size": 1, "model.width": 10}, {"data.blob_size": 4, "model.width": 20})
     task = Task(
