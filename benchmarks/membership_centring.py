@@ -28,7 +28,8 @@ import argparse
 import numpy as np
 
 from bench.analysis.baselines import heldout_sets
-from bench.analysis.memorisation import auc, nearest_distance
+from bench.analysis.memorisation import memorisation
+from bench.data.split import drop_overlap
 from bench.tasks.blobs import BlobData
 
 
@@ -38,17 +39,20 @@ def floor_aucs(blob_size: int, seed: int, n_per_class: int = 10) -> dict[str, fl
     d = data.load(seed)
     n, dim = d.x_train.shape
     rng = np.random.default_rng(seed)
-    held = heldout_sets(d.x_test, d.y_test, 2 * n, n, rng)
+    # the held-out and fresh samples as bench.experiment draws them (none equal to a training sample)
+    x_test, y_test, _ = drop_overlap(d.x_train, d.x_test, d.y_test, "minmax")
+    held = heldout_sets(x_test, y_test, 2 * n, n, rng)
     mean = d.x_train.mean(axis=0)
-    members, fresh = d.x_train - mean, held.fresh_x - mean
+    members, held_c, fresh = d.x_train - mean, held.x - mean, held.fresh_x - mean
     jitter = 1e-3 * rng.standard_normal((2 * n, dim))  # NCC needs candidates that are not exactly flat
     sets = {
         # NCC subtracts each vector's own mean: every constant image is the same candidate
         "one constant image": np.full((2 * n, dim), 0.5) + jitter,
         "noise around the mean": mean + rng.standard_normal((2 * n, dim)),
     }
+    # scored by the experiment's own function, on the same centred samples
     return {
-        name: auc(nearest_distance(members, c - mean), nearest_distance(fresh, c - mean))
+        name: memorisation(members, d.y_train, c - mean, held_c, fresh)["membership/auc"]
         for name, c in sets.items()
     }
 

@@ -110,7 +110,7 @@ def seed_trend(
         return out
     xs, grid = grid_df.columns.to_numpy(dtype=float), grid_df.to_numpy(dtype=float)
     out["spearman_rho"], out["spearman_p"], out["slope"], out["diff"] = _stats(xs, grid)
-    out.update(boot_intervals(xs, grid, n_boot, rng_seed))
+    out.update(boot_intervals(xs, grid, n_boot, rng_seed, (out["slope"], out["diff"])))
     return out
 
 
@@ -127,14 +127,19 @@ def t_interval(estimate: float, se: float, k: int, level: float = 0.95) -> tuple
 
 
 def boot_intervals(
-    xs: np.ndarray, grid: np.ndarray, n_boot: int = 2000, rng_seed: int = 0
+    xs: np.ndarray,
+    grid: np.ndarray,
+    n_boot: int = 2000,
+    rng_seed: int = 0,
+    estimate: tuple[float, float] | None = None,
 ) -> dict[str, float]:
     """`slope_lo/hi`, `diff_lo/hi`: 95% t intervals over seeds (`t_interval`) around the estimates of the
     whole grid, with standard errors from bootstrap draws, all drawn at once. grid (seeds, k) of per-seed
     values against xs (k,); each draw resamples seeds with replacement, takes the per-x means and, over
     the x values with data in that draw, the slope and the last-minus-first difference. The draws'
     standard deviation is rescaled by sqrt(seeds / (seeds - 1)), so that on a complete grid it is the
-    standard error s / sqrt(seeds) of the mean of per-seed slopes (differences)."""
+    standard error s / sqrt(seeds) of the mean of per-seed slopes (differences). `estimate`: the grid's
+    (slope, diff) where the caller has them (`seed_trend`), else computed here."""
     nan = float("nan")
     out = {"slope_lo": nan, "slope_hi": nan, "diff_lo": nan, "diff_hi": nan}
     if grid.shape[0] < 2 or grid.shape[1] < 2:
@@ -158,7 +163,7 @@ def boot_intervals(
         slope, diff = np.where(enough, slope, np.nan), np.where(enough, diff, np.nan)
         se_slope, se_diff = np.nanstd(np.stack([slope, diff], 1), axis=0, ddof=1)
     k = len(grid)
-    _, _, est_slope, est_diff = _stats(xs, grid)
+    est_slope, est_diff = estimate if estimate is not None else _stats(xs, grid)[2:]
     correct = np.sqrt(k / (k - 1))
     s_lo, s_hi = t_interval(est_slope, float(se_slope * correct), k)
     d_lo, d_hi = t_interval(est_diff, float(se_diff * correct), k)

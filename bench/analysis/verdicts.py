@@ -146,8 +146,8 @@ def mean_effect(values: np.ndarray, sign: int, min_effect: float, what: str) -> 
 
 
 def two_groups(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """mean(a) - mean(b) of two sets of independent units and its 95% Welch t interval (unequal
-    variances, Welch-Satterthwaite degrees of freedom; NaN interval when a set has fewer than 2 units)."""
+    """mean(a) - mean(b) of two sets of independent units and its 95% Welch t interval (scipy's
+    `ttest_ind(equal_var=False)`; NaN interval when a set has fewer than 2 units)."""
     from scipy import stats
 
     a, b = a[np.isfinite(a)], b[np.isfinite(b)]
@@ -156,12 +156,10 @@ def two_groups(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     diff = float(a.mean() - b.mean())
     if len(a) < 2 or len(b) < 2:
         return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    if va + vb == 0:
+    if a.var() + b.var() == 0:  # scipy's interval is NaN here; no spread, no uncertainty
         return diff, diff, diff
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, df)) * float(np.sqrt(va + vb))
-    return diff, diff - half, diff + half
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return diff, float(ci.low), float(ci.high)
 
 
 def combine(words: list[str]) -> str:
