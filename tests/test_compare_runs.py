@@ -274,3 +274,23 @@ def test_series_order_sorts_a_two_axis_value_numerically_on_each_axis() -> None:
     values = ["25/100", "10/4", "25/25", "10/100", "25/4"]
     assert sorted(values, key=lambda v: series_order(v, 0)) == ["10/4", "10/100", "25/4", "25/25", "25/100"]
     assert series_order("4", 1) < series_order("16", 0) < series_order(None, 0)  # text after numbers
+
+
+def test_curve_agreement_counts_points_within_tolerance_and_within_the_controls_own_drift() -> None:
+    """benchmarks/compare_curves.py's criterion for a fast path over a long attack: within 0.01 of the
+    reference at each monitor point after step 0, or within the distance a control run of the reference's
+    own precision (its rounding reordered) drifts from the reference."""
+    spec = importlib.util.spec_from_file_location("compare_curves", ROOT / "benchmarks" / "compare_curves.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = {0: 0.9, 500: 0.40, 1000: 0.30, 1500: 0.25}
+    fast = {0: 0.9, 500: 0.405, 1000: 0.315, 1500: 0.29}  # misses by 0.015 and 0.04
+    control = {0: 0.9, 500: 0.41, 1000: 0.28, 1500: 0.26}  # drifts by 0.01, 0.02 and 0.01
+    text = mod.agreement(ref, fast, 0.01)
+    assert text == "within 0.01 of the reference at 1 of 3 monitor points (largest miss 0.0400 at step 1500)"
+    text = mod.agreement(ref, fast, 0.01, control)
+    assert text.endswith("; within max(0.01, the control's own distance) at 2 of 3")  # 0.015 <= 0.02
+    assert mod.agreement(ref, ref, 0.01, control) == (
+        "within 0.01 of the reference at 3 of 3 monitor points; "
+        "within max(0.01, the control's own distance) at 3 of 3"
+    )

@@ -338,8 +338,11 @@ def test_a_verdict_that_changes_with_the_attack_budget_is_inconclusive() -> None
     assert flipped.verdict == "inconclusive"
     assert "Budget check failed: 5 of 20 runs re-run at 10000 steps instead of 5000" in flipped.note
     assert "'reproduced'" in flipped.note
+    # how far each re-run attack moved the claim's metric: +0.2 at every re-run point (size 100 x 5 seeds)
+    assert "(ncc_dist_mean moved by +0.2 to +0.2, median |change| 0.2)" in flipped.note
     steady = get_claim("blob-error-falls-rect").evaluate(pd.DataFrame(main + rerun(0.0)))
     assert steady.verdict == "reproduced" and "Budget check passed" in steady.note
+    assert "(ncc_dist_mean moved by +0 to +0, median |change| 0)" in steady.note
     assert len(steady.run_ids) == 20  # the verdict is drawn on the main budget's runs
 
 

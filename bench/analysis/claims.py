@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+import numpy as np
 import pandas as pd
 
 from bench.analysis import defences as dfn
@@ -97,7 +98,7 @@ class Claim:
             note += f" {len(sub) - len(used)} of {len(sub)} runs left out (classifier or attack unconverged)."
         note += attack_counts(sub)
         empty = Verdict(self.id, "inconclusive", self.rule, self.paper)
-        base, alt, why = budget_check(runs, used, self.tasks, self.counted)
+        base, alt, why = budget_check(runs, used, self.tasks, self.counted, self.metric)
         v = empty if base.empty else self.judge(self, base)
         if alt is not None and not base.empty:
             v_alt = self.judge(self, alt)
@@ -157,9 +158,13 @@ def budget_check(
     used: pd.DataFrame,
     tasks: tuple[str, ...],
     counted: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    metric: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
     """(rows at the main attack budget, the same rows with every point that was re-run with a longer attack
-    replaced by that run (None if none was), a phrase saying what was compared).
+    replaced by that run (None if none was), a phrase saying what was compared and, given `metric`, how far
+    each re-run attack moved it: the range of (longer − main budget) over the re-run points, and the median
+    of its absolute value. A verdict can survive a budget check while single attacks still move; the range
+    says by how much, in the metric's own units).
 
     The main budget is the most common `attack.steps` of `used`; the longer runs are the rows of the same
     tasks, at the same profiles or their "<profile>-budget" profiles, with more steps, that the claim
@@ -203,6 +208,15 @@ def budget_check(
     alt = pd.concat([base[~hit], matched], ignore_index=True)
     budgets = "/".join(f"{s:.0f}" for s in sorted(num(matched, "attack.steps").unique()))
     why = f"{len(matched)} of {len(base)} runs re-run at {budgets} steps instead of {main:.0f}"
+    if metric and metric in base and metric in matched and index.is_unique:
+        before = pd.Series(num(base, metric).to_numpy(), index=index)
+        shift = num(matched, metric).to_numpy() - before.loc[replace[replace.isin(index)]].to_numpy()
+        shift = shift[np.isfinite(shift)]
+        if shift.size:
+            why += (
+                f" ({metric} moved by {shift.min():+.3g} to {shift.max():+.3g}, median |change| "
+                f"{np.median(np.abs(shift)):.3g})"
+            )
     return base, alt, why
 
 
