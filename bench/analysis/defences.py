@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analysis.verdicts import Verdict, num
+from bench.analysis.verdicts import Verdict, num, seed_means, seed_values
 
 NO_DP = "no DP"
 PROFILE = "defences"
@@ -78,8 +78,7 @@ def seed_ci(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, int]:
     """Mean over seeds of a metric (rows of one seed averaged first), its 95% CI, and the seed count."""
     from bench.analysis.trends import mean_ci
 
-    v = pd.DataFrame({"seed": rows["seed"].to_numpy(), "v": num(rows, metric).to_numpy()}).dropna()
-    per = v.groupby("seed")["v"].mean().to_numpy(dtype=float)
+    per = seed_values(rows, num(rows, metric))
     mean, lo, hi = mean_ci(per)
     return mean, lo, hi, len(per)
 
@@ -128,11 +127,12 @@ def figure(df: pd.DataFrame, title: str = "") -> Any:
 
     c = cells(df)
     budget = main_budget(c)
-    df = df[(c["_steps"] == budget).to_numpy()]
+    keep = (c["_steps"] == budget).to_numpy()
+    df, c = df[keep], c[keep]
     tab = defence_table(df)
     if tab.empty:
         return None
-    levels = _levels(cells(df))
+    levels = _levels(c)
     pos = {lv: i for i, lv in enumerate(levels)}
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.6 * len(METRICS), 3.0), squeeze=False)
     groups = list(tab.groupby(["weight_decay", "stop"], sort=False))
@@ -194,11 +194,6 @@ def stopping_level(c: pd.DataFrame) -> tuple[str | None, list[dict[str, Any]]]:
     return stop, detail
 
 
-def _per_seed(rows: pd.DataFrame, metric: str) -> pd.Series:
-    v = pd.DataFrame({"seed": rows["seed"].to_numpy(), "v": num(rows, metric).to_numpy()}).dropna()
-    return v.groupby("seed")["v"].mean()
-
-
 def _g(v: float) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
@@ -233,7 +228,8 @@ def judge_dp(claim: Any, runs: pd.DataFrame) -> Verdict:
                 f"memorised {_g(d['memorised'])}, acc {_g(d['accuracy'][0])}"
                 for d in detail
             )
-            plain = _per_seed(cell[cell["_level"] == NO_DP], "test_accuracy")
+            base = cell[cell["_level"] == NO_DP]
+            plain = seed_means(base, num(base, "test_accuracy"))
             if len(plain):
                 levels += f"; no DP: acc {_g(float(plain.mean()))}"
             n_seeds = max((d["n_seeds"] for d in detail), default=0)
@@ -242,7 +238,8 @@ def judge_dp(claim: Any, runs: pd.DataFrame) -> Verdict:
                 cost = (float("nan"),) * 3
                 text = "no ε of the grid stops membership inference (AUC CI above 0.5 at every ε)"
             else:
-                at = _per_seed(cell[cell["_level"] == stop], "test_accuracy")
+                there = cell[cell["_level"] == stop]
+                at = seed_means(there, num(there, "test_accuracy"))
                 diff = (plain - at).dropna().to_numpy(dtype=float)
                 cost = mean_ci(diff)
                 n_seeds = len(diff)

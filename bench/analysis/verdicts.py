@@ -127,10 +127,16 @@ def trend(
     return t | found | {"xs": xs.tolist(), "means": means.tolist()}
 
 
-def seed_values(rows: pd.DataFrame, values: pd.Series) -> np.ndarray:
-    """Per-seed means (k,) of a per-row series aligned with `rows` (NaN rows dropped)."""
+def seed_means(rows: pd.DataFrame, values: pd.Series) -> pd.Series:
+    """Per-seed means of a per-row series aligned with `rows` (NaN rows dropped), indexed by seed: the
+    units every interval over seeds is drawn on (rows of one seed averaged first)."""
     t = pd.DataFrame({"seed": rows["seed"].to_numpy(), "v": values.to_numpy(dtype=float)}).dropna()
-    return t.groupby("seed")["v"].mean().to_numpy(dtype=float)
+    return t.groupby("seed")["v"].mean()
+
+
+def seed_values(rows: pd.DataFrame, values: pd.Series) -> np.ndarray:
+    """Per-seed means (k,) of a per-row series aligned with `rows` (NaN rows dropped; `seed_means`)."""
+    return seed_means(rows, values).to_numpy(dtype=float)
 
 
 def mean_effect(values: np.ndarray, sign: int, min_effect: float, what: str) -> dict[str, Any]:
