@@ -294,3 +294,38 @@ def test_curve_agreement_counts_points_within_tolerance_and_within_the_controls_
         "within 0.01 of the reference at 3 of 3 monitor points; "
         "within max(0.01, the control's own distance) at 3 of 3"
     )
+
+
+def test_compare_curves_pairs_three_stores_by_point_and_prints_the_envelope(tmp_path: Path, capsys) -> None:
+    """compare_curves.main on stores holding monitored curves: the control's drift is looked up on the
+    same point (series value, seed) and the agreement line counts against it."""
+    spec = importlib.util.spec_from_file_location("compare_curves", ROOT / "benchmarks" / "compare_curves.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def store(name: str, curve: dict[int, float]) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        client = MlflowClient(fresh_store(folder))
+        exp = client.create_experiment("blobs-rect")
+        tags = {
+            "bench.kind": "child",
+            "bench.series_value": "25",
+            "bench.seed": "0",
+            "mlflow.parentRunId": "p",
+        }
+        run = client.create_run(exp, tags=tags)
+        for step, value in curve.items():
+            client.log_metric(run.info.run_id, "attack/ncc_dist_mean", value, step=step)
+        client.set_terminated(run.info.run_id)
+        return str(folder)
+
+    ref = store("f32", {0: 0.9, 500: 0.40, 1000: 0.30})
+    fast = store("bf16", {0: 0.9, 500: 0.40, 1000: 0.315})
+    ctl = store("ctl", {0: 0.9, 500: 0.40, 1000: 0.28})
+    mod.main(ref, fast, ("attack/ncc_dist_mean",), ctl)
+    line = next(s for s in capsys.readouterr().out.splitlines() if "within" in s)
+    assert line == (
+        "attack/ncc_dist_mean: within 0.01 of the reference at 1 of 2 monitor points (largest miss 0.0150 at "
+        "step 1000); within max(0.01, the control's own distance) at 2 of 2"
+    )
