@@ -329,3 +329,52 @@ def test_compare_curves_pairs_three_stores_by_point_and_prints_the_envelope(tmp_
         "attack/ncc_dist_mean: within 0.01 of the reference at 1 of 2 monitor points (largest miss 0.0150 at "
         "step 1000); within max(0.01, the control's own distance) at 2 of 2"
     )
+
+
+def test_budget_pairs_pairs_each_attack_with_its_longer_rerun_on_the_same_classifier(
+    tmp_path: Path, capsys
+) -> None:
+    """benchmarks/budget_pairs.py: a 5,000-step attack and its 10,000-step re-run (same task, seed, series
+    value and classifier params) form one pair; a longer attack of another classifier (other train.*) and a
+    point with one budget pair with nothing. The shorter attack's curve is flat after its start, so the
+    rule holds over the step-size integral's last fifth too."""
+    spec = importlib.util.spec_from_file_location("budget_pairs", ROOT / "benchmarks" / "budget_pairs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    folder = tmp_path / "s"
+    folder.mkdir()
+    client = MlflowClient(fresh_store(folder))
+    exp = client.create_experiment("blobs-rect")
+
+    def run(size: str, steps: int, decay: str, ncc: float, curve: dict[int, float]) -> None:
+        tags = {
+            "bench.kind": "child",
+            "bench.task": "blobs-rect",
+            "bench.series_value": size,
+            "bench.seed": "0",
+        }
+        rid = client.create_run(exp, tags=tags | {"mlflow.parentRunId": "p"}).info.run_id
+        for key, value in (("attack.steps", str(steps)), ("train.weight_decay", decay)):
+            client.log_param(rid, key, value)
+        for s, v in curve.items():
+            client.log_metric(rid, "attack/objective", v, step=s)
+        for key, value in (("ncc_dist_mean", ncc), ("attack/steps_run", steps), ("attack/converged", 1)):
+            client.log_metric(rid, key, value)
+        client.set_terminated(rid)
+
+    flat = {0: 1.3} | {s: 0.34 for s in range(500, 5001, 500)}
+    run("25", 5000, "0", 0.20, flat)
+    run("25", 10000, "0", 0.17, {10000: 0.339})
+    run("25", 10000, "0.001", 0.05, {10000: 0.2})  # another classifier: no 5,000-step twin
+    run("100", 5000, "0", 0.40, flat)  # one budget only
+    mod.main([str(folder)], "ncc_dist_mean")
+    out = capsys.readouterr().out
+    assert f"== {folder}: 1 pairs" in out
+    assert (
+        "blobs-rect 25 seed 0: ncc_dist_mean 0.2000 at 5000 -> 0.1700 at 10000 (-0.0300); objective fell "
+        "0.0010; converged 1, over the step-size integral 1"
+    ) in out
+    assert (
+        "ncc_dist_mean moved by -0.0300 to -0.0300 (median |change| 0.0300; lower at 1 of 1); objective fell "
+        "by at most 0.0010; converged at the shorter budget 1 of 1, over the step-size integral 1"
+    ) in out
