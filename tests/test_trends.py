@@ -57,6 +57,21 @@ def test_usable_drops_unconverged_runs():
     assert len(usable(tab.assign(**{"attack/stop_rule": 1.0}))) == 1
 
 
+def test_mean_ci_is_clipped_to_the_metrics_range():
+    """A fraction's mean cannot leave [0, 1]: its t interval is clipped there (no coverage lost), the
+    metrics without a known range are not."""
+    from bench.analysis.verdicts import metric_range
+
+    v = np.array([1.0, 1.0, 0.9])
+    assert mean_ci(v)[2] > 1.0  # the plain t interval runs past 1
+    m, lo, hi = mean_ci(v, metric_range("memorised/frac"))
+    assert hi == 1.0 and lo == mean_ci(v)[1] and m == mean_ci(v)[0]
+    assert mean_ci(np.array([0.0, 0.0, 0.1]), metric_range("membership/auc"))[1] == 0.0
+    assert metric_range("test_accuracy") == (0.0, 1.0) and metric_range("ncc_dist_mean") is None
+    outside = np.array([1.02, 0.98, 1.01])  # not a fraction after all: the range is not applied
+    assert mean_ci(outside, (0.0, 1.0)) == mean_ci(outside)
+
+
 def test_mean_ci_against_known_answer():
     m, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
     # mean 2.5, s = 1.291, t(0.975, 3) = 3.182: 2.5 ± 2.054

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analysis.verdicts import Verdict, num, seed_means, seed_values
+from bench.analysis.verdicts import Verdict, metric_range, num, seed_means, seed_values
 
 NO_DP = "no DP"
 PROFILE = "defences"
@@ -79,7 +79,7 @@ def seed_ci(rows: pd.DataFrame, metric: str) -> tuple[float, float, float, int]:
     from bench.analysis.trends import mean_ci
 
     per = seed_values(rows, num(rows, metric))
-    mean, lo, hi = mean_ci(per)
+    mean, lo, hi = mean_ci(per, metric_range(metric))
     return mean, lo, hi, len(per)
 
 

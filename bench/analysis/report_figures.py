@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench.analysis.verdicts import has, num  # noqa: E402
+from bench.analysis.verdicts import has, metric_range, num  # noqa: E402
 
 # (steps (T,), values (T,), label) of one child run's monitor curve
 Curve = tuple[np.ndarray, np.ndarray, str]
@@ -35,7 +35,8 @@ def per_x_ci(rows: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray
 
     grid = per_seed(rows.assign(_x=num(rows, x)), "_x", y)
     xs = grid.columns.to_numpy(dtype=float)
-    stats = np.array([mean_ci(grid[c].to_numpy(dtype=float)) for c in grid.columns]).reshape(-1, 3)
+    within = metric_range(y)
+    stats = np.array([mean_ci(grid[c].to_numpy(dtype=float), within) for c in grid.columns]).reshape(-1, 3)
     return xs, stats[:, 0], stats[:, 1], stats[:, 2]
 
 

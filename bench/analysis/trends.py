@@ -170,9 +170,12 @@ def boot_intervals(
     return {"slope_lo": s_lo, "slope_hi": s_hi, "diff_lo": d_lo, "diff_hi": d_hi}
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+def mean_ci(values: np.ndarray, within: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """Mean of per-seed values (k,) and its 95% t interval over seeds, mean ± t(k - 1) × s / sqrt(k)
-    (`t_interval`; NaN interval when k < 2). Non-finite values are dropped."""
+    (`t_interval`; NaN interval when k < 2). Non-finite values are dropped. `within`: the range the metric
+    lies in (bench.analysis.verdicts.metric_range), to which the interval is clipped: a fraction's mean
+    cannot exceed 1, so clipping loses no coverage and a reader is not shown [0.95, 1.01]. Values outside
+    `within` (data that do not fit the declared range) leave the interval unclipped."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
@@ -180,4 +183,6 @@ def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
     if len(v) < 2:
         return float(v.mean()), float("nan"), float("nan")
     lo, hi = t_interval(float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))), len(v))
+    if within is not None and within[0] <= v.min() and v.max() <= within[1]:  # values outside: no range
+        lo, hi = float(np.clip(lo, *within)), float(np.clip(hi, *within))
     return float(v.mean()), lo, hi

@@ -76,10 +76,19 @@ def judge(asserted_lo: float, asserted_hi: float, n_seeds: int, min_effect: floa
     return "not reproduced" if asserted_hi < min_effect else "inconclusive"
 
 
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The range a metric lies in, where bench knows one: fractions, membership AUCs and TPRs, and
+    accuracies in [0, 1]; None for the rest (distances, DSSIM, slopes and differences)."""
+    if metric.startswith(("memorised/", "membership/")) or metric.endswith(("/frac", "accuracy")):
+        return (0.0, 1.0)
+    return None
+
+
 def _at_bound(y: str, values: np.ndarray, sign: int) -> str:
-    """'' or why a bounded metric (a fraction or an AUC, in [0, 1]) cannot move the asserted way: every
-    per-seed value already at 1 for an asserted rise, or at 0 for an asserted fall."""
-    if not (y.startswith(("memorised/", "membership/")) or y.endswith("/frac")):
+    """'' or why a bounded metric (`metric_range`: a fraction, an AUC or an accuracy, in [0, 1]) cannot
+    move the asserted way: every per-seed value already at 1 for an asserted rise, or at 0 for an asserted
+    fall."""
+    if metric_range(y) is None:
         return ""
     v = values[np.isfinite(values)]
     if len(v) and sign > 0 and v.min() >= 1.0 - 1e-12:
