@@ -12,8 +12,9 @@ from mlflow_store import fresh_store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "benchmarks" / "compare_runs.py")
+def _load(name: str = "compare_runs"):
+    """A script of benchmarks/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -151,9 +152,7 @@ def test_fit_spikes_measures_the_rise_above_the_running_minimum(tmp_path: Path, 
 
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("fit_spikes", ROOT / "benchmarks" / "fit_spikes.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("fit_spikes")
     steps = np.arange(1000)
     falling = 1.0 - 0.5 * steps / 1000
     spiked = falling.copy()
@@ -190,9 +189,7 @@ def test_replay_plateau_rejudges_stored_runs(tmp_path: Path, capsys) -> None:
     flat last fifth is converged, and a degraded run never is."""
     import sys
 
-    spec = importlib.util.spec_from_file_location("replay_plateau", ROOT / "benchmarks" / "replay_plateau.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("replay_plateau")
     folder = tmp_path / "s"
     folder.mkdir()
     client = MlflowClient(fresh_store(folder))
@@ -240,9 +237,7 @@ def test_replay_with_the_movement_window_sees_a_run_that_settled_only_as_its_ste
 
     from bench.config import AttackConfig
 
-    spec = importlib.util.spec_from_file_location("replay_plateau", ROOT / "benchmarks" / "replay_plateau.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("replay_plateau")
     assert mod.movement_window(AttackConfig(steps=1000, schedule="constant", warmup=0)) == 200
     assert mod.movement_window(AttackConfig(steps=1000)) == 484
     assert mod.movement_window(AttackConfig(steps=5000)) == 2555
@@ -280,9 +275,7 @@ def test_curve_agreement_counts_points_within_tolerance_and_within_the_controls_
     """benchmarks/compare_curves.py's criterion for a fast path over a long attack: within 0.01 of the
     reference at each monitor point after step 0, or within the distance a control run of the reference's
     own precision (its rounding reordered) drifts from the reference."""
-    spec = importlib.util.spec_from_file_location("compare_curves", ROOT / "benchmarks" / "compare_curves.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("compare_curves")
     ref = {0: 0.9, 500: 0.40, 1000: 0.30, 1500: 0.25}
     fast = {0: 0.9, 500: 0.405, 1000: 0.315, 1500: 0.29}  # misses by 0.015 and 0.04
     control = {0: 0.9, 500: 0.41, 1000: 0.28, 1500: 0.26}  # drifts by 0.01, 0.02 and 0.01
@@ -299,9 +292,7 @@ def test_curve_agreement_counts_points_within_tolerance_and_within_the_controls_
 def test_compare_curves_pairs_three_stores_by_point_and_prints_the_envelope(tmp_path: Path, capsys) -> None:
     """compare_curves.main on stores holding monitored curves: the control's drift is looked up on the
     same point (series value, seed) and the agreement line counts against it."""
-    spec = importlib.util.spec_from_file_location("compare_curves", ROOT / "benchmarks" / "compare_curves.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("compare_curves")
 
     def store(name: str, curve: dict[int, float]) -> str:
         folder = tmp_path / name
@@ -338,9 +329,7 @@ def test_budget_pairs_pairs_each_attack_with_its_longer_rerun_on_the_same_classi
     value and classifier params) form one pair; a longer attack of another classifier (other train.*) and a
     point with one budget pair with nothing. The shorter attack's curve is flat after its start, so the
     rule holds over the step-size integral's last fifth too."""
-    spec = importlib.util.spec_from_file_location("budget_pairs", ROOT / "benchmarks" / "budget_pairs.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _load("budget_pairs")
     folder = tmp_path / "s"
     folder.mkdir()
     client = MlflowClient(fresh_store(folder))
