@@ -35,11 +35,7 @@ run bf16 --set attack.dtype=bfloat16 --set attack.compile=true &
 wait
 if [ -n "${CONTROL:-}" ]; then run float32-compile --set attack.compile=true; fi
 tail -n1 "$STORE"/*/run.log
-if [ -n "${CONTROL:-}" ]; then
-  "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16" --control "$STORE/float32-compile"
-else
-  "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16"
-fi
+"$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16" ${CONTROL:+--control "$STORE/float32-compile"}
 if [ -n "${CONTROL:-}" ]; then
   echo; echo "== the control: float32 eager against float32 + compile"
   "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/float32-compile"

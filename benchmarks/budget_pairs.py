@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/budget_pairs.py STORE [STORE ...] [--metric ncc_dist_mean]
 Each store is a directory holding mlflow.db. Child runs that attacked the same classifier (task, seed,
-series value and every data.*, model.* and train.* parameter: bench.tracking.CLASSIFIER_PARAMS) are
+series value and every data.*, model.* and train.* parameter: bench.tracking.classifier_keys) are
 paired: the shortest attack (`attack.steps`) with each longer one, as a budget check re-runs points of a
 profile. One row per pair:
 - the metric at both budgets and its change (longer − shorter);
@@ -29,17 +29,16 @@ from mlflow.tracking import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_plateau import replay  # noqa: E402
 
-from bench.tracking import CLASSIFIER_PARAMS, load_runs, series_order  # noqa: E402
+from bench.tracking import classifier_keys, load_runs, series_order  # noqa: E402
 
 
-def pairs(runs: pd.DataFrame, metric: str) -> list[tuple[dict, dict]]:
+def pairs(runs: pd.DataFrame) -> list[tuple[dict, dict]]:
     """(shorter, longer) run records that attacked the same classifier, in series order."""
     runs = runs[pd.to_numeric(runs.get("attack.steps"), errors="coerce").notna()]
     if runs.empty:
         return []
     runs = runs.assign(_steps=pd.to_numeric(runs["attack.steps"]))
-    keys = ["task", "seed", "series_value"] + sorted(c for c in runs if c.startswith(CLASSIFIER_PARAMS))
-    keys = [k for k in keys if k in runs]
+    keys = classifier_keys(runs) + ["series_value"]
     out = []
     for _, g in runs.groupby(runs[keys].astype(str).apply(tuple, axis=1), sort=False):
         g = g.sort_values("_steps")
@@ -51,7 +50,7 @@ def pairs(runs: pd.DataFrame, metric: str) -> list[tuple[dict, dict]]:
 def main(stores: list[str], metric: str) -> None:
     for store in stores:
         client = MlflowClient(f"sqlite:///{store}/mlflow.db")
-        found = pairs(load_runs(client), metric)
+        found = pairs(load_runs(client))
         print(f"== {store}: {len(found)} pairs")
         moved, fell, conv, strict = [], [], 0, 0
         for a, b in found:

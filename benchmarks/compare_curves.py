@@ -29,13 +29,17 @@ KEYS = ("attack/ncc_dist_mean", "attack/fit_check", "attack/objective")
 STEP_FIT = "attack/kkt_fit"
 
 
-def curves(store: str, keys: tuple[str, ...]) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
-    """(series value, seed) -> key -> {step: value} of every finished child run in the store."""
+def curves(
+    store: str, keys: tuple[str, ...], step_fit: bool = True
+) -> dict[tuple[str, str], dict[str, dict[int, float]]]:
+    """(series value, seed) -> key -> {step: value} of every finished child run in the store, with the
+    every-step fit (`STEP_FIT`, one value a step) where `step_fit`."""
     client = MlflowClient(f"sqlite:///{store}/mlflow.db")
     out = {}
     for r in load_runs(client).to_dict("records"):
         hist = {
-            k: {m.step: m.value for m in client.get_metric_history(r["run_id"], k)} for k in (*keys, STEP_FIT)
+            k: {m.step: m.value for m in client.get_metric_history(r["run_id"], k)}
+            for k in (*keys, STEP_FIT)[: len(keys) + step_fit]
         }
         out[(str(r["series_value"]), str(r["seed"]))] = hist
     return out
@@ -65,7 +69,7 @@ def main(
     reference: str, other: str, keys: tuple[str, ...], control: str | None = None, tol: float = 0.01
 ) -> None:
     ref, oth = curves(reference, keys), curves(other, keys)
-    ctl = curves(control, keys[:1]) if control else {}
+    ctl = curves(control, keys[:1], step_fit=False) if control else {}
     matched = sorted(set(ref) & set(oth))
     if not matched:
         sys.exit(f"no run is in both stores ({len(ref)} and {len(oth)} runs)")

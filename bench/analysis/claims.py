@@ -21,7 +21,7 @@ import pandas as pd
 from bench.analysis import defences as dfn
 from bench.analysis import judges as j
 from bench.analysis.verdicts import Verdict
-from bench.tracking import CLASSIFIER_PARAMS
+from bench.tracking import classifier_keys
 
 PAPER = "Hüseyinoglu et al."
 TREND_RULE = (
@@ -192,8 +192,7 @@ def budget_check(
     if longer.empty:
         return base, None, f"No budget check (one attack budget, {main:.0f} steps)"
     # the same classifier: task, seed and every data, model and training parameter
-    keys = ["task", "seed"] + sorted(c for c in base if c.startswith(CLASSIFIER_PARAMS))
-    keys = [k for k in keys if k in base and k in longer]
+    keys = [k for k in classifier_keys(base) if k in longer]
     longer = longer.assign(_steps=num(longer, "attack.steps")).sort_values("_steps")
     last = longer.drop_duplicates(keys, keep="last").drop(columns="_steps")
     index = pd.MultiIndex.from_frame(base[keys].astype(str))

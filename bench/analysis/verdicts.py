@@ -4,7 +4,7 @@ The runs table has one row per finished child run: `run_id`, `task`, `profile`, 
 `series_value`, every metric under its own name (`ncc_dist_mean`, `memorised/frac`, ...) and every
 config parameter under its dotted key (`data.blob_size`, `model.width`, ...; values as logged, often
 strings: use `num`). Seeds are the statistical unit throughout: rows of one seed (population settings,
-series points pooled by a rule) are averaged first, and intervals are 95% t intervals over seeds
+series points pooled by a rule) are averaged first, and intervals are 95% t intervals over seeds.
 
 Verdict words: `reproduced` (bench's interval lies on the side the claim asserts), `opposite` (it lies on
 the other side), `not reproduced` (it contains no effect and rules out one of the claim's size),
