@@ -41,7 +41,7 @@ class TrainConfig:
     """Full-batch gradient descent on the logistic loss, from a small first-layer init.
 
     `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
-    default (Kaiming-uniform) init, as in Haim et al. Training stops at `target_loss` or `max_epochs`.
+    default (Kaiming-uniform) init, as in Haim et al., times `init_hidden` (1: as Haim et al.). Training stops at `target_loss` or `max_epochs`.
     `weight_decay`: L2 coefficient wd on every parameter (biases too): gradient descent on
     mean logistic loss + (wd/2) ||theta||^2 (the logged loss is the data term alone). With wd > 0 the data
     loss may never reach `target_loss`; the target also counts as reached once the regularised objective
@@ -61,6 +61,7 @@ class TrainConfig:
 
     lr: float = 1.0
     init_scale: float = 1e-4
+    init_hidden: float = 1.0
     target_loss: float = 1e-4
     max_epochs: int = 20000
     dtype: Literal["float32", "float64"] = "float64"
@@ -78,6 +79,12 @@ class TrainConfig:
     def check(self) -> None:
         require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
         require(self.init_scale > 0, "train.init_scale", self.init_scale, "a positive std, e.g. 1e-4")
+        require(
+            self.init_hidden > 0,
+            "train.init_hidden",
+            self.init_hidden,
+            "a positive factor on PyTorch's default init of the layers after the first, e.g. 1 or 0.01",
+        )
         require(self.target_loss > 0, "train.target_loss", self.target_loss, "a positive loss")
         require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "a positive integer")
         require(self.log_every >= 1, "train.log_every", self.log_every, "a positive integer")

@@ -275,7 +275,9 @@ def _setting_result(
 
     recon = att.x[p] + base.mean
     ev, metrics = score(base, recon, setting["init_scale"])
-    metrics |= _attack_flags(att, p, cfg) | run_metrics | fit_against_truth(base, att.fit_relu[p])
+    alpha = setting["alpha"] if cfg.attack.alpha_final <= 0 else cfg.attack.alpha_final
+    metrics |= _attack_flags(att, p, cfg) | run_metrics
+    metrics |= fit_against_truth(base, att.fit_relu[p], att.fit_best[p], alpha)
     metrics |= {f"attack/fit_relu_layer{i + 1}": float(v) for i, v in enumerate(att.fit_relu_layers[p])}
     if base.margins is not None:
         metrics["margin/frac_near"] = float((base.margins <= 1.5).mean())

@@ -125,6 +125,7 @@ def train_classifier(
         seed,
         dtype,
         n_out=1 if n_classes is None else n_classes,
+        init_hidden=cfg.init_hidden,
     ).to(dev)
     xt = torch.as_tensor(x, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=dtype, device=dev)

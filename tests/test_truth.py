@@ -225,3 +225,39 @@ def test_fewer_candidates_than_samples() -> None:
     over = {"data.n_per_class": 4, "model.width": 40, "attack.steps": 10, "attack.m_factor": 0.5}
     result = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0))
     assert result.settings[0].recon.shape[0] == 4
+
+
+def test_surrogate_truth_equals_the_attacks_fit_at_its_slope() -> None:
+    """At a finite alpha the truth's quadratic is the attack's own fit (`kkt_fit`, surrogate slope
+    sigmoid(alpha h)) at x = the training set, for the optimal multipliers."""
+    w = _net(6, [11, 8], 1, True, seed=5)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 6))
+    y = np.where(np.arange(9) % 3 == 0, -1.0, 1.0)
+    tf = truth_fit(w, x, y, "layer", (), "max", alpha=7.0)
+    attack = kkt_fit(w, torch.as_tensor(x), torch.as_tensor(tf.lam * y), 7.0, "explicit", norm="layer")
+    assert float(attack) == pytest.approx(tf.fit, rel=1e-9)
+
+
+def test_report_notes_state_the_truth_and_say_how_to_read_the_verdict() -> None:
+    """The claim note gives the truth's fit (median, range), the below-truth count, and the two warnings."""
+    import pandas as pd
+
+    from bench.analysis.notes import truth_counts
+
+    rows = pd.DataFrame(
+        {
+            "truth/kkt_fit": [0.10, 0.12, 0.14],
+            "truth/kkt_fit_layer1": [0.20, 0.22, 0.25],
+            "attack/fit_below_truth": [1.0, 1.0, 0.0],
+        }
+    )
+    note = truth_counts(rows)
+    assert "median 0.12 (0.1-0.14)" in note and "first layer median 0.22 (0.2-0.25)" in note
+    assert "went below it in 2 of 3 runs" in note
+    assert "outside the regime" in note and "not the data" in note
+    good = rows.assign(**{"truth/kkt_fit_layer1": [0.02, 0.03, 0.04], "attack/fit_below_truth": [0.0, 0, 1]})
+    quiet = truth_counts(good)
+    assert "went below it in 1 of 3 runs" in quiet
+    assert "outside the regime" not in quiet and "not the data" not in quiet
+    assert truth_counts(rows.drop(columns=["truth/kkt_fit"])) == ""

@@ -60,7 +60,8 @@ class AttackResult:
     float64 objective of the returned state; objective_relu: (P,) the same with the true ReLU derivative
     (alpha -> infinity): one criterion for settings of different alpha (bench.attack.protocol); fit_relu:
     (P,) its fit part alone, in the attack's norm (what `bench.attack.truth` computes for the training
-    set), and fit_relu_layers (P, L) the per-layer residual fractions."""
+    set), and fit_relu_layers (P, L) the per-layer residual fractions; fit_best: (P,) the fit of the
+    returned state at the surrogate slope the attack ended with (what its objective saw)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -80,6 +81,7 @@ class AttackResult:
     objective_relu: np.ndarray | None = None
     fit_relu: np.ndarray | None = None
     fit_relu_layers: np.ndarray | None = None
+    fit_best: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,7 @@ def reconstruct(
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
     best_x, best_l = exact.best_state(dtype, dev)
     objective_relu, fit_relu, layers_relu = exact.evaluate(best_x, best_l, torch.full((P,), 1e9))
+    fit_best = exact.evaluate(best_x, best_l, alpha_factor(cfg, alpha, taken))[1]
     return AttackResult(
         x=best_x.cpu().numpy().copy(),
         y=labels,
@@ -376,6 +379,7 @@ def reconstruct(
         objective=exact.kept_objective.copy(),
         objective_relu=objective_relu.cpu().numpy(),
         fit_relu=fit_relu.cpu().numpy(),
+        fit_best=fit_best.cpu().numpy(),
         fit_relu_layers=layers_relu.cpu().numpy(),
     )
 

@@ -100,11 +100,15 @@ def output_directions(
     return onehot[sample] - eye[other], sample
 
 
-def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max") -> GramTerms:
-    """`GramTerms` of a ReLU MLP in closed form (exact ReLU derivative), in float64.
+def mlp_gram_terms(
+    w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max", alpha: float | None = None
+) -> GramTerms:
+    """`GramTerms` of a ReLU MLP in closed form, in float64.
 
     w: the network (any scale); x (n, d): the centred training inputs; y (n,): +-1 (binary) or class
-    indices (C outputs). Memory: the acts (n, H) and signals (r, H) of every layer, and L Gram matrices
+    indices (C outputs). alpha: None for the exact ReLU derivative 1[h > 0]; a slope for the attack's
+    surrogate sigmoid(alpha h) (`bench.attack.kkt.forward_signals`: the fit the attack's objective sees
+    at the training set). Memory: the acts (n, H) and signals (r, H) of every layer, and L Gram matrices
     (r x r): at n = 500, H = 1000, L = 3, ~30 MB.
     """
     w = w.to(torch.float64)
@@ -125,7 +129,9 @@ def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max
     b.append((u * h[s]).sum(-1))
     g = u
     for layer in range(w.depth - 2, -1, -1):  # hidden layers, top down: g_l = (g_{l+1} W_{l+1}) * 1[h_l > 0]
-        g = (g @ w.mats[layer + 1]) * (pre[layer][s] > 0).to(g.dtype)
+        h_l = pre[layer][s]
+        slope = (h_l > 0).to(g.dtype) if alpha is None else torch.sigmoid(alpha * h_l)
+        g = (g @ w.mats[layer + 1]) * slope
         a_prev = acts[layer][s]
         k_prev = a_prev @ a_prev.T
         if layer == 0 and w.bias is not None:
@@ -190,12 +196,13 @@ def truth_fit(
     norm: str = "layer",
     layers: tuple[int, ...] = (),
     pairs: str = "max",
+    alpha: float | None = None,
 ) -> TruthFit:
-    """The truth's fit of an MLP: `solve(mlp_gram_terms(...))` (see the module docstring); seconds include
-    forming the Gram matrices."""
+    """The truth's fit of an MLP: `solve(mlp_gram_terms(...))` (see the module docstring; `alpha`: None
+    for the exact ReLU derivative, else the surrogate's slope); seconds include forming the Gram matrices."""
     start = time.perf_counter()
     with torch.no_grad():
-        terms = mlp_gram_terms(w, torch.as_tensor(np.asarray(x)), y, pairs)
+        terms = mlp_gram_terms(w, torch.as_tensor(np.asarray(x)), y, pairs, alpha)
     out = solve(terms, norm, layers)
     return TruthFit(out.fit, out.layers, out.lam, out.support, out.rows, time.perf_counter() - start)
 
