@@ -188,6 +188,10 @@ class AttackConfig:
     `truth_probe`: > 0 also runs the attack for that many steps started AT the truth (candidates = the
     training set, multipliers = the truth's optimal ones, m = n; bench.experiment.truth_probe), logging
     `truth_probe/fit` and `truth_probe/drift`: whether the data is a stable point of the objective.
+    `restarts`: random starts per setting, the one with the lowest float64 objective kept (an attacker's
+    criterion). Priors an attacker has (bench.attack.priors; weights, 0 = off): `tv` total variation of the
+    image, `floor` an L1 pull of every pixel towards the data's floor, `repel` a penalty on candidates of one
+    label that nearly coincide (cosine > 0.9).
     """
 
     steps: int = 1000
@@ -224,6 +228,10 @@ class AttackConfig:
     pool_keep: int = 0
     pairs: Literal["max", "all"] = "all"
     truth_probe: int = 0
+    restarts: int = 1
+    tv: float = 0.0
+    floor: float = 0.0
+    repel: float = 0.0
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -273,6 +281,9 @@ class AttackConfig:
             self.pool_keep,
             "0 (every setting) or a number of settings <= attack.pool",
         )
+        require(self.restarts >= 1, "attack.restarts", self.restarts, "a positive number of random starts")
+        for key in ("tv", "floor", "repel"):
+            require(getattr(self, key) >= 0, f"attack.{key}", getattr(self, key), "a weight >= 0 (0: off)")
         require(
             self.truth_probe >= 0,
             "attack.truth_probe",

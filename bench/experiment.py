@@ -203,7 +203,17 @@ def attack_and_evaluate(
     if hooks.on_phase:
         hooks.on_phase("attack", cfg.attack.steps)
     att = reconstruct(
-        weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step, cfg.device
+        weights,
+        n,
+        lo - mean,
+        hi - mean,
+        cfg.attack,
+        cfg.seed,
+        settings,
+        monitor,
+        hooks.on_step,
+        cfg.device,
+        shape=data.image_shape,
     )
     timings["attack_s"] = att.seconds
     # seconds per step as this run saw them (compilation and monitoring included): the host's speed, which
@@ -263,7 +273,7 @@ def _attack_flags(att: Any, p: int, cfg: RunConfig) -> dict[str, float]:
         "attack/fallback_step": float(att.fallback_step),
         "attack/steps_run": float(att.steps_run[p]),
         "attack/stop_rule": float(cfg.attack.stop != "none"),
-    }
+    } | ({} if att.restart is None else {"attack/restart": float(att.restart[p])})
 
 
 def _setting_result(
@@ -407,6 +417,7 @@ def truth_probe(
         None,
         cfg.device,
         start=Start(base.train_c, l0, y),
+        shape=data.image_shape,
     )
     scorer = base.scorer
     moved = rescale(att.x[0] + base.mean, cfg.eval.rescale, scorer.lo, scorer.hi)
