@@ -304,6 +304,9 @@ class EvalConfig:
     series summaries and tuning call "the error". `truth`: compute the truth's own KKT fit (the training
     set's best multipliers, bench.attack.truth) for every run, the reference the attack's fit is read
     against (`truth/kkt_fit`, `attack/fit_below_truth`); a few seconds at the paper's scale.
+    `truth_clarke`: also the truth's fit with the first hidden layer's derivative free in [0, 1] where a
+    training sample sits on a unit's kink (`truth/kkt_fit_clarke`, `truth/kinks_layer1`; the KKT conditions'
+    Clarke form, bench.attack.truth.clarke_truth; seconds to a minute).
     """
 
     rescale: Literal["minmax", "clip"] = "minmax"
@@ -312,6 +315,7 @@ class EvalConfig:
     top_k: int = 10
     primary: str = "dssim_mean"
     truth: bool = True
+    truth_clarke: bool = False
 
     def check(self) -> None:
         require(

@@ -48,6 +48,7 @@ class RunBaselines:
     seconds: dict[str, float] = field(default_factory=dict)
     _random: dict[float, dict[str, float]] = field(default_factory=dict, repr=False)
     _truth_at: dict[float, Any] = field(default_factory=dict, repr=False)
+    clarke: dict[str, float] = field(default_factory=dict)
     _truth_fn: Any = field(default=None, repr=False)
 
     def centred(self, x: np.ndarray) -> np.ndarray:
@@ -65,7 +66,7 @@ class RunBaselines:
 
     def truth_metrics(self) -> dict[str, float]:
         """`truth/*` of the run (empty when the truth's fit was not computed)."""
-        return {} if self.truth is None else self.truth.metrics()
+        return {} if self.truth is None else self.truth.metrics() | self.clarke
 
     def truth_at(self, alpha: float) -> Any:
         """The truth's fit under the attack's surrogate slope `alpha` (the objective's own view of the
@@ -109,6 +110,10 @@ def run_baselines(cfg: RunConfig, prepared: Any, weights: Any, m: int, scorer: S
         base.truth, base.truth_note = truth_or_reason(cfg, weights, train_c, data.y_train)
         base.seconds["truth_s"] = time.perf_counter() - t0
         base._truth_fn = lambda alpha: truth_or_reason(cfg, weights, train_c, data.y_train, alpha)[0]
+        if cfg.eval.truth_clarke and base.truth is not None:
+            t1 = time.perf_counter()
+            base.clarke = clarke_metrics(cfg, weights, train_c, data.y_train)
+            base.seconds["truth_clarke_s"] = time.perf_counter() - t1
     else:
         base.truth_note = "eval.truth=false"
     return base
@@ -136,6 +141,18 @@ def truth_or_reason(
     except (MemoryError, RuntimeError) as e:  # torch reports allocation failures as RuntimeError
         return None, f"truth fit failed: {type(e).__name__}: {e}"[:300]
     return fit, ""
+
+
+def clarke_metrics(cfg: RunConfig, weights: Any, x_c: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """`truth/kkt_fit_clarke` (and per layer) and `truth/kinks_layer1`: the truth's fit with the first hidden
+    layer's derivative free in [0, 1] at the (sample, unit) pairs on a kink (`bench.attack.truth.clarke_truth`,
+    the KKT conditions' own Clarke form)."""
+    from bench.attack.truth import clarke_truth
+
+    fit, kinks = clarke_truth(weights, x_c, y, cfg.attack.fit_norm, cfg.attack.fit_layers, cfg.attack.pairs)
+    out = {"truth/kkt_fit_clarke": fit.fit, "truth/kinks_layer1": float(kinks)}
+    out["truth/kinks_layer1_frac"] = kinks / (len(x_c) * weights.mats[0].shape[0])
+    return out | {f"truth/kkt_fit_clarke_layer{i + 1}": float(v) for i, v in enumerate(fit.layers)}
 
 
 def score(base: RunBaselines, recon: np.ndarray, init_scale: float) -> tuple[Evaluation, dict[str, float]]:
