@@ -39,11 +39,15 @@ class TrainConfig:
     """Full-batch gradient descent on the logistic loss, from a small first-layer init.
 
     `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
-    default (Kaiming-uniform) init, as in Haim et al., times `init_hidden` (1: as Haim et al.). Training stops at `target_loss` or `max_epochs`.
+    default (Kaiming-uniform) init, as in Haim et al., times `init_hidden` (1: as Haim et al.). Training
+    stops at `target_loss` or `max_epochs`.
     `weight_decay`: L2 coefficient wd on every parameter (biases too): gradient descent on
     mean logistic loss + (wd/2) ||theta||^2 (the logged loss is the data term alone). With wd > 0 the data
     loss may never reach `target_loss`; the target also counts as reached once the regularised objective
-    is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs).
+    is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs), or, at the
+    end, stationary in the Clarke sense (`train_stationarity_clarke`: samples on a first-layer kink may take
+    any derivative in [0, 1]; weight decay's minimisers put many there, where the gradient never vanishes;
+    bench.attack.truth.clarke_stationarity).
     `extra_epochs`: epochs of training after the target is reached (the margin keeps growing); they are
     not bounded by `max_epochs`, which bounds the search for the target.
     Early stopping as a defence is `max_epochs` (a stated number of epochs, see docs/defences.md).

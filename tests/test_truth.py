@@ -311,3 +311,20 @@ def test_a_run_can_log_the_clarke_truth() -> None:
     m = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0)).settings[0].metrics
     assert m["truth/kkt_fit_clarke"] <= m["truth/kkt_fit"] * (1 + 1e-9)
     assert m["truth/kinks_layer1"] >= 0 and 0 <= m["truth/kinks_layer1_frac"] <= 1
+
+
+def test_clarke_stationarity_is_the_weight_decay_stationarity_where_no_sample_sits_on_a_kink() -> None:
+    """Without kinks (tol 0) it is `stationarity_residual` at weight decay's multipliers; with kinks allowed
+    it is never larger (binary), and the multiclass form (cross-entropy's multipliers) is finite."""
+    from bench.attack.truth import clarke_stationarity
+
+    w = _net(6, [30], 1, True, seed=9)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((16, 6))
+    y = np.where(np.arange(16) % 2 == 0, -1.0, 1.0)
+    lam = weight_decay_multipliers(w, torch.as_tensor(x), torch.as_tensor(y), 1e-2)
+    smooth = stationarity_residual(w, torch.as_tensor(x), torch.as_tensor(y), lam)
+    assert clarke_stationarity(w, x, y, 1e-2, tol=0.0) == pytest.approx(smooth, rel=1e-9)
+    assert clarke_stationarity(w, x, y, 1e-2, tol=0.05) <= smooth * (1 + 1e-9)
+    wm = _net(6, [30], 3, False, seed=11)
+    assert np.isfinite(clarke_stationarity(wm, x, rng.integers(0, 3, 16), 1e-2))

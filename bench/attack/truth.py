@@ -239,32 +239,85 @@ def clarke_truth(
     with, per unit, the bounded least squares of its kink slopes (`_kink_slopes`), `rounds` times: an
     upper bound on the relaxed optimum that never exceeds `truth_fit`."""
     start = time.perf_counter()
-    w = w.to(torch.float64)
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-    xa = torch.cat([xt, torch.ones(len(xt), 1, dtype=xt.dtype)], 1) if w.bias is not None else xt
-    h1 = xt @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)  # (n, H_1)
-    w1 = torch.cat([w.mats[0], w.bias[:, None]], 1) if w.bias is not None else w.mats[0]
-    scale = w1.norm(dim=1)[None, :] * xa.norm(dim=1)[:, None]
-    kink = h1.abs() <= tol * scale  # (n, H_1)
-    slopes = (h1 > 0).to(torch.float64)
     with torch.no_grad():
-        best = solve(mlp_gram_terms(w, xt, y, pairs, None, slopes), norm, layers)
-        if not kink.any() or w.depth < 2:
+        kinks = Kinks(w, x, y, pairs, tol)
+        best = solve(kinks.terms(), norm, layers)
+        if kinks.count == 0:
             return _timed(best, start), 0
-        up = _upstream(w, xt, y, pairs)  # (r, H_1): dPhi_u / d a_1 per row, and the rows' samples
-        signal, sample = up
         for _ in range(rounds):
-            lam = torch.as_tensor(best.lam)
-            # per sample: sum over its rows of lambda_r * upstream signal (n, H_1)
-            coef = torch.zeros_like(h1).index_add_(0, torch.as_tensor(sample), lam[:, None] * signal)
-            fixed = (coef * slopes * ~kink).T @ xa  # (H_1, d~): the non-kink part of G_1
-            slopes = _kink_slopes(w1 - fixed, coef, xa, kink, slopes)
-            new = solve(mlp_gram_terms(w, xt, y, pairs, None, slopes), norm, layers)
+            kinks.fit_slopes(torch.as_tensor(best.lam))
+            new = solve(kinks.terms(), norm, layers)
             if new.fit >= best.fit * (1 - 1e-6):
                 best = new if new.fit < best.fit else best
                 break
             best = new
-    return _timed(best, start), int(kink.sum())
+    return _timed(best, start), kinks.count
+
+
+class Kinks:
+    """The (sample, first-layer unit) pairs of a network on a kink (|h_ik| <= tol ||w_k|| ||x~_i||) and the
+    first layer's derivative there, free in [0, 1] (elsewhere the exact 1[h > 0]); see `clarke_truth`."""
+
+    def __init__(self, w: Weights, x: np.ndarray | torch.Tensor, y: np.ndarray, pairs: str, tol: float):
+        self.w, self.y, self.pairs = w.to(torch.float64), y, pairs
+        w = self.w
+        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        ones = torch.ones(len(self.x), 1, dtype=self.x.dtype)
+        self.xa = torch.cat([self.x, ones], 1) if w.bias is not None else self.x  # x~
+        self.h1 = self.x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)  # (n, H_1)
+        self.w1 = torch.cat([w.mats[0], w.bias[:, None]], 1) if w.bias is not None else w.mats[0]
+        scale = self.w1.norm(dim=1)[None, :] * self.xa.norm(dim=1)[:, None]
+        self.kink = (self.h1.abs() <= tol * scale) if w.depth >= 2 else torch.zeros_like(self.h1, dtype=bool)
+        self.count = int(self.kink.sum())
+        self.slopes = (self.h1 > 0).to(torch.float64)
+        self.signal, self.sample = _upstream(w, self.x, y, pairs)  # (r, H_1), rows' samples
+
+    def terms(self) -> GramTerms:
+        """The truth's Gram terms with the current first-layer slopes."""
+        return mlp_gram_terms(self.w, self.x, self.y, self.pairs, None, self.slopes)
+
+    def fit_slopes(self, lam: torch.Tensor) -> None:
+        """The kink slopes that best fit the first layer at the rows' multipliers `lam` (r,)."""
+        # per sample: the sum over its rows of lambda_r times the upstream signal (n, H_1)
+        coef = torch.zeros_like(self.h1).index_add_(
+            0, torch.as_tensor(self.sample), lam[:, None] * self.signal
+        )
+        fixed = (coef * self.slopes * ~self.kink).T @ self.xa  # (H_1, d~): the non-kink part of G_1
+        self.slopes = _kink_slopes(self.w1 - fixed, coef, self.xa, self.kink, self.slopes)
+
+
+def clarke_stationarity(
+    w: Weights, x: np.ndarray | torch.Tensor, y: np.ndarray, weight_decay: float, tol: float = 1e-3
+) -> float:
+    """||theta - sum_r lam_r J(r)|| / ||theta|| at weight decay's own multipliers, with the first layer's
+    derivative free in [0, 1] on kinks (`Kinks`): the stationarity of mean loss + (wd/2)||theta||^2 in the
+    Clarke sense. Binary: rows = samples, lam_i = sigmoid(-y_i Phi_i) / (n wd); C classes (cross-entropy):
+    rows = (i, j != y_i), lam_ij = softmax(Phi(x_i))_j / (n wd). 0 at a stationary point, where the gradient
+    itself need not vanish (samples on a kink: `bench.train` reports both)."""
+    with torch.no_grad():
+        kinks = Kinks(w, x, y, "all", tol)
+        wt = kinks.w
+        h = kinks.x @ wt.mats[0].T + (wt.bias if wt.bias is not None else 0.0)
+        for mat in wt.mats[1:]:
+            h = torch.relu(h) @ mat.T
+        n = len(kinks.x)
+        if h.shape[1] == 1:
+            lam = torch.sigmoid(-torch.as_tensor(y, dtype=h.dtype) * h[:, 0]) / (n * weight_decay)
+        else:
+            prob = torch.softmax(h, -1)
+            lam = prob[torch.as_tensor(kinks.sample), torch.as_tensor(_rows_other(h, y))] / (n * weight_decay)
+        if kinks.count:
+            kinks.fit_slopes(lam)
+        terms = kinks.terms()
+        quad = torch.einsum("i,lij,j->l", lam, terms.K, lam)
+        residual = (terms.own - 2.0 * (terms.b @ lam) + quad).clamp(min=0.0)
+    return float((residual.sum() / terms.own.sum()) ** 0.5)
+
+
+def _rows_other(phi: torch.Tensor, y: np.ndarray) -> np.ndarray:
+    """The other class j of every (i, j != y_i) row, in `output_directions`'s order."""
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(np.asarray(y), dtype=torch.long), phi.shape[1])
+    return np.nonzero(~onehot.bool().numpy())[1]
 
 
 def _kink_slopes(
