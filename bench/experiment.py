@@ -428,6 +428,7 @@ def truth_probe(
     drift = 1.0 - np.diag(correlation(moved, scorer.train_s))
     return {
         "truth_probe/fit": float(att.fit_relu[0]),
+        "truth_probe/fit_surrogate": float(att.fit_best[0]),
         "truth_probe/fit_start": float(att.curves["attack/kkt_fit"][1][0, 0]),
         "truth_probe/drift": float(drift.mean()),
         "truth_probe/heldout_ncc_dist": float(

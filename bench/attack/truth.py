@@ -224,6 +224,7 @@ def clarke_truth(
     pairs: str = "max",
     tol: float = 1e-3,
     rounds: int = 20,
+    mask: torch.Tensor | None = None,
 ) -> tuple[TruthFit, int]:
     """The truth's fit with the first hidden layer's ReLU derivative free in [0, 1] where a sample sits on a
     unit's kink (its Clarke subdifferential), and the number of such (sample, unit) pairs.
@@ -237,10 +238,11 @@ def clarke_truth(
     sample lies within an angle ~tol of the hyperplane. Only the first hidden layer is relaxed (the problem
     then stays convex in (lambda, lambda * slope)); it is solved by alternating the exact NNLS in lambda
     with, per unit, the bounded least squares of its kink slopes (`_kink_slopes`), `rounds` times: an
-    upper bound on the relaxed optimum that never exceeds `truth_fit`."""
+    upper bound on the relaxed optimum that never exceeds `truth_fit`. `mask` (n, H_1): relax these pairs
+    instead (a control: as many pairs chosen off the kinks explain far less, docs/identifiability.md)."""
     start = time.perf_counter()
     with torch.no_grad():
-        kinks = Kinks(w, x, y, pairs, tol)
+        kinks = Kinks(w, x, y, pairs, tol, mask)
         best = solve(kinks.terms(), norm, layers)
         if kinks.count == 0:
             return _timed(best, start), 0
@@ -258,7 +260,15 @@ class Kinks:
     """The (sample, first-layer unit) pairs of a network on a kink (|h_ik| <= tol ||w_k|| ||x~_i||) and the
     first layer's derivative there, free in [0, 1] (elsewhere the exact 1[h > 0]); see `clarke_truth`."""
 
-    def __init__(self, w: Weights, x: np.ndarray | torch.Tensor, y: np.ndarray, pairs: str, tol: float):
+    def __init__(
+        self,
+        w: Weights,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray,
+        pairs: str,
+        tol: float,
+        mask: torch.Tensor | None = None,
+    ):
         self.w, self.y, self.pairs = w.to(torch.float64), y, pairs
         w = self.w
         self.x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
@@ -268,6 +278,8 @@ class Kinks:
         self.w1 = torch.cat([w.mats[0], w.bias[:, None]], 1) if w.bias is not None else w.mats[0]
         scale = self.w1.norm(dim=1)[None, :] * self.xa.norm(dim=1)[:, None]
         self.kink = (self.h1.abs() <= tol * scale) if w.depth >= 2 else torch.zeros_like(self.h1, dtype=bool)
+        if mask is not None:  # pairs chosen by the caller (a control: as many pairs off the kinks)
+            self.kink = mask.to(torch.bool)
         self.count = int(self.kink.sum())
         self.slopes = (self.h1 > 0).to(torch.float64)
         self.signal, self.sample = _upstream(w, self.x, y, pairs)  # (r, H_1), rows' samples
