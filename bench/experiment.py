@@ -172,7 +172,7 @@ def attack_and_evaluate(
     `cfg` (default: the prepared one) may differ from `prepared.config` only in `attack.*` and `eval.*`,
     so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
     """
-    from bench.attack.reconstruct import reconstruct
+    from bench.attack.reconstruct import reconstruct, restart_view
     from bench.evaluate import Scorer
     from bench.scoring import run_baselines
 
@@ -196,7 +196,7 @@ def attack_and_evaluate(
         named["error"] = cfg.eval.primary
         out = {f"attack/{name}": np.array([s[key] for s in scores]) for name, key in named.items()}
         if hooks.on_monitor:
-            hooks.on_monitor(step, out)
+            hooks.on_monitor(step, restart_view(out, cfg.attack.restarts))
         return out
 
     n = len(data.x_train)

@@ -328,3 +328,32 @@ def test_clarke_stationarity_is_the_weight_decay_stationarity_where_no_sample_si
     assert clarke_stationarity(w, x, y, 1e-2, tol=0.05) <= smooth * (1 + 1e-9)
     wm = _net(6, [30], 3, False, seed=11)
     assert np.isfinite(clarke_stationarity(wm, x, rng.integers(0, 3, 16), 1e-2))
+
+
+def test_a_tracked_series_logs_the_truth_and_counts_attacks_below_it(tracking_uri: str) -> None:
+    """`bench run`'s path (MLflow, streamed curves) with restarts: every child run holds truth/* and
+    attack/fit_below_truth, and the parent counts the runs below the truth."""
+    from mlflow.tracking import MlflowClient
+
+    from bench.runner import run_task
+    from bench.tasks import get_task
+
+    over = {
+        "data.n_per_class": 3,
+        "model.width": 40,
+        "attack.steps": 20,
+        "attack.restarts": 2,
+        "data.blob_size": 25,
+    }
+    summary = run_task(get_task("blobs-rect"), "smoke", seeds=2, overrides=over, tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri)
+    below = 0.0
+    for run_id in summary.child_run_ids:
+        metrics = client.get_run(run_id).data.metrics
+        assert {"truth/kkt_fit", "truth/kkt_fit_layer1", "truth/support", "attack/fit_below_truth"} <= set(
+            metrics
+        )
+        assert metrics["attack/restart"] in (0.0, 1.0)
+        below += metrics["attack/fit_below_truth"]
+    parent = client.get_run(summary.parent_run_id).data.metrics
+    assert parent["runs/fit_below_truth"] == below

@@ -177,7 +177,9 @@ def reconstruct(
     `start`: a given starting point (`Start`) instead of the random one; m is then its size. `shape`: the
     image shape (H, W) of a sample, for the total-variation prior (`bench.attack.priors`).
     With `attack.restarts` R > 1 every setting runs from R random starts (one population of P R members)
-    and keeps the one whose float64 objective is lowest (an attacker's criterion; `restart` says which).
+    and keeps the one whose float64 objective is lowest (an attacker's criterion; `restart` says which);
+    `on_step` then gets, per setting, the lowest loss among its restarts, and `monitor` every member's state
+    (see `restart_view`).
     """
     import time
 
@@ -297,7 +299,7 @@ def reconstruct(
         taken = end if stop is None else stop
         if on_step is not None:
             for s in range(first, taken):
-                on_step(s, loss_hist[:, s])
+                on_step(s, per_setting(loss_hist[:, s]))
         return stop is None
 
     def fall_back(step: int) -> None:
@@ -341,6 +343,10 @@ def reconstruct(
             "attack.split_every needs a binary network (one output); fix: --set attack.split_every=0"
         )
     split_count = np.zeros(P, dtype=int)
+
+    def per_setting(values: np.ndarray) -> np.ndarray:
+        """(P R,) member values -> (P,): with restarts, the lowest among a setting's restarts."""
+        return values if R == 1 else np.nanmin(values.reshape(-1, R), axis=1)
 
     def split_step(step: int) -> np.ndarray:
         """Sample splitting at `step` (bench.attack.splitting), from the state just checked."""
@@ -432,6 +438,14 @@ def reconstruct(
     )
     result.split_count = split_count if splitting else None
     return result if R == 1 else best_restarts(result, chosen_settings, R)
+
+
+def restart_view(values: dict[str, np.ndarray], restarts: int) -> dict[str, np.ndarray]:
+    """Monitor values of P R members (setting-major) -> P: the lowest among a setting's restarts (what a
+    progress display or a streamed curve shows while the attack runs; the result keeps the chosen one's)."""
+    if restarts == 1:
+        return values
+    return {k: np.nanmin(np.asarray(v, dtype=float).reshape(-1, restarts), axis=1) for k, v in values.items()}
 
 
 def best_restarts(result: AttackResult, settings: list[dict[str, float]], R: int) -> AttackResult:
