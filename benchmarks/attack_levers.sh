@@ -31,8 +31,10 @@ for item in "${GRID[@]}"; do
   [ -f "$dir/wall.txt" ] && { echo "skip $name (done)"; continue; }
   load0=$(cut -d' ' -f1 /proc/loadavg); t0=$(date +%s)
   # shellcheck disable=SC2086
+  status=0
   $BENCH run "$TASK" --profile "$PROFILE" --seeds "$SEEDS" --set threads=1 $sets \
-    --tracking-uri "sqlite:///$dir/mlflow.db" > "$dir/log.txt" 2>&1
+    --tracking-uri "sqlite:///$dir/mlflow.db" > "$dir/log.txt" 2>&1 || status=$?
+  if [ "$status" -ne 0 ]; then echo "$name: FAILED (exit $status, see $dir/log.txt)"; continue; fi
   echo "wall_s=$(( $(date +%s) - t0 )) load_start=$load0 load_end=$(cut -d' ' -f1 /proc/loadavg) sets=$sets" > "$dir/wall.txt"
   echo "$name: $(cat "$dir/wall.txt")"
 done
