@@ -51,6 +51,10 @@ class TrainConfig:
     `extra_epochs`: epochs of training after the target is reached (the margin keeps growing); they are
     not bounded by `max_epochs`, which bounds the search for the target.
     Early stopping as a defence is `max_epochs` (a stated number of epochs, see docs/defences.md).
+    `recipe`: a named set of these values (`TRAIN_RECIPES`; keys given explicitly, by a profile or
+    `--set`, win): "target" (the defaults: to `target_loss`, Haim et al.'s regime) or "kkt" (weight decay
+    1e-3 for 4,000 epochs, to a stationary point in the Clarke sense: the network the KKT attack assumes,
+    docs/identifiability.md).
 
     `dp`: differentially private full-batch gradient descent instead (bench.train.dp_gradient): each
     sample's gradient clipped to L2 norm `dp_clip`, Gaussian noise N(0, (sigma dp_clip)^2) added to their
@@ -61,6 +65,7 @@ class TrainConfig:
     below 1/n (n = training set size; checked when the data are known, before training).
     """
 
+    recipe: Literal["target", "kkt"] = "target"
     lr: float = 1.0
     init_scale: float = 1e-4
     init_hidden: float = 1.0
@@ -124,6 +129,20 @@ class TrainConfig:
             clip,
             f"a finite clipping norm with train.dp_epsilon={eps:g} (the noise is sigma * dp_clip); fix: --set train.dp_clip=1",
         )
+
+
+# Named training recipes (`train.recipe`): the train.* values each one sets (docs/identifiability.md)
+TRAIN_RECIPES: dict[str, dict[str, Any]] = {
+    "target": {},
+    "kkt": {"train.weight_decay": 1e-3, "train.max_epochs": 4000, "train.stationary_tol": 0.05},
+}
+
+
+def expand_recipe(steps: dict[str, Any]) -> dict[str, Any]:
+    """`steps` with the keys of its `train.recipe` put first, so that keys given explicitly win; an unknown
+    recipe is left for the config's own check (exit 2 naming the recipes)."""
+    recipe = TRAIN_RECIPES.get(str(steps.get("train.recipe", "")).strip())
+    return {**recipe, **steps} if recipe else steps
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.config import RunConfig, apply_overrides
+from bench.config import RunConfig, apply_overrides, expand_recipe
 from bench.data.base import Dataset
 from bench.registry import Task
 
@@ -73,7 +73,7 @@ def resolve_config(
     elif series_value is not None and task.series_key:
         steps[task.series_key] = series_value
     steps["seed"] = seed
-    return apply_overrides(RunConfig(data=task.data), steps)
+    return apply_overrides(RunConfig(data=task.data), expand_recipe(steps))
 
 
 @dataclass

@@ -357,3 +357,18 @@ def test_a_tracked_series_logs_the_truth_and_counts_attacks_below_it(tracking_ur
         below += metrics["attack/fit_below_truth"]
     parent = client.get_run(summary.parent_run_id).data.metrics
     assert parent["runs/fit_below_truth"] == below
+
+
+def test_a_named_training_recipe_sets_its_values_and_explicit_keys_win() -> None:
+    from bench.errors import ConfigError
+    from bench.experiment import resolve_config
+    from bench.tasks import get_task
+
+    task = get_task("mnist-parity")
+    kkt = resolve_config(task, "quick", {"train.recipe": "kkt"})
+    assert (kkt.train.weight_decay, kkt.train.max_epochs, kkt.train.stationary_tol) == (1e-3, 4000, 0.05)
+    mine = resolve_config(task, "quick", {"train.recipe": "kkt", "train.weight_decay": "1e-2"})
+    assert mine.train.weight_decay == 1e-2 and mine.train.max_epochs == 4000
+    assert resolve_config(task, "kkt").train.weight_decay == 1e-3
+    with pytest.raises(ConfigError, match="train.recipe.*target, kkt"):
+        resolve_config(task, "quick", {"train.recipe": "fast"})
