@@ -6,6 +6,7 @@ curves and metrics; `Hooks` carry progress and incremental logging out.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +112,22 @@ def run_experiment(
 
 
 def prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
-    """Load the data and train the classifier (uses cfg's data, model, train and seed; not attack/eval)."""
+    """Load the data and train the classifier (uses cfg's data, model, train and seed; not attack/eval).
+
+    With `$BENCH_CLASSIFIER_CACHE` set to a folder, a classifier trained before for the same data, model,
+    train, seed, device, threads and torch version is read from it instead (`train_cached` = 1 in the
+    timings; `train_s` is then the original training's): a budget check re-attacks the same networks
+    without training them again. Training is deterministic for that key, so the numbers are the same."""
+    cache = os.environ.get("BENCH_CLASSIFIER_CACHE")
+    if cache:
+        from bench.cache import cached_prepare
+
+        return cached_prepare(cfg, lambda: _prepare(cfg, hooks), cache)
+    return _prepare(cfg, hooks)
+
+
+def _prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
+    """`prepare` without the cache."""
     import torch
 
     from bench.attack.kkt import Weights

@@ -372,3 +372,23 @@ def test_a_named_training_recipe_sets_its_values_and_explicit_keys_win() -> None
     assert resolve_config(task, "kkt").train.weight_decay == 1e-3
     with pytest.raises(ConfigError, match="train.recipe.*target, kkt"):
         resolve_config(task, "quick", {"train.recipe": "fast"})
+
+
+def test_the_classifier_cache_gives_the_same_classifier_and_says_so(tmp_path, monkeypatch) -> None:
+    """$BENCH_CLASSIFIER_CACHE: the second prepare of one classifier config reads the first's network
+    (equal weights and metrics, train_cached = 1); an attack-only change hits the cache, a train change
+    does not."""
+    from bench.experiment import prepare, resolve_config
+    from bench.tasks import get_task
+
+    monkeypatch.setenv("BENCH_CLASSIFIER_CACHE", str(tmp_path))
+    task = get_task("blobs-rect")
+    over = {"data.n_per_class": 3, "model.width": 30}
+    a = prepare(resolve_config(task, "smoke", over, 25, seed=0))
+    b = prepare(resolve_config(task, "smoke", over | {"attack.steps": 7}, 25, seed=0))
+    assert "train_cached" not in a.timings and b.timings["train_cached"] == 1.0
+    assert b.config.attack.steps == 7 and b.train_metrics == a.train_metrics
+    for wa, wb in zip(a.weights.mats, b.weights.mats, strict=True):
+        assert torch.equal(wa, wb)
+    c = prepare(resolve_config(task, "smoke", over | {"train.lr": 0.5}, 25, seed=0))
+    assert "train_cached" not in c.timings and len(list(tmp_path.glob("*.pkl"))) == 2
