@@ -73,7 +73,8 @@ def test_mnist_parity_smoke(store, subset_index):
     train_ids = {i for i, _ in src["train"]}
     held_ids, fresh_ids = {i for i, _ in src["heldout"]}, {i for i, _ in src["fresh"]}
     assert len(train_ids) == 10 and not train_ids & held_ids and not train_ids & fresh_ids
-    assert not held_ids & fresh_ids and len(held_ids) == 20 and len(fresh_ids) == 10  # m = 2n, n fresh
+    # m = n/2 = 5 candidates (mnist-parity's attack): m // 2 held-out images per class; n fresh
+    assert not held_ids & fresh_ids and len(held_ids) == 4 and len(fresh_ids) == 10
     assert m["data/heldout_overlap"] == 0
 
     # SSIM > 0.4 count for the attack and every baseline, as fractions of the 10 training images
