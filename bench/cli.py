@@ -162,11 +162,15 @@ def run(
     experiment: ExpOpt = None,
     device: DeviceOpt = None,
     jobs: Annotated[
-        int,
+        str,
         typer.Option(
-            "--jobs", "-j", min=1, help="run the series' runs in N worker processes (docs/scaling.md)"
+            "--jobs",
+            "-j",
+            envvar="BENCH_JOBS",
+            help="run the series' runs in N worker processes; auto: one per core at one thread each "
+            "(one process on a GPU; docs/scaling.md)",
         ),
-    ] = 1,
+    ] = "auto",
     shard: Annotated[
         str | None,
         typer.Option("--shard", help="run only slice I of N of the series x seeds, e.g. 2/8 (needs --group)"),
@@ -177,14 +181,24 @@ def run(
             "--group", help="tag the runs with this group; `bench summarise --group` merges its shards"
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="run only the runs without a FINISHED run of the same config in the store, under the "
+            "series' earlier parent (an interrupted series goes on)",
+        ),
+    ] = False,
 ) -> None:
-    """Run a task's series (x seeds) and log every run to MLflow."""
-    from contextlib import nullcontext
+    """Run a task's series (x seeds) and log every run to MLflow.
 
-    from bench.parallel import parse_shard
+    SIGTERM or Ctrl-C: the runs in progress and the parent end KILLED (their curves kept), and one line
+    gives the command that resumes (exit 143 or 130)."""
+    from bench.parallel import parse_jobs, parse_shard
     from bench.tasks import get_task
 
     try:
+        jobs_ = parse_jobs(jobs)
         _probe(tracking_uri)
         spec = get_task(task)
         _check_profile(spec, profile)
@@ -200,11 +214,12 @@ def run(
         shard_ = parse_shard(shard) if shard is not None else None
     except BenchInputError as e:
         _fail_input(e)
+    from bench import signals
     from bench.console import Progress, print_summary
     from bench.runner import run_task
 
-    bars = Progress()  # --jobs N: bench.parallel draws a bar per worker instead
-    with bars if jobs == 1 else nullcontext(bars) as progress:
+    # drawn once a run starts in this process; with workers bench.parallel draws a bar per worker instead
+    with signals.handled(), Progress() as progress:
         try:
             summary = run_task(
                 spec,
@@ -216,22 +231,52 @@ def run(
                 settings,
                 progress.hooks,
                 sweeps,
-                jobs=jobs,
+                jobs=jobs_,
                 shard=shard_,
                 group=group,
+                resume=resume,
+                echo=lambda line: typer.echo(line, err=True),
             )
         except BenchInputError as e:
             progress.stop()
             _fail_input(e)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             progress.stop()
-            typer.echo("interrupted: the current runs are marked FAILED in MLflow", err=True)
-            raise typer.Exit(1) from None
+            stopped = e if isinstance(e, signals.Interrupted) else signals.Interrupted(2)
+            typer.echo(interrupted_line(stopped), err=True)
+            raise typer.Exit(stopped.exit_code) from None
         except Exception as e:
             progress.stop()
             typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
             raise typer.Exit(1) from None
+    if summary.nothing_left:
+        where = f" (parent run {summary.parent_run_id})" if summary.parent_run_id else ""
+        typer.echo(
+            f"all {len(summary.table)} runs of this series are already FINISHED{where}: nothing to run"
+        )
+        return
     print_summary(spec, summary)
+
+
+def interrupted_line(stopped) -> str:
+    """The one line `bench run` prints when a signal stops it: what finished, and the command that
+    resumes (this one, with --resume)."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:]
+    prog = "bench" if Path(sys.argv[0]).name == "bench" else shlex.quote(sys.argv[0])
+    command = " ".join([prog, shlex.join(args), *([] if "--resume" in args else ["--resume"])])
+    done = (
+        f"{stopped.done} of {stopped.total} runs finished and are kept, "
+        if stopped.total is not None
+        else "before any run started, "
+    )
+    return (
+        f"interrupted by {stopped.name}: {done}the runs in progress and the parent are marked KILLED; "
+        f"resume with: {command}"
+    )
 
 
 def _parse_setting(text: str) -> dict[str, float]:
@@ -268,7 +313,9 @@ def summarise(
 
     try:
         spec = get_task(task)
-        summary = summarise_group(spec, group, tracking_uri, experiment)
+        summary = summarise_group(
+            spec, group, tracking_uri, experiment, lambda line: typer.echo(line, err=True)
+        )
     except BenchInputError as e:
         _fail_input(e)
     print_summary(spec, summary)

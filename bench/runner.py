@@ -8,17 +8,27 @@ The runner depends on `bench.work` (one run's unit of work), `bench.parallel` (t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from bench import parallel
 from bench.config import RunConfig
+from bench.errors import BenchInputError
 from bench.experiment import resolve_config
 from bench.registry import Task
 from bench.summary import log_series_summary
-from bench.work import ProgressFactory, RunSummary, run_point, series_label
+from bench.work import (
+    ROW_ARTIFACT,
+    ProgressFactory,
+    RunSummary,
+    config_hash,
+    read_row,
+    run_point,
+    series_label,
+)
 
 __all__ = ["plan", "run_task", "RunSummary", "run_point", "log_series_summary", "series_label"]
 
@@ -123,20 +133,32 @@ def run_task(
     settings: Sequence[dict[str, float]] | None = None,
     progress: ProgressFactory | None = None,
     sweeps: dict[str, Sequence[Any]] | None = None,
-    jobs: int = 1,
+    jobs: int | str = 1,
     shard: tuple[int, int] | None = None,
     group: str | None = None,
+    resume: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Run and track a task; raises on the first failed child (which is marked FAILED, as is the parent).
 
     `sweeps`: {config key: values} crossed with the series (`--sweep`, see bench.sweep).
-    `jobs`: runs in that many worker processes; `shard` (I, N) runs only slice I of N of the plan, and
-    `group` tags the parent and children `bench.group` (see bench.parallel).
+    `jobs`: runs in that many worker processes ("auto": as many as the cores allow at one thread each,
+    see bench.parallel.auto_jobs); `shard` (I, N) runs only slice I of N of the plan, and `group` tags
+    the parent and children `bench.group` (see bench.parallel).
+    `resume`: run only the (series point, seed) pairs without a FINISHED child run of the same
+    `config_hash` in the experiment, under the series' earlier parent (same plan), reopened; the
+    summary counts every pair once, the earlier ones from their logged rows. Nothing left to run:
+    a summary with `nothing_left` set and no new parent. Without `resume`, `echo` gets a hint when the
+    store already holds some of these runs finished.
+    Interrupted (SIGINT/SIGTERM, bench.signals): the runs in progress and the parent end KILLED, and
+    `Interrupted` is raised with `done`/`total` set.
     Every config is resolved and checked (BenchInputError) before the store is touched or work starts."""
     from bench.device import configure
+    from bench.signals import Interrupted
     from bench.sweep import sweep_tags, sweep_trends
     from bench.tracking import Tracker
 
+    say = echo or (lambda line: None)
     overrides = dict(overrides or {})
     sweeps = dict(sweeps or {})
     skipped: list[str] = []
@@ -144,47 +166,198 @@ def run_task(
     group_tags = parallel.group_tags(group, shard)
     if shard is not None:
         points = parallel.shard_points(points, shard)
-    if jobs > 1:
-        points = parallel.with_threads(points, parallel.threads_per_job(jobs))
+    if jobs == "auto":
+        jobs, points = parallel.auto_jobs(points)
+    elif int(jobs) > 1:
+        points = parallel.with_threads(points, parallel.threads_per_job(int(jobs)))
+    jobs = int(jobs)
     if points:  # the device must exist (exit 2 otherwise) before the store is touched; threads for the tags
         configure(points[0][2].device, points[0][2].threads)
-    tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment(experiment or task.name)
-    rows: list[dict[str, Any]] = []
-    child_ids: list[str] = []
-    parent_tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "parent"} | group_tags
-    with tracker.run(exp_id, f"{task.name}-{profile}", parent_tags) as parent:
-        parent.params(
-            {
-                "task": task.name,
-                "profile": profile,
-                "seeds": len({p[1] for p in points}),
-                "series_key": task.series_key,
-            }
-            | {f"set.{k}": v for k, v in overrides.items()}
-            | {f"population.{i}": s for i, s in enumerate(settings or [])}
-            | {f"sweep.{k}": ",".join(map(str, v)) for k, v in sweeps.items()}
-        )
-        tagged = [(value, seed, cfg, sweep_tags(cfg, sweeps) | group_tags) for value, seed, cfg in points]
-        if jobs > 1:
-            show = progress is not None
-            rows, child_ids = parallel.run_parallel(
-                tracker, exp_id, parent.run_id, task, profile, tagged, settings, jobs, show
+    hashes = [config_hash(task, profile, cfg, settings) for _, _, cfg in points]
+    plan_id = plan_hash(task, profile, hashes, group_tags)
+    tracker = Tracker(tracking_uri, must_exist=resume, missing=", or drop --resume to start the series")
+    name = experiment or task.name
+    earlier = Earlier()
+    exp_id = tracker.experiment_id(name)
+    if exp_id is not None:
+        earlier = find_earlier(tracker, exp_id, points, hashes, plan_id, settings, resume, say)
+        if not resume and earlier.done:
+            say(
+                f"note: {len(earlier.done)} of these {len(points)} runs are already FINISHED in experiment "
+                f"'{name}' of this store; --resume runs only the others (this run makes them all again)"
             )
-        else:
-            for value, seed, cfg, tags in tagged:
-                point_rows, ids = run_point(
-                    tracker, exp_id, parent.run_id, task, profile, value, seed, cfg, settings, progress, tags
+            earlier = Earlier()
+    if resume and not earlier.done and earlier.parent_id is None:
+        say(f"note: no earlier runs of this series in experiment '{name}': running all {len(points)}")
+    if resume and len(earlier.done) == len(points) and earlier.status in (None, "FINISHED"):
+        table = pd.DataFrame([r for k in range(len(points)) for r in earlier.done[k][0]])
+        ids = [i for k in range(len(points)) for i in earlier.done[k][1]]
+        return RunSummary(earlier.parent_id or "", exp_id or "", table, {}, ids, nothing_left=True)
+    exp_id = exp_id or tracker.experiment(name)
+    parent_tags = {
+        "bench.task": task.name,
+        "bench.profile": profile,
+        "bench.kind": "parent",
+        "bench.plan_hash": plan_id,
+    } | group_tags
+    if earlier.parent_id:
+        parent_tags["bench.resumed"] = "true"
+    tagged = [
+        (value, seed, cfg, sweep_tags(cfg, sweeps) | group_tags | {"bench.config_hash": h})
+        for (value, seed, cfg), h in zip(points, hashes, strict=True)
+    ]
+    todo = [k for k in range(len(points)) if k not in earlier.done]
+    results = dict(earlier.done)
+    try:
+        with tracker.run(
+            exp_id, f"{task.name}-{profile}", parent_tags, resume_id=earlier.parent_id
+        ) as parent:
+            parent.params(
+                {
+                    "task": task.name,
+                    "profile": profile,
+                    "seeds": len({p[1] for p in points}),
+                    "series_key": task.series_key,
+                }
+                | {f"set.{k}": v for k, v in overrides.items()}
+                | {f"population.{i}": s for i, s in enumerate(settings or [])}
+                | {f"sweep.{k}": ",".join(map(str, v)) for k, v in sweeps.items()}
+            )
+            if jobs > 1 and len(todo) > 1:
+                out = parallel.run_parallel(
+                    tracker,
+                    exp_id,
+                    parent.run_id,
+                    task,
+                    profile,
+                    [tagged[k] for k in todo],
+                    settings,
+                    jobs,
+                    progress is not None,
                 )
-                child_ids.extend(ids)
-                rows.extend(point_rows)
-        table = pd.DataFrame(rows)
-        if skipped:
-            parent.text("\n".join(skipped) + "\n", "skipped.txt")
-            parent.metrics({"runs/skipped_points": float(len(skipped))})
-        trend = log_series_summary(parent, table, task)
-        if sweeps:  # one trend per swept key, pooled over the series and the other keys
-            trend_sweep = sweep_trends(table, sweeps)
-            parent.metrics(trend_sweep)
-            trend.update(trend_sweep)
-    return RunSummary(parent.run_id, exp_id, table, trend, child_ids)
+                results.update(zip(todo, out, strict=True))
+            else:
+                for k in todo:
+                    value, seed, cfg, tags = tagged[k]
+                    results[k] = run_point(
+                        tracker,
+                        exp_id,
+                        parent.run_id,
+                        task,
+                        profile,
+                        value,
+                        seed,
+                        cfg,
+                        settings,
+                        progress,
+                        tags,
+                    )
+            rows = [r for k in range(len(points)) for r in results[k][0]]
+            child_ids = [i for k in range(len(points)) for i in results[k][1]]
+            table = pd.DataFrame(rows)
+            if skipped:
+                parent.text("\n".join(skipped) + "\n", "skipped.txt")
+                parent.metrics({"runs/skipped_points": float(len(skipped))})
+            trend = log_series_summary(parent, table, task)
+            if sweeps:  # one trend per swept key, pooled over the series and the other keys
+                trend_sweep = sweep_trends(table, sweeps)
+                parent.metrics(trend_sweep)
+                trend.update(trend_sweep)
+    except KeyboardInterrupt as err:  # the runs in progress and the parent are KILLED by now
+        stopped = err if isinstance(err, Interrupted) else Interrupted(2)
+        stopped.done = len(results) + (stopped.done or 0)  # the workers' finished runs, if they raised it
+        stopped.total = len(points)
+        raise stopped from None
+    return RunSummary(parent.run_id, exp_id, table, trend, child_ids, reused=len(earlier.done))
+
+
+def plan_hash(task: Task, profile: str, hashes: Sequence[str], group_tags: dict[str, str]) -> str:
+    """A series as a 16-hex-digit hash (tag `bench.plan_hash` of its parent): the task, profile, group and
+    shard, and the `config_hash` of every run in plan order. `--resume` reopens the parent of this hash."""
+    import hashlib
+    import json
+
+    text = json.dumps([task.name, profile, sorted(group_tags.items()), list(hashes)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Earlier:
+    """What a store already holds of a series: `done` {plan index: (rows, child run ids)} of the pairs
+    with FINISHED runs, the series' earlier parent (`parent_id`, its `status`) to reopen, if any."""
+
+    done: dict[int, tuple[list[dict[str, Any]], list[str]]] = field(default_factory=dict)
+    parent_id: str | None = None
+    status: str | None = None
+
+
+def find_earlier(
+    tracker: Any,
+    exp_id: str,
+    points: Sequence[tuple[Any, int, RunConfig]],
+    hashes: Sequence[str],
+    plan_id: str,
+    settings: Sequence[dict[str, float]] | None,
+    resume: bool,
+    say: Callable[[str], None],
+) -> Earlier:
+    """The earlier runs of a series in experiment `exp_id` (see `Earlier`). `resume`: first mark KILLED the
+    RUNNING runs whose process is gone (Tracker.end_stale), then find the parent to reopen (BenchInputError
+    when it still runs on this host) and read the rows of the finished pairs; without it, only which pairs
+    are finished (no rows read)."""
+    if resume:
+        stale = tracker.end_stale(exp_id)
+        if stale:
+            say(
+                f"marked KILLED {len(stale)} run(s) left RUNNING by a process that is gone (killed without warning)"
+            )
+    finished: dict[str, list[Any]] = {}
+    for run in tracker.search(exp_id, "tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"):
+        finished.setdefault(run.data.tags.get("bench.config_hash", ""), []).append(run)
+    earlier = Earlier()
+    if resume:
+        parents = tracker.search(
+            exp_id, f"tags.`bench.kind` = 'parent' and tags.`bench.plan_hash` = '{plan_id}'"
+        )
+        if parents:
+            parent = parents[0]
+            tags = parent.data.tags
+            if parent.info.status == "RUNNING":
+                where = f"pid {tags.get('bench.pid', '?')} on {tags.get('bench.host', '?')}"
+                if tags.get("bench.host") == _host():
+                    raise BenchInputError(
+                        f"this series is still running: parent run {parent.info.run_id} ({where}); "
+                        f"fix: wait for it, or stop it (kill {tags.get('bench.pid', 'PID')}) and resume"
+                    )
+                say(
+                    f"note: resuming parent run {parent.info.run_id}, RUNNING by {where} (not checkable from here)"
+                )
+            earlier.parent_id, earlier.status = parent.info.run_id, parent.info.status
+    for k, (h, (_, _, cfg)) in enumerate(zip(hashes, points, strict=True)):
+        n_rows = 1 if cfg.attack.pool > 0 else len(settings or [None])
+        by_parent: dict[str, list[Any]] = {}
+        for run in finished.get(h, []):  # newest first
+            by_parent.setdefault(run.data.tags.get("mlflow.parentRunId", ""), []).append(run)
+        for parent_id in sorted(by_parent, key=lambda p: p != earlier.parent_id):  # the reopened one first
+            runs = sorted(by_parent[parent_id], key=lambda r: _setting(r.data.tags))
+            if len(runs) != n_rows:
+                continue
+            if not resume:
+                earlier.done[k] = ([], [])
+                break
+            texts = [tracker.read_text(r.info.run_id, ROW_ARTIFACT) for r in runs]
+            if None not in texts:
+                earlier.done[k] = ([read_row(t) for t in texts], [r.info.run_id for r in runs])
+                break
+    return earlier
+
+
+def _setting(tags: dict[str, str]) -> int:
+    value = tags.get("bench.setting", "0")
+    return int(value) if value.isdigit() else -1
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()

@@ -1,0 +1,90 @@
+"""SIGTERM and SIGINT (Ctrl-C) as an exception, so that a series stops in order: the runs in progress and
+their parent are marked KILLED with what they logged kept (bench.tracking.Tracker.run), the worker
+processes stop, and `bench run` says what finished and how to resume (exit code 128 + the signal: 130 for
+SIGINT, 143 for SIGTERM, as a shell reports them).
+
+The first signal raises `Interrupted` in the main thread (in a worker process, only while it works on a
+run: between runs it just takes no new one); any later signal is ignored, so that it cannot interrupt the
+marking of the runs. A batch system sends SIGTERM some time before SIGKILL (Slurm: KillWait, 30 s by
+default): enough for this. A run killed without warning stays RUNNING until `bench run --resume` or
+`bench summarise` finds its process gone (bench.provenance.process_gone) and marks it KILLED.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_state: dict[str, Any] = {"signum": None, "armed": True}
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run or series stopped by SIGINT or SIGTERM (`signum`). A KeyboardInterrupt, so whatever already
+    cleans up after Ctrl-C does so after SIGTERM too. `done`/`total`: the series' finished runs, when the
+    runner knows them."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.done: int | None = None
+        self.total: int | None = None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _handler(signum: int, frame: Any) -> None:
+    if _state["signum"] is not None:
+        return  # a second signal (the terminal's and the parent's, or an impatient one): let cleanup finish
+    _state["signum"] = signum
+    if _state["armed"]:
+        raise Interrupted(signum)
+
+
+def install(armed: bool = True) -> None:
+    """Handle SIGINT and SIGTERM in this process (main thread only). `armed=False` (a worker between runs):
+    a signal is only recorded (`requested`), and `armed()` raises it when the next run would start."""
+    _state.update(signum=None, armed=armed)
+    for sig in SIGNALS:
+        signal.signal(sig, _handler)
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """`install` for the duration of the block (the command line's `bench run`), then the handlers
+    that were there before."""
+    before = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    install()
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        _state.update(signum=None, armed=True)
+
+
+def requested() -> int | None:
+    """The signal received so far in this process, or None."""
+    return _state["signum"]
+
+
+@contextmanager
+def armed() -> Iterator[None]:
+    """A worker's run: a signal during the block raises `Interrupted` at once; one received before it
+    raises on entry (no new run starts after a signal)."""
+    if _state["signum"] is not None:
+        raise Interrupted(_state["signum"])
+    _state["armed"] = True
+    try:
+        yield
+    finally:
+        _state["armed"] = False
