@@ -214,7 +214,13 @@ def run(
         shard_ = parse_shard(shard) if shard is not None else None
     except BenchInputError as e:
         _fail_input(e)
+    import os
+
     from bench import signals
+    from bench.parallel import cores, start_early
+
+    if jobs_ != 1 and cores() > 1:  # workers may run: their fork server imports while this process does
+        start_early(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:")
     from bench.console import Progress, print_summary
     from bench.runner import run_task
 
@@ -255,6 +261,12 @@ def run(
             f"all {len(summary.table)} runs of this series are already FINISHED{where}: nothing to run"
         )
         return
+    if summary.reused:
+        typer.echo(
+            f"resumed parent run {summary.parent_run_id}: {summary.reused} run(s) had finished before and "
+            "were not run again; the table counts each run once",
+            err=True,
+        )
     print_summary(spec, summary)
 
 

@@ -4,14 +4,16 @@ processes stop, and `bench run` says what finished and how to resume (exit code 
 SIGINT, 143 for SIGTERM, as a shell reports them).
 
 The first signal raises `Interrupted` in the main thread (in a worker process, only while it works on a
-run: between runs it just takes no new one); any later signal is ignored, so that it cannot interrupt the
-marking of the runs. A batch system sends SIGTERM some time before SIGKILL (Slurm: KillWait, 30 s by
+run: between runs it just takes no new one); the second is ignored, so that it cannot interrupt the
+marking of the runs (a worker may get two at once: the terminal's and the one its parent passes on); a
+third ends the process at once (`os._exit`), its runs left RUNNING for a later `--resume` to find. A batch system sends SIGTERM some time before SIGKILL (Slurm: KillWait, 30 s by
 default): enough for this. A run killed without warning stays RUNNING until `bench run --resume` or
 `bench summarise` finds its process gone (bench.provenance.process_gone) and marks it KILLED.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +21,7 @@ from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-_state: dict[str, Any] = {"signum": None, "armed": True}
+_state: dict[str, Any] = {"signum": None, "armed": True, "count": 0}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -43,6 +45,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _handler(signum: int, frame: Any) -> None:
+    _state["count"] += 1
+    if _state["count"] >= 3:
+        os._exit(128 + signum)
     if _state["signum"] is not None:
         return  # a second signal (the terminal's and the parent's, or an impatient one): let cleanup finish
     _state["signum"] = signum
@@ -53,7 +58,7 @@ def _handler(signum: int, frame: Any) -> None:
 def install(armed: bool = True) -> None:
     """Handle SIGINT and SIGTERM in this process (main thread only). `armed=False` (a worker between runs):
     a signal is only recorded (`requested`), and `armed()` raises it when the next run would start."""
-    _state.update(signum=None, armed=armed)
+    _state.update(signum=None, armed=armed, count=0)
     for sig in SIGNALS:
         signal.signal(sig, _handler)
 
@@ -69,7 +74,7 @@ def handled() -> Iterator[None]:
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
-        _state.update(signum=None, armed=True)
+        _state.update(signum=None, armed=True, count=0)
 
 
 def requested() -> int | None:
