@@ -145,17 +145,22 @@ def _init_worker(
 
 
 def _watch(boss: int, every_s: float = 1.0) -> None:
-    """Send this worker SIGTERM once process `boss` is gone (SIGKILL, a crash), so that its run ends
-    KILLED instead of finishing orphaned (a later `--resume` would then run it a second time)."""
+    """Once process `boss` is gone (SIGKILL, a crash): send this worker SIGTERM, so that its run ends
+    KILLED instead of finishing orphaned (a later `--resume` would run it a second time), then end the
+    worker, which would otherwise wait for work forever."""
     while True:
         time.sleep(every_s)
         try:
             os.kill(boss, 0)
-        except ProcessLookupError:
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
+            continue
         except PermissionError:
+            continue
+        except ProcessLookupError:
             pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        while _WORKER.get("busy"):  # the run is being marked KILLED
+            time.sleep(0.1)
+        os._exit(128 + signal.SIGTERM)
 
 
 def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) -> tuple[int, list, list]:
@@ -165,14 +170,18 @@ def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) ->
     from bench.work import run_point
 
     index, exp_id, parent_id, profile, value, seed, cfg, settings, tags = job
-    with signals.armed():  # raises at once if a signal came before this queued run started
-        configure(cfg.device, cfg.threads or _WORKER["threads"])  # as the parent does: the runs' tags read it
-        queue = _WORKER["queue"]
-        progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
-        task, tracker = _WORKER["task"], _WORKER["tracker"]
-        rows, ids = run_point(
-            tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
-        )
+    _WORKER["busy"] = True
+    try:
+        with signals.armed():  # raises at once if a signal came before this queued run started
+            configure(cfg.device, cfg.threads or _WORKER["threads"])  # as the parent does: tags read it
+            queue = _WORKER["queue"]
+            progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
+            task, tracker = _WORKER["task"], _WORKER["tracker"]
+            rows, ids = run_point(
+                tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
+            )
+    finally:
+        _WORKER["busy"] = False
     return index, rows, ids
 
 

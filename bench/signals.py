@@ -21,7 +21,7 @@ from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-_state: dict[str, Any] = {"signum": None, "armed": True, "count": 0}
+_state: dict[str, Any] = {"signum": None, "armed": True, "count": 0, "pending": False}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -53,12 +53,13 @@ def _handler(signum: int, frame: Any) -> None:
     _state["signum"] = signum
     if _state["armed"]:
         raise Interrupted(signum)
+    _state["pending"] = True
 
 
 def install(armed: bool = True) -> None:
     """Handle SIGINT and SIGTERM in this process (main thread only). `armed=False` (a worker between runs):
     a signal is only recorded (`requested`), and `armed()` raises it when the next run would start."""
-    _state.update(signum=None, armed=armed, count=0)
+    _state.update(signum=None, armed=armed, count=0, pending=False)
     for sig in SIGNALS:
         signal.signal(sig, _handler)
 
@@ -74,7 +75,7 @@ def handled() -> Iterator[None]:
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
-        _state.update(signum=None, armed=True, count=0)
+        _state.update(signum=None, armed=True, count=0, pending=False)
 
 
 def requested() -> int | None:
@@ -87,9 +88,30 @@ def armed() -> Iterator[None]:
     """A worker's run: a signal during the block raises `Interrupted` at once; one received before it
     raises on entry (no new run starts after a signal)."""
     if _state["signum"] is not None:
+        _state["pending"] = False
         raise Interrupted(_state["signum"])
     _state["armed"] = True
     try:
         yield
     finally:
         _state["armed"] = False
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block a signal must not break into (creating an MLflow run: interrupted there, the run would
+    exist but never be marked). A signal during it is held; `raise_pending` raises it afterwards."""
+    was = _state["armed"]
+    _state["armed"] = False
+    try:
+        yield
+    finally:
+        _state["armed"] = was
+
+
+def raise_pending() -> None:
+    """Raise the signal a `deferred` block held, if any (and if this process is armed: a worker between
+    runs raises it when the next run starts)."""
+    if _state["armed"] and _state["pending"]:
+        _state["pending"] = False
+        raise Interrupted(_state["signum"])

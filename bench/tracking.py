@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -121,19 +122,22 @@ class Tracker:
         The provenance tags (`bench.provenance`, with the host and pid of this process) are added; a tag
         given in `tags` takes precedence.
         """
+        from bench import signals
         from bench.provenance import provenance_tags
 
         all_tags = provenance_tags() | {k: str(v) for k, v in tags.items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        if resume_id:
-            self.client.update_run(resume_id, status="RUNNING")
-            log = RunLog(self.client, resume_id, self.client.get_run(resume_id).data.params)
-            log.tags(all_tags)
-        else:
-            run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
-            log = RunLog(self.client, run.info.run_id)
+        with signals.deferred():  # SIGTERM here would leave a run made but never marked
+            if resume_id:
+                self.client.update_run(resume_id, status="RUNNING")
+                log = RunLog(self.client, resume_id, self.client.get_run(resume_id).data.params)
+                log.tags(all_tags)
+            else:
+                run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+                log = RunLog(self.client, run.info.run_id)
         try:
+            signals.raise_pending()
             yield log
         except BaseException as err:
             with suppress(Exception):  # an interrupted batch may already be in the store: keep the rest
@@ -221,6 +225,7 @@ class RunLog:
         self.client, self.run_id = client, run_id
         self._metrics: list[Any] = []
         self._logged = set(params or {})
+        self._sent = time.monotonic()
 
     def metric(self, key: str, value: float, step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -237,14 +242,19 @@ class RunLog:
         self.flush()
 
     def curve(self, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+        """A whole curve; it goes out with the next `metrics` or `flush` (or 1000 values at a time)."""
         for s, v in zip(steps, values, strict=True):
             self.metric(key, v, int(s))
-        self.flush()
 
-    def flush(self) -> None:
-        if self._metrics:
-            self.client.log_batch(self.run_id, metrics=self._metrics)
-            self._metrics = []
+    def flush(self, every_s: float = 0.0) -> None:
+        """Send the buffered metrics (one transaction). `every_s` > 0: only if the last send is at least
+        that old, so curves streamed at every monitor point cost a transaction every few seconds, not at
+        each point (a SQLite commit is ~20-100 ms; a quick run has 11 monitor points)."""
+        if not self._metrics or (every_s > 0 and time.monotonic() - self._sent < every_s):
+            return
+        self.client.log_batch(self.run_id, metrics=self._metrics)
+        self._metrics = []
+        self._sent = time.monotonic()
 
     def params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param

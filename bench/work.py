@@ -32,6 +32,10 @@ class RunSummary:
     nothing_left: bool = False  # `--resume` found every pair finished: nothing was run or logged
 
 
+# Seconds between sends of a child run's streamed curves (attack/loss, the monitor's values): live in the
+# MLflow UI that often, and a run killed without warning loses at most that much of its curves
+LIVE_S = 5.0
+
 # The attack's float64 checks at its monitor points (bench.attack.reconstruct), logged as curves
 CHECK_CURVES = ("attack/objective", "attack/fit_check", "attack/kkt_fit_layer")
 
@@ -231,7 +235,7 @@ def _run_child(
             for p, log in enumerate(logs):
                 for key, vals in values.items():
                     log.metric(key, vals[p], step)
-                log.flush()
+                log.flush(every_s=LIVE_S)
 
         hooks = Hooks(on_epoch, on_step, on_monitor, progress_hooks.on_phase)
         result = run_experiment(cfg, settings, hooks, task.post)
