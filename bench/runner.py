@@ -9,26 +9,17 @@ The runner depends on `bench.work` (one run's unit of work), `bench.parallel` (t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from bench import parallel
 from bench.config import RunConfig
-from bench.errors import BenchInputError
 from bench.experiment import resolve_config
 from bench.registry import Task
+from bench.resume import look_back, plan_hash
 from bench.summary import log_series_summary
-from bench.work import (
-    ROW_ARTIFACT,
-    ProgressFactory,
-    RunSummary,
-    config_hash,
-    read_row,
-    run_point,
-    series_label,
-)
+from bench.work import ProgressFactory, RunSummary, config_hash, run_point, series_label
 
 __all__ = ["plan", "run_task", "RunSummary", "run_point", "log_series_summary", "series_label"]
 
@@ -170,43 +161,27 @@ def run_task(
         jobs, points = parallel.auto_jobs(points)
     elif int(jobs) > 1:
         points = parallel.with_threads(points, parallel.threads_per_job(int(jobs)))
-    jobs = int(jobs)
     if points:  # the device must exist (exit 2 otherwise) before the store is touched; threads for the tags
         configure(points[0][2].device, points[0][2].threads)
     hashes = [config_hash(task, profile, cfg, settings) for _, _, cfg in points]
     plan_id = plan_hash(task, profile, hashes, group_tags)
     tracker = Tracker(tracking_uri, must_exist=resume, missing=", or drop --resume to start the series")
     name = experiment or task.name
-    earlier = Earlier()
-    exp_id = tracker.experiment_id(name)
-    if exp_id is not None:
-        earlier = find_earlier(tracker, exp_id, points, hashes, plan_id, settings, resume, say)
-        if not resume and earlier.done:
-            say(
-                f"note: {len(earlier.done)} of these {len(points)} runs are already FINISHED in experiment "
-                f"'{name}' of this store; --resume runs only the others (this run makes them all again)"
-            )
-            earlier = Earlier()
-    if resume and not earlier.done and earlier.parent_id is None:
-        say(f"note: no earlier runs of this series in experiment '{name}': running all {len(points)}")
-    if resume and len(earlier.done) == len(points) and earlier.status in (None, "FINISHED"):
-        table = pd.DataFrame([r for k in range(len(points)) for r in earlier.done[k][0]])
-        ids = [i for k in range(len(points)) for i in earlier.done[k][1]]
-        return RunSummary(earlier.parent_id or "", exp_id or "", table, {}, ids, nothing_left=True)
-    exp_id = exp_id or tracker.experiment(name)
-    parent_tags = {
-        "bench.task": task.name,
-        "bench.profile": profile,
-        "bench.kind": "parent",
-        "bench.plan_hash": plan_id,
-    } | group_tags
+    earlier = look_back(tracker, name, points, hashes, plan_id, settings, resume, say)
+    if earlier.nothing_left(len(points)):
+        rows, ids = _in_order(earlier.done, len(points))
+        return RunSummary(
+            earlier.parent_id or "", earlier.exp_id or "", pd.DataFrame(rows), {}, ids, nothing_left=True
+        )
+    exp_id = earlier.exp_id or tracker.experiment(name)
+    parent_tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "parent"}
+    parent_tags |= {"bench.plan_hash": plan_id} | group_tags
     if earlier.parent_id:
         parent_tags["bench.resumed"] = "true"
     tagged = [
         (value, seed, cfg, sweep_tags(cfg, sweeps) | group_tags | {"bench.config_hash": h})
         for (value, seed, cfg), h in zip(points, hashes, strict=True)
     ]
-    todo = [k for k in range(len(points)) if k not in earlier.done]
     results = dict(earlier.done)
     try:
         with tracker.run(
@@ -223,37 +198,11 @@ def run_task(
                 | {f"population.{i}": s for i, s in enumerate(settings or [])}
                 | {f"sweep.{k}": ",".join(map(str, v)) for k, v in sweeps.items()}
             )
-            if jobs > 1 and len(todo) > 1:
-                out = parallel.run_parallel(
-                    tracker,
-                    exp_id,
-                    parent.run_id,
-                    task,
-                    profile,
-                    [tagged[k] for k in todo],
-                    settings,
-                    jobs,
-                    progress is not None,
-                )
-                results.update(zip(todo, out, strict=True))
-            else:
-                for k in todo:
-                    value, seed, cfg, tags = tagged[k]
-                    results[k] = run_point(
-                        tracker,
-                        exp_id,
-                        parent.run_id,
-                        task,
-                        profile,
-                        value,
-                        seed,
-                        cfg,
-                        settings,
-                        progress,
-                        tags,
-                    )
-            rows = [r for k in range(len(points)) for r in results[k][0]]
-            child_ids = [i for k in range(len(points)) for i in results[k][1]]
+            todo = {k: tagged[k] for k in range(len(points)) if k not in earlier.done}
+            _run_points(
+                tracker, exp_id, parent.run_id, task, profile, todo, settings, int(jobs), progress, results
+            )
+            rows, child_ids = _in_order(results, len(points))
             table = pd.DataFrame(rows)
             if skipped:
                 parent.text("\n".join(skipped) + "\n", "skipped.txt")
@@ -271,93 +220,41 @@ def run_task(
     return RunSummary(parent.run_id, exp_id, table, trend, child_ids, reused=len(earlier.done))
 
 
-def plan_hash(task: Task, profile: str, hashes: Sequence[str], group_tags: dict[str, str]) -> str:
-    """A series as a 16-hex-digit hash (tag `bench.plan_hash` of its parent): the task, profile, group and
-    shard, and the `config_hash` of every run in plan order. `--resume` reopens the parent of this hash."""
-    import hashlib
-    import json
-
-    text = json.dumps([task.name, profile, sorted(group_tags.items()), list(hashes)])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass
-class Earlier:
-    """What a store already holds of a series: `done` {plan index: (rows, child run ids)} of the pairs
-    with FINISHED runs, the series' earlier parent (`parent_id`, its `status`) to reopen, if any."""
-
-    done: dict[int, tuple[list[dict[str, Any]], list[str]]] = field(default_factory=dict)
-    parent_id: str | None = None
-    status: str | None = None
-
-
-def find_earlier(
+def _run_points(
     tracker: Any,
     exp_id: str,
-    points: Sequence[tuple[Any, int, RunConfig]],
-    hashes: Sequence[str],
-    plan_id: str,
+    parent_id: str,
+    task: Task,
+    profile: str,
+    todo: dict[int, tuple[Any, int, RunConfig, dict[str, Any]]],
     settings: Sequence[dict[str, float]] | None,
-    resume: bool,
-    say: Callable[[str], None],
-) -> Earlier:
-    """The earlier runs of a series in experiment `exp_id` (see `Earlier`). `resume`: first mark KILLED the
-    RUNNING runs whose process is gone (Tracker.end_stale), then find the parent to reopen (BenchInputError
-    when it still runs on this host) and read the rows of the finished pairs; without it, only which pairs
-    are finished (no rows read)."""
-    if resume:
-        stale = tracker.end_stale(exp_id)
-        if stale:
-            say(
-                f"marked KILLED {len(stale)} run(s) left RUNNING by a process that is gone (killed without warning)"
-            )
-    finished: dict[str, list[Any]] = {}
-    for run in tracker.search(exp_id, "tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"):
-        finished.setdefault(run.data.tags.get("bench.config_hash", ""), []).append(run)
-    earlier = Earlier()
-    if resume:
-        parents = tracker.search(
-            exp_id, f"tags.`bench.kind` = 'parent' and tags.`bench.plan_hash` = '{plan_id}'"
+    jobs: int,
+    progress: ProgressFactory | None,
+    results: dict[int, tuple[list[dict[str, Any]], list[str]]],
+) -> None:
+    """Run the points `todo` {plan index: (value, seed, config, child tags)} under the parent, in `jobs`
+    worker processes or (one job, or one point) here; each one's (rows, child run ids) goes into
+    `results` as it finishes, so that an interruption knows what finished."""
+    if jobs > 1 and len(todo) > 1:
+        out = parallel.run_parallel(
+            tracker,
+            exp_id,
+            parent_id,
+            task,
+            profile,
+            list(todo.values()),
+            settings,
+            jobs,
+            progress is not None,
         )
-        if parents:
-            parent = parents[0]
-            tags = parent.data.tags
-            if parent.info.status == "RUNNING":
-                where = f"pid {tags.get('bench.pid', '?')} on {tags.get('bench.host', '?')}"
-                if tags.get("bench.host") == _host():
-                    raise BenchInputError(
-                        f"this series is still running: parent run {parent.info.run_id} ({where}); "
-                        f"fix: wait for it, or stop it (kill {tags.get('bench.pid', 'PID')}) and resume"
-                    )
-                say(
-                    f"note: resuming parent run {parent.info.run_id}, RUNNING by {where} (not checkable from here)"
-                )
-            earlier.parent_id, earlier.status = parent.info.run_id, parent.info.status
-    for k, (h, (_, _, cfg)) in enumerate(zip(hashes, points, strict=True)):
-        n_rows = 1 if cfg.attack.pool > 0 else len(settings or [None])
-        by_parent: dict[str, list[Any]] = {}
-        for run in finished.get(h, []):  # newest first
-            by_parent.setdefault(run.data.tags.get("mlflow.parentRunId", ""), []).append(run)
-        for parent_id in sorted(by_parent, key=lambda p: p != earlier.parent_id):  # the reopened one first
-            runs = sorted(by_parent[parent_id], key=lambda r: _setting(r.data.tags))
-            if len(runs) != n_rows:
-                continue
-            if not resume:
-                earlier.done[k] = ([], [])
-                break
-            texts = [tracker.read_text(r.info.run_id, ROW_ARTIFACT) for r in runs]
-            if None not in texts:
-                earlier.done[k] = ([read_row(t) for t in texts], [r.info.run_id for r in runs])
-                break
-    return earlier
+        results.update(zip(todo, out, strict=True))
+        return
+    for k, (value, seed, cfg, tags) in todo.items():
+        results[k] = run_point(
+            tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
+        )
 
 
-def _setting(tags: dict[str, str]) -> int:
-    value = tags.get("bench.setting", "0")
-    return int(value) if value.isdigit() else -1
-
-
-def _host() -> str:
-    import socket
-
-    return socket.gethostname()
+def _in_order(results: dict[int, tuple[list[Any], list[str]]], n: int) -> tuple[list[Any], list[str]]:
+    """The rows and the child run ids of points 0..n-1, in plan order."""
+    return [r for k in range(n) for r in results[k][0]], [i for k in range(n) for i in results[k][1]]
