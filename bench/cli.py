@@ -163,13 +163,7 @@ def run(
     device: DeviceOpt = None,
     jobs: Annotated[
         str,
-        typer.Option(
-            "--jobs",
-            "-j",
-            envvar="BENCH_JOBS",
-            help="run the series' runs in N worker processes; auto: one per core at one thread each "
-            "(one process on a GPU; docs/scaling.md)",
-        ),
+        typer.Option("--jobs", "-j", envvar="BENCH_JOBS", help="N worker processes, or auto: one a core"),
     ] = "auto",
     shard: Annotated[
         str | None,
@@ -182,18 +176,14 @@ def run(
         ),
     ] = None,
     resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="run only the runs without a FINISHED run of the same config in the store, under the "
-            "series' earlier parent (an interrupted series goes on)",
-        ),
+        bool, typer.Option("--resume", help="run only the runs not FINISHED in the store (same config)")
     ] = False,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow.
 
     SIGTERM or Ctrl-C: the runs in progress and the parent end KILLED (their curves kept), and one line
     gives the command that resumes (exit 143 or 130)."""
+    from bench.attack.protocol import parse_setting
     from bench.parallel import parse_jobs, parse_shard
     from bench.tasks import get_task
 
@@ -203,7 +193,7 @@ def run(
         spec = get_task(task)
         _check_profile(spec, profile)
         overrides = _with_device(_overrides(set_), device)
-        settings = [_parse_setting(s) for s in population] if population else None
+        settings = [parse_setting(s) for s in population] if population else None
         from bench.sweep import parse_sweeps
 
         sweeps = parse_sweeps(sweep)
@@ -214,14 +204,14 @@ def run(
         shard_ = parse_shard(shard) if shard is not None else None
     except BenchInputError as e:
         _fail_input(e)
-    import os
+    import sys
 
     from bench import signals
-    from bench.parallel import cores, start_early
+    from bench.parallel import start_early
 
-    if jobs_ != 1 and cores() > 1:  # workers may run: their fork server imports while this process does
-        start_early(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:")
+    start_early(jobs_, tracking_uri)  # workers may run: their fork server imports while this process does
     from bench.console import Progress, print_summary
+    from bench.resume import resumed_line
     from bench.runner import run_task
 
     # drawn once a run starts in this process; with workers bench.parallel draws a bar per worker instead
@@ -249,66 +239,16 @@ def run(
         except KeyboardInterrupt as e:
             progress.stop()
             stopped = e if isinstance(e, signals.Interrupted) else signals.Interrupted(2)
-            typer.echo(interrupted_line(stopped), err=True)
+            typer.echo(stopped.message(sys.argv), err=True)
             raise typer.Exit(stopped.exit_code) from None
         except Exception as e:
             progress.stop()
             typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
             raise typer.Exit(1) from None
-    if summary.nothing_left:
-        where = f" (parent run {summary.parent_run_id})" if summary.parent_run_id else ""
-        typer.echo(
-            f"all {len(summary.table)} runs of this series are already FINISHED{where}: nothing to run"
-        )
-        return
-    if summary.reused:
-        typer.echo(
-            f"resumed parent run {summary.parent_run_id}: {summary.reused} run(s) had finished before and "
-            "were not run again; the table counts each run once",
-            err=True,
-        )
-    print_summary(spec, summary)
-
-
-def interrupted_line(stopped) -> str:
-    """The one line `bench run` prints when a signal stops it: what finished, and the command that
-    resumes (this one, with --resume)."""
-    import shlex
-    import sys
-    from pathlib import Path
-
-    args = sys.argv[1:]
-    prog = "bench" if Path(sys.argv[0]).name == "bench" else shlex.quote(sys.argv[0])
-    command = " ".join([prog, shlex.join(args), *([] if "--resume" in args else ["--resume"])])
-    done = (
-        f"{stopped.done} of {stopped.total} runs finished and are kept, "
-        if stopped.total is not None
-        else "before any run started, "
-    )
-    return (
-        f"interrupted by {stopped.name}: {done}the runs in progress and the parent are marked KILLED; "
-        f"resume with: {command}"
-    )
-
-
-def _parse_setting(text: str) -> dict[str, float]:
-    from bench.attack.reconstruct import SETTING_KEYS
-
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in SETTING_KEYS:
-            raise BenchInputError(
-                f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
-            )
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise BenchInputError(f"bad --population value '{part}': '{value}' is not a number") from None
-        if out[key] <= 0 and key != "lam_min":
-            raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
-    return out
+    if summary.reused or summary.nothing_left:
+        typer.echo(resumed_line(summary), err=True)
+    if not summary.nothing_left:
+        print_summary(spec, summary)
 
 
 @app.command()

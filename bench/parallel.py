@@ -238,11 +238,14 @@ _PRELOAD += ["bench.tasks", "bench.train", "bench.attack.reconstruct", "bench.ev
 _PRELOAD += ["bench.analysis.baselines", "bench.analysis.memorisation"]
 
 
-def start_early(uri: str) -> None:
-    """Start the fork server now (where processes start by one), so that it imports torch, MLflow and
-    bench (`_PRELOAD`, seconds of work) while this process imports its own and opens or creates the store:
-    the workers fork from it when the runs start. Harmless if no worker is needed in the end."""
-    ctx = _context(uri)
+def start_early(jobs: int | str, uri: str | None) -> None:
+    """For `jobs` (N or "auto") that may need workers on this machine: start the fork server now (where
+    processes start by one), so that it imports torch, MLflow and bench (`_PRELOAD`, seconds of work)
+    while this process imports its own and opens or creates the store at `uri`; the workers fork from it
+    when the runs start. Harmless if no worker is needed in the end."""
+    if jobs == 1 or cores() == 1:
+        return
+    ctx = _context(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:")
     if ctx.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 

@@ -130,3 +130,14 @@ def _setting(tags: dict[str, str]) -> int:
     """A child run's setting number (its order among a pair's runs); a pooled run's 'pooled' first."""
     value = tags.get("bench.setting", "0")
     return int(value) if value.isdigit() else -1
+
+
+def resumed_line(summary: Any) -> str:
+    """What `bench run --resume` says of a series it resumed (`summary`: bench.work.RunSummary)."""
+    if summary.nothing_left:
+        where = f" (parent run {summary.parent_run_id})" if summary.parent_run_id else ""
+        return f"all {len(summary.table)} runs of this series are already FINISHED{where}: nothing to run"
+    return (
+        f"resumed parent run {summary.parent_run_id}: {summary.reused} run(s) had finished before and "
+        "were not run again; the table counts each run once"
+    )

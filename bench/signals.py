@@ -43,6 +43,25 @@ class Interrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         return 128 + self.signum
 
+    def message(self, argv: list[str]) -> str:
+        """The one line `bench run` prints when stopped: what finished, and the command that resumes (the
+        command line `argv`, with --resume)."""
+        import shlex
+        from pathlib import Path
+
+        args = argv[1:]
+        prog = "bench" if Path(argv[0]).name == "bench" else shlex.quote(argv[0])
+        command = " ".join([prog, shlex.join(args), *([] if "--resume" in args else ["--resume"])])
+        done = (
+            f"{self.done} of {self.total} runs finished and are kept, "
+            if self.total is not None
+            else "before any run started, "
+        )
+        return (
+            f"interrupted by {self.name}: {done}the runs in progress and the parent are marked KILLED; "
+            f"resume with: {command}"
+        )
+
 
 def _handler(signum: int, frame: Any) -> None:
     _state["count"] += 1
