@@ -251,3 +251,26 @@ def test_a_series_row_reads_back_as_it_was() -> None:
     back = read_row(row_json(row))
     assert list(back) == list(row) and back["grid.classes"] == (4,) and back["x"] == row["x"]
     assert np.isnan(back["nan"]) and back["none"] is None and back["n"] == 7 and back["f32"] == 0.5
+
+
+def test_a_signal_while_a_run_is_made_is_held_until_the_run_can_be_marked_killed(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import signals
+    from bench.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment("held")
+    create = tracker.client.create_run
+
+    def create_then_sigterm(*args, **kwargs):
+        run = create(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives after MLflow made the run, before Tracker.run has it
+        return run
+
+    monkeypatch.setattr(tracker.client, "create_run", create_then_sigterm)
+    with signals.handled(), pytest.raises(signals.Interrupted) as stopped, tracker.run(exp, "r", {}):
+        pytest.fail("the block must not start after the signal")
+    assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
+    (run,) = tracker.client.search_runs([exp])
+    assert run.info.status == "KILLED"  # not left RUNNING
