@@ -287,6 +287,7 @@ def run_parallel(
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from bench import signals
     from bench.signals import Interrupted
 
     ctx = _context(tracker.uri)
@@ -319,6 +320,7 @@ def run_parallel(
                     bars.advance()
     except KeyboardInterrupt as err:  # pass the signal on (if it did not reach the workers): runs end KILLED
         signum = getattr(err, "signum", signal.SIGINT)
+        signals.received(signum)  # this process's own signal, or a worker's: the next one must wait
         for proc in list(getattr(pool, "_processes", None) or {}):
             with contextlib.suppress(OSError):
                 os.kill(proc, signum)

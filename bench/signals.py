@@ -77,7 +77,7 @@ def _handler(signum: int, frame: Any) -> None:
 
 def install(armed: bool = True) -> None:
     """Handle SIGINT and SIGTERM in this process (main thread only). `armed=False` (a worker between runs):
-    a signal is only recorded (`requested`), and `armed()` raises it when the next run would start."""
+    a signal is only recorded, and `armed()` raises it when the next run would start."""
     _state.update(signum=None, armed=armed, count=0, pending=False)
     for sig in SIGNALS:
         signal.signal(sig, _handler)
@@ -97,9 +97,11 @@ def handled() -> Iterator[None]:
         _state.update(signum=None, armed=True, count=0, pending=False)
 
 
-def requested() -> int | None:
-    """The signal received so far in this process, or None."""
-    return _state["signum"]
+def received(signum: int) -> None:
+    """Count `signum` as received here (a worker stopped by it, its parent stopping too): a signal that
+    comes now is the second, ignored while the runs are marked."""
+    if _state["signum"] is None:
+        _state.update(signum=signum, count=_state["count"] + 1)
 
 
 @contextmanager
