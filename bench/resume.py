@@ -3,9 +3,10 @@
 A series' runs are known by hashes: every child run carries `bench.config_hash` (what it computes,
 `bench.work.config_hash`), its parent `bench.plan_hash` (the task, profile, group and shard, and every
 run's config hash in plan order, `plan_hash`). `look_back` finds, in an experiment, the (series point,
-seed) pairs with FINISHED runs of the same config hash and their logged rows of the series table, and the
-series' earlier parent to reopen; first it marks KILLED the RUNNING runs whose process is gone
-(`Tracker.end_stale`). Without `--resume` it only says, in one line, that some runs are already there.
+seed) pairs with FINISHED runs of the same config hash (a query per pair) and their logged rows of the
+series table, and the series' earlier parent to reopen; first it marks KILLED the RUNNING runs whose
+process is gone (`Tracker.end_stale`). Without `--resume` it only says, in one line, that runs are
+already there (looking at the series' first and last runs).
 The runner (bench.runner) then runs the rest under that parent. Knows nothing of MLflow beyond the
 `Tracker` it is given.
 """
@@ -77,27 +78,17 @@ def look_back(
                 f"marked KILLED {len(stale)} run(s) left RUNNING by a process that is gone (killed without warning)"
             )
         earlier.parent_id, earlier.status = _parent(tracker, exp_id, plan_id, say)
-    finished: dict[str, list[Any]] = {}
-    for run in tracker.search(exp_id, "tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"):
-        finished.setdefault(run.data.tags.get("bench.config_hash", ""), []).append(run)
-    for k, (h, (_, _, cfg)) in enumerate(zip(hashes, points, strict=True)):
-        n_rows = 1 if cfg.attack.pool > 0 else len(settings or [None])
-        by_parent: dict[str, list[Any]] = {}
-        for run in finished.get(h, []):  # newest first
-            by_parent.setdefault(run.data.tags.get("mlflow.parentRunId", ""), []).append(run)
-        for parent_id in sorted(by_parent, key=lambda p: p != earlier.parent_id):  # the reopened one first
-            runs = sorted(by_parent[parent_id], key=lambda r: _setting(r.data.tags))
-            if len(runs) != n_rows:
-                continue
-            texts = [tracker.read_text(r.info.run_id, ROW_ARTIFACT) for r in runs] if resume else []
-            if None not in texts:
-                earlier.done[k] = ([read_row(t) for t in texts], [r.info.run_id for r in runs])
-                break
+    # a plain run checks its first and last runs only (two queries): enough to see a command repeated
+    for k in range(len(points)) if resume else sorted({0, len(points) - 1}):
+        n_rows = 1 if points[k][2].attack.pool > 0 else len(settings or [None])
+        found = _finished(tracker, exp_id, hashes[k], n_rows, earlier.parent_id, read=resume)
+        if found is not None:
+            earlier.done[k] = found
     if not resume:
         if earlier.done:
             say(
-                f"note: {len(earlier.done)} of these {len(points)} runs are already FINISHED in experiment "
-                f"'{experiment}' of this store; --resume runs only the others (this run makes them all again)"
+                f"note: runs of this series are already FINISHED in experiment '{experiment}' of this store; "
+                "--resume runs only the others (this command runs them all again)"
             )
         earlier.done = {}
     elif not earlier.done and earlier.parent_id is None:
@@ -124,6 +115,27 @@ def _parent(
             )
         say(f"note: resuming parent run {parent.info.run_id}, RUNNING by {where} (not checkable from here)")
     return parent.info.run_id, parent.info.status
+
+
+def _finished(
+    tracker: Any, exp_id: str, h: str, n_rows: int, parent_id: str | None, read: bool
+) -> Rows | None:
+    """A pair's FINISHED child runs of config hash `h` (`n_rows` of them, under one parent: `parent_id`'s
+    if it has them, else the newest) as (rows, run ids), or None; `read`: read the rows (else empty)."""
+    query = (
+        f"tags.`bench.config_hash` = '{h}' and tags.`bench.kind` = 'child' and attributes.status = 'FINISHED'"
+    )
+    by_parent: dict[str, list[Any]] = {}
+    for run in tracker.search(exp_id, query):  # newest first
+        by_parent.setdefault(run.data.tags.get("mlflow.parentRunId", ""), []).append(run)
+    for parent in sorted(by_parent, key=lambda p: p != parent_id):  # the reopened parent's first
+        runs = sorted(by_parent[parent], key=lambda r: _setting(r.data.tags))
+        if len(runs) != n_rows:
+            continue
+        texts = [tracker.read_text(r.info.run_id, ROW_ARTIFACT) for r in runs] if read else []
+        if None not in texts:
+            return [read_row(t) for t in texts], [r.info.run_id for r in runs]
+    return None
 
 
 def _setting(tags: dict[str, str]) -> int:

@@ -211,7 +211,7 @@ def test_a_plain_run_over_finished_runs_hints_at_resume(tracking_uri: str) -> No
     assert "--resume" not in runner.invoke(app, args).output
     out = runner.invoke(app, args)  # the same again: runs everything again, with a hint
     assert out.exit_code == 0
-    assert "note: 2 of these 2 runs are already FINISHED" in out.output and "--resume" in out.output
+    assert "note: runs of this series are already FINISHED" in out.output and "--resume" in out.output
     assert len(_runs(tracking_uri, "child")) == 4
 
 
