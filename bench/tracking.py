@@ -188,12 +188,21 @@ class Tracker:
                 return out
 
     def read_text(self, run_id: str, name: str) -> str | None:
-        """The text artifact `name` of a run, or None if it has none."""
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
+        """The text artifact `name` of a run, or None if it has none (no progress bar on the terminal)."""
+        from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
+
+        before = os.environ.get(BAR.name)
+        os.environ[BAR.name] = "false"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
                 return Path(self.client.download_artifacts(run_id, name, tmp)).read_text()
-            except Exception:
-                return None
+        except Exception:
+            return None
+        finally:
+            if before is None:
+                del os.environ[BAR.name]
+            else:
+                os.environ[BAR.name] = before
 
     def end_stale(self, experiment_id: str) -> list[Any]:
         """Mark KILLED every RUNNING run of the experiment whose process is gone (it ran on this host and
