@@ -274,3 +274,19 @@ def test_a_signal_while_a_run_is_made_is_held_until_the_run_can_be_marked_killed
     assert stopped.value.signum == signal.SIGTERM and stopped.value.exit_code == 143
     (run,) = tracker.client.search_runs([exp])
     assert run.info.status == "KILLED"  # not left RUNNING
+
+
+def test_summarise_marks_killed_the_runs_whose_process_is_gone(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    exp = client.create_experiment("blobs-rect")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = client.create_run(exp, tags=process_tags() | {"bench.pid": str(dead.pid), "bench.kind": "child"})
+    alive = client.create_run(exp, tags=process_tags() | {"bench.kind": "child"})  # this process
+    elsewhere = client.create_run(exp, tags={"bench.host": "another-host", "bench.pid": str(dead.pid)})
+    out = runner.invoke(app, ["summarise", "blobs-rect", "--group", "g", "--tracking-uri", tracking_uri])
+    assert "marked KILLED 1 run(s) left RUNNING by a process that is gone" in out.output, out.output
+    assert out.exit_code == 2  # the group itself has no runs
+    status = [client.get_run(r.info.run_id).info.status for r in (gone, alive, elsewhere)]
+    assert status == ["KILLED", "RUNNING", "RUNNING"]
+    assert client.get_run(gone.info.run_id).data.tags["bench.ended_by"].startswith("its process was gone")
