@@ -28,6 +28,13 @@ def tracking_uri(tmp_path: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _runs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench run` in this process (--jobs 1) unless a test passes --jobs: its default (auto) would start
+    worker processes, which do not see a test's monkeypatching. The tests of --jobs pass it."""
+    monkeypatch.setenv("BENCH_JOBS", "1")
+
+
+@pytest.fixture(autouse=True)
 def _one_thread():
     """Tests share a 2-core machine: one torch thread keeps them fast and their timings steady."""
     import torch

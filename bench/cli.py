@@ -162,11 +162,9 @@ def run(
     experiment: ExpOpt = None,
     device: DeviceOpt = None,
     jobs: Annotated[
-        int,
-        typer.Option(
-            "--jobs", "-j", min=1, help="run the series' runs in N worker processes (docs/scaling.md)"
-        ),
-    ] = 1,
+        str,
+        typer.Option("--jobs", "-j", envvar="BENCH_JOBS", help="N worker processes, or auto: one a core"),
+    ] = "auto",
     shard: Annotated[
         str | None,
         typer.Option("--shard", help="run only slice I of N of the series x seeds, e.g. 2/8 (needs --group)"),
@@ -177,19 +175,25 @@ def run(
             "--group", help="tag the runs with this group; `bench summarise --group` merges its shards"
         ),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="run only the runs not FINISHED in the store (same config)")
+    ] = False,
 ) -> None:
-    """Run a task's series (x seeds) and log every run to MLflow."""
-    from contextlib import nullcontext
+    """Run a task's series (x seeds) and log every run to MLflow.
 
-    from bench.parallel import parse_shard
+    SIGTERM or Ctrl-C: the runs in progress and the parent end KILLED (their curves kept), and one line
+    gives the command that resumes (exit 143 or 130)."""
+    from bench.attack.protocol import parse_setting
+    from bench.parallel import parse_jobs, parse_shard
     from bench.tasks import get_task
 
     try:
+        jobs_ = parse_jobs(jobs)
         _probe(tracking_uri)
         spec = get_task(task)
         _check_profile(spec, profile)
         overrides = _with_device(_overrides(set_), device)
-        settings = [_parse_setting(s) for s in population] if population else None
+        settings = [parse_setting(s) for s in population] if population else None
         from bench.sweep import parse_sweeps
 
         sweeps = parse_sweeps(sweep)
@@ -200,11 +204,18 @@ def run(
         shard_ = parse_shard(shard) if shard is not None else None
     except BenchInputError as e:
         _fail_input(e)
+    import sys
+
+    from bench import signals
+    from bench.parallel import start_early
+
+    start_early(jobs_, tracking_uri)  # workers may run: their fork server imports while this process does
     from bench.console import Progress, print_summary
+    from bench.resume import resumed_line
     from bench.runner import run_task
 
-    bars = Progress()  # --jobs N: bench.parallel draws a bar per worker instead
-    with bars if jobs == 1 else nullcontext(bars) as progress:
+    # drawn once a run starts in this process; with workers bench.parallel draws a bar per worker instead
+    with signals.handled(), Progress() as progress:
         try:
             summary = run_task(
                 spec,
@@ -216,42 +227,28 @@ def run(
                 settings,
                 progress.hooks,
                 sweeps,
-                jobs=jobs,
+                jobs=jobs_,
                 shard=shard_,
                 group=group,
+                resume=resume,
+                echo=lambda line: typer.echo(line, err=True),
             )
         except BenchInputError as e:
             progress.stop()
             _fail_input(e)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             progress.stop()
-            typer.echo("interrupted: the current runs are marked FAILED in MLflow", err=True)
-            raise typer.Exit(1) from None
+            stopped = e if isinstance(e, signals.Interrupted) else signals.Interrupted(2)
+            typer.echo(stopped.message(sys.argv), err=True)
+            raise typer.Exit(stopped.exit_code) from None
         except Exception as e:
             progress.stop()
             typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
             raise typer.Exit(1) from None
-    print_summary(spec, summary)
-
-
-def _parse_setting(text: str) -> dict[str, float]:
-    from bench.attack.reconstruct import SETTING_KEYS
-
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in SETTING_KEYS:
-            raise BenchInputError(
-                f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
-            )
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise BenchInputError(f"bad --population value '{part}': '{value}' is not a number") from None
-        if out[key] <= 0 and key != "lam_min":
-            raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
-    return out
+    if summary.reused or summary.nothing_left:
+        typer.echo(resumed_line(summary), err=True)
+    if not summary.nothing_left:
+        print_summary(spec, summary)
 
 
 @app.command()
@@ -268,7 +265,9 @@ def summarise(
 
     try:
         spec = get_task(task)
-        summary = summarise_group(spec, group, tracking_uri, experiment)
+        summary = summarise_group(
+            spec, group, tracking_uri, experiment, lambda line: typer.echo(line, err=True)
+        )
     except BenchInputError as e:
         _fail_input(e)
     print_summary(spec, summary)

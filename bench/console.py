@@ -116,13 +116,13 @@ def rich_bars() -> Any:
 
 
 class Progress:
-    """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal)."""
+    """Rich progress bars for training and reconstruction (to stderr; quiet when not a terminal), drawn
+    from the first run's `hooks` on (a series run by workers draws its own, bench.parallel.WorkerBars)."""
 
     def __init__(self) -> None:
         self._progress = rich_bars()
 
     def __enter__(self) -> Progress:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -134,6 +134,8 @@ class Progress:
     def hooks(self, label: str, n_settings: int) -> Any:
         """bench.experiment.Hooks drawing one bar per phase (training epochs, attack steps) of run `label`."""
         from bench.experiment import Hooks
+
+        self._progress.start()  # once: later calls do nothing
 
         state: dict = {"bar": None, "total": 0}
 

@@ -79,7 +79,10 @@ def resolve_threads(threads: int = 0) -> int:
 
 
 def configure(device: str | torch.device | None = "auto", threads: int = 0) -> tuple[torch.device, int]:
-    """Resolve and apply a run's device and thread count (torch.set_num_threads); returns both.
+    """Resolve and apply a run's device and thread count (torch.set_num_threads, and numpy's BLAS through
+    threadpoolctl: left at the machine's cores, OpenBLAS's threads wait on each other's small products,
+    and two runs side by side at 2 BLAS threads each took ~65 ms for a 20 x 40 correlation that takes
+    0.7 ms at one); returns both.
 
     Recorded for the process: `current_device()` and the provenance tags read them."""
     import torch
@@ -88,6 +91,11 @@ def configure(device: str | torch.device | None = "auto", threads: int = 0) -> t
     n = resolve_threads(threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    if _state.get("blas") != n:  # numpy's BLAS (scoring, matching) at the same count
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n, user_api="blas")
+        _state["blas"] = n
     _state["device"], _state["threads"] = dev, n
     return dev, n
 

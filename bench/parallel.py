@@ -48,6 +48,30 @@ def threads_per_job(jobs: int) -> int:
     return max(1, cores() // max(1, jobs))
 
 
+def parse_jobs(text: str | int) -> int | str:
+    """`--jobs`: 'auto' or a positive integer (BenchInputError otherwise)."""
+    value = str(text).strip().lower()
+    if value == "auto":
+        return "auto"
+    if not value.isdigit() or int(value) < 1:
+        raise BenchInputError(f"bad --jobs '{text}': use a positive integer or auto (e.g. --jobs 4)")
+    return int(value)
+
+
+def auto_jobs(points: Sequence[Point]) -> tuple[int, list[Point]]:
+    """`--jobs auto`: (workers, the points with `threads` set). On the CPU, one worker per `threads`
+    cores (at most one per run), each run at `threads` torch threads (1 where the config says 0): the
+    thread count of a run does not depend on how many runs there are, so a series resumed with fewer
+    runs left computes what it would have uninterrupted. On an accelerator, one process (runs share it
+    badly) with the thread count as configured."""
+    from bench.device import resolve_device
+
+    if not points or resolve_device(points[0][2].device).type != "cpu":
+        return 1, list(points)
+    threads = points[0][2].threads or 1
+    return max(1, min(len(points), cores() // threads)), with_threads(points, threads)
+
+
 def with_threads(points: Sequence[Point], threads: int) -> list[Point]:
     """The points with config `threads` set to `threads` where it is 0 (= from the machine)."""
     out = []
@@ -100,44 +124,62 @@ def group_tags(group: str | None, shard: tuple[int, int] | None) -> dict[str, st
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(uri: str, task_name: str, tasks_dir: str | None, threads: int, queue: Any) -> None:
-    """Runs once in each worker process: open the store, find the task, set the thread count."""
+def _init_worker(
+    uri: str, task_name: str, tasks_dir: str | None, threads: int, queue: Any, boss: int
+) -> None:
+    """Runs once in each worker process: open the store, find the task, set the thread count, handle
+    SIGINT and SIGTERM (bench.signals: a run in progress ends KILLED, no other starts), and watch the
+    `bench run` process `boss`: a worker whose boss was killed without warning stops as if told to."""
+    import threading
+
     import torch
 
+    from bench import signals
     from bench.tasks import get_task
     from bench.tracking import Tracker
 
     torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, _on_sigint)
+    signals.install(armed=False)
+    threading.Thread(target=_watch, args=(boss,), daemon=True).start()
     _WORKER.update(tracker=Tracker(uri), task=get_task(task_name, tasks_dir), threads=threads, queue=queue)
 
 
-def _on_sigint(signum: int, frame: Any) -> None:
-    """Ctrl-C in a worker (once): a run in progress raises and is marked FAILED; no other run starts."""
-    if _WORKER.get("stop"):
-        return  # a second signal (the terminal's and the parent's) must not interrupt the FAILED mark
-    _WORKER["stop"] = True
-    if _WORKER.get("busy"):
-        raise KeyboardInterrupt
+def _watch(boss: int, every_s: float = 1.0) -> None:
+    """Once process `boss` is gone (SIGKILL, a crash): send this worker SIGTERM, so that its run ends
+    KILLED instead of finishing orphaned (a later `--resume` would run it a second time), then end the
+    worker, which would otherwise wait for work forever."""
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(boss, 0)
+            continue
+        except PermissionError:
+            continue
+        except ProcessLookupError:
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+        while _WORKER.get("busy"):  # the run is being marked KILLED
+            time.sleep(0.1)
+        os._exit(128 + signal.SIGTERM)
 
 
 def _work(job: tuple[int, str, str, str, Any, int, Any, Any, dict[str, str]]) -> tuple[int, list, list]:
     """One (series point, seed) in a worker: (plan index, table rows, child run ids)."""
+    from bench import signals
     from bench.device import configure
     from bench.work import run_point
 
     index, exp_id, parent_id, profile, value, seed, cfg, settings, tags = job
-    if _WORKER.get("stop"):
-        raise KeyboardInterrupt  # Ctrl-C came before this queued run started
-    configure(cfg.device, cfg.threads or _WORKER["threads"])  # as the parent does: the runs' tags read it
-    queue = _WORKER["queue"]
-    progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
-    task, tracker = _WORKER["task"], _WORKER["tracker"]
     _WORKER["busy"] = True
     try:
-        rows, ids = run_point(
-            tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
-        )
+        with signals.armed():  # raises at once if a signal came before this queued run started
+            configure(cfg.device, cfg.threads or _WORKER["threads"])  # as the parent does: tags read it
+            queue = _WORKER["queue"]
+            progress = (lambda label, n: _queue_hooks(queue, label)) if queue is not None else None
+            task, tracker = _WORKER["task"], _WORKER["tracker"]
+            rows, ids = run_point(
+                tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
+            )
     finally:
         _WORKER["busy"] = False
     return index, rows, ids
@@ -190,7 +232,24 @@ class WorkerBars:
 
 
 # imported once by the fork server: workers fork from it instead of importing torch and MLflow each
-_PRELOAD = ["torch", "mlflow.tracking", "bench.plots", "bench.experiment", "bench.work", "bench.tasks"]
+# (torch._dynamo: torch's optimisers import it when the first one is made, ~1.5 s)
+_PRELOAD = ["torch", "torch._dynamo", "mlflow.tracking", "bench.plots", "bench.experiment", "bench.work"]
+_PRELOAD += ["bench.tasks", "bench.train", "bench.attack.reconstruct", "bench.evaluate"]
+_PRELOAD += ["bench.analysis.baselines", "bench.analysis.memorisation"]
+
+
+def start_early(jobs: int | str, uri: str | None) -> None:
+    """For `jobs` (N or "auto") that may need workers on this machine: start the fork server now (where
+    processes start by one), so that it imports torch, MLflow and bench (`_PRELOAD`, seconds of work)
+    while this process imports its own and opens or creates the store at `uri`; the workers fork from it
+    when the runs start. Harmless if no worker is needed in the end."""
+    if jobs == 1 or cores() == 1:
+        return
+    ctx = _context(uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:")
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _context(uri: str) -> Any:
@@ -215,31 +274,38 @@ def run_parallel(
     settings: Sequence[dict[str, float]] | None,
     jobs: int,
     show_progress: bool = False,
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> list[tuple[list[dict[str, Any]], list[str]]]:
     """Run `points` (series value, seed, config, child tags) in `jobs` processes under `parent_id`:
-    (table rows, child run ids), in plan order.
+    (table rows, child run ids) of each point, in the order given.
 
     On the first failed run, the runs not yet handed to a worker are cancelled (one more may start),
-    the running ones finish and are logged, then its exception is raised. Ctrl-C: every run in
-    progress is marked FAILED and the workers end.
+    the running ones finish and are logged, then its exception is raised. SIGINT or SIGTERM (to this
+    process, to the workers, or both): the signal is passed on to every worker, each run in progress
+    ends KILLED, the workers end, and `bench.signals.Interrupted` is raised with `done` = the runs that
+    finished.
     """
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from bench import signals
+    from bench.signals import Interrupted
+
     ctx = _context(tracker.uri)
     queue = ctx.Queue() if show_progress else None
     tasks_dir = str(Path(task.origin).parent) if getattr(task, "origin", "") else None
-    init = (tracker.uri, task.name, tasks_dir, threads_per_job(jobs), queue)
+    init = (tracker.uri, task.name, tasks_dir, threads_per_job(jobs), queue, os.getpid())
     bars = WorkerBars(len(points)) if show_progress else None
     results: dict[int, tuple[list, list]] = {}
     pool = ProcessPoolExecutor(min(jobs, len(points)), ctx, initializer=_init_worker, initargs=init)
+    futures = []
     try:
         if bars:
             bars.progress.start()
-        pending = {
+        futures = [
             pool.submit(_work, (k, exp_id, parent_id, profile, v, s, cfg, settings, tags))
             for k, (v, s, cfg, tags) in enumerate(points)
-        }
+        ]
+        pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             while queue is not None and bars is not None:
@@ -252,12 +318,16 @@ def run_parallel(
                 results[index] = (rows, ids)
                 if bars:
                     bars.advance()
-    except KeyboardInterrupt:  # pass Ctrl-C on (if the terminal did not): runs in progress end FAILED
+    except KeyboardInterrupt as err:  # pass the signal on (if it did not reach the workers): runs end KILLED
+        signum = getattr(err, "signum", signal.SIGINT)
+        signals.received(signum)  # this process's own signal, or a worker's: the next one must wait
         for proc in list(getattr(pool, "_processes", None) or {}):
             with contextlib.suppress(OSError):
-                os.kill(proc, signal.SIGINT)
+                os.kill(proc, signum)
         pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        stopped = err if isinstance(err, Interrupted) else Interrupted(signum)
+        stopped.done = sum(1 for f in futures if f.done() and not f.cancelled() and f.exception() is None)
+        raise stopped from None
     except BaseException:  # a run failed: start no other, let the running ones finish and be logged
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -265,9 +335,7 @@ def run_parallel(
         if bars:
             bars.progress.stop()
     pool.shutdown()
-    rows = [r for k in sorted(results) for r in results[k][0]]
-    ids = [i for k in sorted(results) for i in results[k][1]]
-    return rows, ids
+    return [results[k] for k in range(len(points))]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -346,9 +414,14 @@ def group_table(tracker: Any, experiment: str, group: str, require_all: bool = T
 
 
 def summarise_group(
-    task: Any, group: str, tracking_uri: str | None = None, experiment: str | None = None
+    task: Any,
+    group: str,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    echo: Any = None,
 ) -> Any:
-    """Log the series summary of a whole group on a new run tagged `bench.kind=group`; a RunSummary."""
+    """Log the series summary of a whole group on a new run tagged `bench.kind=group`; a RunSummary.
+    First, the experiment's RUNNING runs whose process is gone are marked KILLED (`echo` says how many)."""
     from bench.summary import log_series_summary
     from bench.sweep import sweep_trends, swept_keys
     from bench.tracking import Tracker
@@ -356,6 +429,11 @@ def summarise_group(
 
     tracker = Tracker(tracking_uri)
     exp_id = tracker.experiment(experiment or task.name)
+    stale = tracker.end_stale(exp_id)
+    if stale and echo is not None:
+        echo(
+            f"marked KILLED {len(stale)} run(s) left RUNNING by a process that is gone (killed without warning)"
+        )
     parents = group_parents(tracker, experiment or task.name, group)
     first = next(iter(parents.values()))
     if first.data.tags.get("bench.task") != task.name:

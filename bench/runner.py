@@ -8,7 +8,7 @@ The runner depends on `bench.work` (one run's unit of work), `bench.parallel` (t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -17,8 +17,9 @@ from bench import parallel
 from bench.config import RunConfig
 from bench.experiment import resolve_config
 from bench.registry import Task
+from bench.resume import look_back, plan_hash
 from bench.summary import log_series_summary
-from bench.work import ProgressFactory, RunSummary, run_point, series_label
+from bench.work import ProgressFactory, RunSummary, config_hash, run_point, series_label
 
 __all__ = ["plan", "run_task", "RunSummary", "run_point", "log_series_summary", "series_label"]
 
@@ -123,20 +124,32 @@ def run_task(
     settings: Sequence[dict[str, float]] | None = None,
     progress: ProgressFactory | None = None,
     sweeps: dict[str, Sequence[Any]] | None = None,
-    jobs: int = 1,
+    jobs: int | str = 1,
     shard: tuple[int, int] | None = None,
     group: str | None = None,
+    resume: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Run and track a task; raises on the first failed child (which is marked FAILED, as is the parent).
 
     `sweeps`: {config key: values} crossed with the series (`--sweep`, see bench.sweep).
-    `jobs`: runs in that many worker processes; `shard` (I, N) runs only slice I of N of the plan, and
-    `group` tags the parent and children `bench.group` (see bench.parallel).
+    `jobs`: runs in that many worker processes ("auto": as many as the cores allow at one thread each,
+    see bench.parallel.auto_jobs); `shard` (I, N) runs only slice I of N of the plan, and `group` tags
+    the parent and children `bench.group` (see bench.parallel).
+    `resume`: run only the (series point, seed) pairs without a FINISHED child run of the same
+    `config_hash` in the experiment, under the series' earlier parent (same plan), reopened; the
+    summary counts every pair once, the earlier ones from their logged rows. Nothing left to run:
+    a summary with `nothing_left` set and no new parent. Without `resume`, `echo` gets a hint when the
+    store already holds some of these runs finished.
+    Interrupted (SIGINT/SIGTERM, bench.signals): the runs in progress and the parent end KILLED, and
+    `Interrupted` is raised with `done`/`total` set.
     Every config is resolved and checked (BenchInputError) before the store is touched or work starts."""
     from bench.device import configure
+    from bench.signals import Interrupted
     from bench.sweep import sweep_tags, sweep_trends
     from bench.tracking import Tracker
 
+    say = echo or (lambda line: None)
     overrides = dict(overrides or {})
     sweeps = dict(sweeps or {})
     skipped: list[str] = []
@@ -144,47 +157,104 @@ def run_task(
     group_tags = parallel.group_tags(group, shard)
     if shard is not None:
         points = parallel.shard_points(points, shard)
-    if jobs > 1:
-        points = parallel.with_threads(points, parallel.threads_per_job(jobs))
+    if jobs == "auto":
+        jobs, points = parallel.auto_jobs(points)
+    elif int(jobs) > 1:
+        points = parallel.with_threads(points, parallel.threads_per_job(int(jobs)))
     if points:  # the device must exist (exit 2 otherwise) before the store is touched; threads for the tags
         configure(points[0][2].device, points[0][2].threads)
-    tracker = Tracker(tracking_uri)
-    exp_id = tracker.experiment(experiment or task.name)
-    rows: list[dict[str, Any]] = []
-    child_ids: list[str] = []
-    parent_tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "parent"} | group_tags
-    with tracker.run(exp_id, f"{task.name}-{profile}", parent_tags) as parent:
-        parent.params(
-            {
-                "task": task.name,
-                "profile": profile,
-                "seeds": len({p[1] for p in points}),
-                "series_key": task.series_key,
-            }
-            | {f"set.{k}": v for k, v in overrides.items()}
-            | {f"population.{i}": s for i, s in enumerate(settings or [])}
-            | {f"sweep.{k}": ",".join(map(str, v)) for k, v in sweeps.items()}
+    hashes = [config_hash(task, profile, cfg, settings) for _, _, cfg in points]
+    plan_id = plan_hash(task, profile, hashes, group_tags)
+    tracker = Tracker(tracking_uri, must_exist=resume, missing=", or drop --resume to start the series")
+    name = experiment or task.name
+    earlier = look_back(tracker, name, points, hashes, plan_id, settings, resume, say)
+    if earlier.nothing_left(len(points)):
+        rows, ids = _in_order(earlier.done, len(points))
+        return RunSummary(
+            earlier.parent_id or "", earlier.exp_id or "", pd.DataFrame(rows), {}, ids, nothing_left=True
         )
-        tagged = [(value, seed, cfg, sweep_tags(cfg, sweeps) | group_tags) for value, seed, cfg in points]
-        if jobs > 1:
-            show = progress is not None
-            rows, child_ids = parallel.run_parallel(
-                tracker, exp_id, parent.run_id, task, profile, tagged, settings, jobs, show
+    exp_id = earlier.exp_id or tracker.experiment(name)
+    parent_tags = {"bench.task": task.name, "bench.profile": profile, "bench.kind": "parent"}
+    parent_tags |= {"bench.plan_hash": plan_id} | group_tags
+    if earlier.parent_id:
+        parent_tags["bench.resumed"] = "true"
+    tagged = [
+        (value, seed, cfg, sweep_tags(cfg, sweeps) | group_tags | {"bench.config_hash": h})
+        for (value, seed, cfg), h in zip(points, hashes, strict=True)
+    ]
+    results = dict(earlier.done)
+    try:
+        with tracker.run(
+            exp_id, f"{task.name}-{profile}", parent_tags, resume_id=earlier.parent_id
+        ) as parent:
+            parent.params(
+                {
+                    "task": task.name,
+                    "profile": profile,
+                    "seeds": len({p[1] for p in points}),
+                    "series_key": task.series_key,
+                }
+                | {f"set.{k}": v for k, v in overrides.items()}
+                | {f"population.{i}": s for i, s in enumerate(settings or [])}
+                | {f"sweep.{k}": ",".join(map(str, v)) for k, v in sweeps.items()}
             )
-        else:
-            for value, seed, cfg, tags in tagged:
-                point_rows, ids = run_point(
-                    tracker, exp_id, parent.run_id, task, profile, value, seed, cfg, settings, progress, tags
-                )
-                child_ids.extend(ids)
-                rows.extend(point_rows)
-        table = pd.DataFrame(rows)
-        if skipped:
-            parent.text("\n".join(skipped) + "\n", "skipped.txt")
-            parent.metrics({"runs/skipped_points": float(len(skipped))})
-        trend = log_series_summary(parent, table, task)
-        if sweeps:  # one trend per swept key, pooled over the series and the other keys
-            trend_sweep = sweep_trends(table, sweeps)
-            parent.metrics(trend_sweep)
-            trend.update(trend_sweep)
-    return RunSummary(parent.run_id, exp_id, table, trend, child_ids)
+            todo = {k: tagged[k] for k in range(len(points)) if k not in earlier.done}
+            _run_points(
+                tracker, exp_id, parent.run_id, task, profile, todo, settings, int(jobs), progress, results
+            )
+            rows, child_ids = _in_order(results, len(points))
+            table = pd.DataFrame(rows)
+            if skipped:
+                parent.text("\n".join(skipped) + "\n", "skipped.txt")
+                parent.metrics({"runs/skipped_points": float(len(skipped))})
+            trend = log_series_summary(parent, table, task)
+            if sweeps:  # one trend per swept key, pooled over the series and the other keys
+                trend_sweep = sweep_trends(table, sweeps)
+                parent.metrics(trend_sweep)
+                trend.update(trend_sweep)
+    except KeyboardInterrupt as err:  # the runs in progress and the parent are KILLED by now
+        stopped = err if isinstance(err, Interrupted) else Interrupted(2)
+        stopped.done = len(results) + (stopped.done or 0)  # the workers' finished runs, if they raised it
+        stopped.total = len(points)
+        raise stopped from None
+    return RunSummary(parent.run_id, exp_id, table, trend, child_ids, reused=len(earlier.done))
+
+
+def _run_points(
+    tracker: Any,
+    exp_id: str,
+    parent_id: str,
+    task: Task,
+    profile: str,
+    todo: dict[int, tuple[Any, int, RunConfig, dict[str, Any]]],
+    settings: Sequence[dict[str, float]] | None,
+    jobs: int,
+    progress: ProgressFactory | None,
+    results: dict[int, tuple[list[dict[str, Any]], list[str]]],
+) -> None:
+    """Run the points `todo` {plan index: (value, seed, config, child tags)} under the parent, in `jobs`
+    worker processes or (one job, or one point) here; each one's (rows, child run ids) goes into
+    `results` as it finishes, so that an interruption knows what finished."""
+    if jobs > 1 and len(todo) > 1:
+        out = parallel.run_parallel(
+            tracker,
+            exp_id,
+            parent_id,
+            task,
+            profile,
+            list(todo.values()),
+            settings,
+            jobs,
+            progress is not None,
+        )
+        results.update(zip(todo, out, strict=True))
+        return
+    for k, (value, seed, cfg, tags) in todo.items():
+        results[k] = run_point(
+            tracker, exp_id, parent_id, task, profile, value, seed, cfg, settings, progress, tags
+        )
+
+
+def _in_order(results: dict[int, tuple[list[Any], list[str]]], n: int) -> tuple[list[Any], list[str]]:
+    """The rows and the child run ids of points 0..n-1, in plan order."""
+    return [r for k in range(n) for r in results[k][0]], [i for k in range(n) for i in results[k][1]]

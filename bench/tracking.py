@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,9 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 class Tracker:
     """A connection to one tracking store, with bench's run layout."""
 
-    def __init__(self, uri: str | None = None, must_exist: bool = False) -> None:
+    def __init__(self, uri: str | None = None, must_exist: bool = False, missing: str = "") -> None:
         """`must_exist`: a SQLite store whose file is missing is bad input (BenchInputError), not created
-        (for readers such as `bench report`)."""
+        (for readers such as `bench report`; `missing` replaces the end of its message)."""
         import logging
 
         from mlflow.tracking import MlflowClient
@@ -72,7 +73,7 @@ class Tracker:
         if must_exist and path is not None and not path.is_file():
             raise BenchInputError(
                 f"no tracking store at '{path}' ({self.uri}); fix: check --tracking-uri (or "
-                "MLFLOW_TRACKING_URI); `bench run` creates a store, reading one does not"
+                f"MLFLOW_TRACKING_URI){missing or '; `bench run` creates a store, reading one does not'}"
             )
         if path is not None:
             try:
@@ -114,28 +115,36 @@ class Tracker:
         parent_id: str | None = None,
         resume_id: str | None = None,
     ) -> Iterator[RunLog]:
-        """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises.
+        """A run that ends FINISHED, or FAILED (keeping what was logged) when the block raises, or KILLED
+        when it is interrupted (KeyboardInterrupt: Ctrl-C, or SIGTERM through bench.signals).
 
         `resume_id`: reopen that existing run (status RUNNING again, tags updated) instead of creating one.
-        The provenance tags (`bench.provenance`) are added; a tag given in `tags` takes precedence.
+        The provenance tags (`bench.provenance`, with the host and pid of this process) are added; a tag
+        given in `tags` takes precedence.
         """
+        from bench import signals
         from bench.provenance import provenance_tags
 
         all_tags = provenance_tags() | {k: str(v) for k, v in tags.items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        if resume_id:
-            self.client.update_run(resume_id, status="RUNNING")
-            log = RunLog(self.client, resume_id)
-            log.tags(all_tags)
-        else:
-            run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
-            log = RunLog(self.client, run.info.run_id)
+        with signals.deferred():  # SIGTERM here would leave a run made but never marked
+            if resume_id:
+                self.client.update_run(resume_id, status="RUNNING")
+                log = RunLog(self.client, resume_id, self.client.get_run(resume_id).data.params)
+                log.tags(all_tags)
+            else:
+                run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+                log = RunLog(self.client, run.info.run_id)
         try:
+            signals.raise_pending()
             yield log
-        except BaseException:
-            log.flush()
-            self.client.set_terminated(log.run_id, "FAILED")
+        except BaseException as err:
+            with suppress(Exception):  # an interrupted batch may already be in the store: keep the rest
+                log.flush()
+            self.client.set_terminated(
+                log.run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            )
             raise
         log.flush()
         self.client.set_terminated(log.run_id, "FINISHED")
@@ -156,6 +165,60 @@ class Tracker:
             return False
         return experiment_id is None or run.info.experiment_id == experiment_id
 
+    def experiment_id(self, name: str) -> str | None:
+        """The id of experiment `name`, or None when the store has none of that name (nothing created)."""
+        exp = self.client.get_experiment_by_name(name)
+        return exp.experiment_id if exp is not None else None
+
+    def search(self, experiment_id: str, query: str) -> list[Any]:
+        """Every run of the experiment matching the MLflow filter `query`, newest first (all pages)."""
+        out: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [experiment_id],
+                query,
+                max_results=1000,
+                order_by=["attributes.start_time DESC"],
+                page_token=token,
+            )
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def read_text(self, run_id: str, name: str) -> str | None:
+        """The text artifact `name` of a run, or None if it has none (no progress bar on the terminal)."""
+        from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as BAR
+
+        before = os.environ.get(BAR.name)
+        os.environ[BAR.name] = "false"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                return Path(self.client.download_artifacts(run_id, name, tmp)).read_text()
+        except Exception:
+            return None
+        finally:
+            if before is None:
+                del os.environ[BAR.name]
+            else:
+                os.environ[BAR.name] = before
+
+    def end_stale(self, experiment_id: str) -> list[Any]:
+        """Mark KILLED every RUNNING run of the experiment whose process is gone (it ran on this host and
+        its pid no longer names it: SIGKILL, a crash; bench.provenance.process_gone). Returns those runs.
+        A RUNNING run of another host is left as it is: this host cannot tell whether it lives."""
+        from bench.provenance import process_gone
+
+        stale = [
+            r
+            for r in self.search(experiment_id, "attributes.status = 'RUNNING'")
+            if process_gone(r.data.tags)
+        ]
+        for run in stale:
+            self.mark(run.info.run_id, "KILLED", {"bench.ended_by": "its process was gone (found stale)"})
+        return stale
+
     def mark(self, run_id: str, status: str, tags: dict[str, Any] | None = None) -> None:
         """End a run another process left open (e.g. a killed worker's): status FAILED, FINISHED or KILLED."""
         for k, v in (tags or {}).items():
@@ -166,9 +229,12 @@ class Tracker:
 class RunLog:
     """Buffered logging into one run (metrics go out in batches of up to 1000)."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, params: dict[str, str] | None = None) -> None:
+        """`params`: those the run already has (a reopened run): `params` leaves them as they are."""
         self.client, self.run_id = client, run_id
         self._metrics: list[Any] = []
+        self._logged = set(params or {})
+        self._sent = time.monotonic()
 
     def metric(self, key: str, value: float, step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -185,19 +251,26 @@ class RunLog:
         self.flush()
 
     def curve(self, key: str, steps: np.ndarray, values: np.ndarray) -> None:
+        """A whole curve; it goes out with the next `metrics` or `flush` (or 1000 values at a time)."""
         for s, v in zip(steps, values, strict=True):
             self.metric(key, v, int(s))
-        self.flush()
 
-    def flush(self) -> None:
-        if self._metrics:
-            self.client.log_batch(self.run_id, metrics=self._metrics)
-            self._metrics = []
+    def flush(self, every_s: float = 0.0) -> None:
+        """Send the buffered metrics (one transaction). `every_s` > 0: only if the last send is at least
+        that old, so curves streamed at every monitor point cost a transaction every few seconds, not at
+        each point (a SQLite commit is ~20-100 ms; a quick run has 11 monitor points)."""
+        if not self._metrics or (every_s > 0 and time.monotonic() - self._sent < every_s):
+            return
+        self.client.log_batch(self.run_id, metrics=self._metrics)
+        self._metrics = []
+        self._sent = time.monotonic()
 
     def params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(_key(k), str(v)[:6000]) for k, v in values.items()]
+        # a reopened run keeps its first values (MLflow's params cannot change): `--set threads=1` on a
+        # resume, say, or `60.0` for `60`, which resolve to the same config
+        items = [Param(_key(k), str(v)[:6000]) for k, v in values.items() if _key(k) not in self._logged]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 

@@ -28,7 +28,13 @@ class RunSummary:
     table: pd.DataFrame
     trend: dict[str, float] = field(default_factory=dict)
     child_run_ids: list[str] = field(default_factory=list)
+    reused: int = 0  # `--resume`: pairs finished earlier, whose rows were read back, not run again
+    nothing_left: bool = False  # `--resume` found every pair finished: nothing was run or logged
 
+
+# Seconds between sends of a child run's streamed curves (attack/loss, the monitor's values): live in the
+# MLflow UI that often, and a run killed without warning loses at most that much of its curves
+LIVE_S = 5.0
 
 # The attack's float64 checks at its monitor points (bench.attack.reconstruct), logged as curves
 CHECK_CURVES = ("attack/objective", "attack/fit_check", "attack/kkt_fit_layer")
@@ -59,22 +65,63 @@ def run_point(
     label = f"{_point(series_value, task.series_label or 'point')}seed={seed}"
     label += _swept_suffix(task, swept)
     hooks = progress(label, len(settings or [None])) if progress else Hooks()
-    result, ids = _run_child(
-        tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags
+
+    def rows_of(result: ExperimentResult) -> list[dict[str, Any]]:
+        rows = []
+        for p, sr in enumerate([result.pooled] if result.pooled else result.settings):
+            row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
+            row.update({f"sweep.{k}": v for k, v in swept.items()})
+            row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
+            if isinstance(value, dict) and any(k in value for k in DEFENCE_KEYS):  # keys pinned by --set too
+                row.update({f"grid.{k}": _lookup(cfg, k) for k in DEFENCE_KEYS if k not in value})
+            row.update(sr.setting)
+            row.update(result.data.stats)
+            row.update(result.train_metrics)
+            row.update(sr.metrics)
+            rows.append(row)
+        return rows
+
+    return _run_child(
+        tracker, exp_id, parent_id, task, profile, cfg, series_value, settings, hooks, tags, rows_of
     )
-    rows = []
-    for p, sr in enumerate([result.pooled] if result.pooled else result.settings):
-        row = {"series_value": series_value, "seed": seed, "setting": p, "primary": cfg.eval.primary}
-        row.update({f"sweep.{k}": v for k, v in swept.items()})
-        row.update({f"grid.{k}": v for k, v in value.items()} if isinstance(value, dict) else {})
-        if isinstance(value, dict) and any(k in value for k in DEFENCE_KEYS):  # keys pinned by --set too
-            row.update({f"grid.{k}": _lookup(cfg, k) for k in DEFENCE_KEYS if k not in value})
-        row.update(sr.setting)
-        row.update(result.data.stats)
-        row.update(result.train_metrics)
-        row.update(sr.metrics)
-        rows.append(row)
-    return rows, ids
+
+
+# A child run's row of the series table, logged on it (`bench run --resume` reads the rows of finished runs)
+ROW_ARTIFACT = "series_row.json"
+
+
+def row_json(row: dict[str, Any]) -> str:
+    """One series-table row as JSON: numpy scalars as numbers, NaN as NaN, tuples as lists (`read_row`
+    makes them tuples again: a row holds no lists of its own)."""
+    import json
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        raise TypeError(f"series row value {v!r} ({type(v).__name__}) is not JSON")
+
+    return json.dumps(row, default=plain)
+
+
+def read_row(text: str) -> dict[str, Any]:
+    """The row `row_json` wrote, with the same values and types."""
+    import json
+
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(text).items()}
+
+
+def config_hash(task: Task, profile: str, cfg: RunConfig, settings: Sequence[dict[str, float]] | None) -> str:
+    """What a child run computes, as a 16-hex-digit hash (tag `bench.config_hash`): the task and profile,
+    the resolved config and the population settings. Where it runs (`device`, `threads`) and what it
+    saves (`log.*`) are left out: a run on another machine, or with fewer images, counts as the same."""
+    import hashlib
+    import json
+
+    keys = {
+        k: v for k, v in to_dict(cfg).items() if k not in ("device", "threads") and not k.startswith("log.")
+    }
+    text = json.dumps([task.name, profile, keys, list(settings or [])], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def series_label(value: Any) -> Any:
@@ -125,9 +172,11 @@ def _run_child(
     series_value: Any,
     settings: Sequence[dict[str, float]] | None,
     progress_hooks: Hooks,
-    extra_tags: dict[str, Any] | None = None,
-) -> tuple[ExperimentResult, list[str]]:
-    """One (series point, seed): a child run per setting, curves streamed while it works."""
+    extra_tags: dict[str, Any] | None,
+    rows_of: Callable[[ExperimentResult], list[dict[str, Any]]],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """One (series point, seed): a child run per setting, curves streamed while it works; its rows of the
+    series table (`rows_of`), each also logged on its run (`ROW_ARTIFACT`) before the runs end."""
     from contextlib import ExitStack
 
     from bench import plots
@@ -186,7 +235,7 @@ def _run_child(
             for p, log in enumerate(logs):
                 for key, vals in values.items():
                     log.metric(key, vals[p], step)
-                log.flush()
+                log.flush(every_s=LIVE_S)
 
         hooks = Hooks(on_epoch, on_step, on_monitor, progress_hooks.on_phase)
         result = run_experiment(cfg, settings, hooks, task.post)
@@ -219,7 +268,10 @@ def _run_child(
             log_setting(pool_log, task, result, result.pooled, title, ())
             pool_log.tags({"bench.source": data.source})
             logs.append(pool_log)
-    return result, [log.run_id for log in logs]
+        rows = rows_of(result)
+        for log, row in zip([pool_log] if pooled else logs, rows, strict=True):
+            log.text(row_json(row), ROW_ARTIFACT)
+    return rows, [log.run_id for log in logs]
 
 
 def log_setting(

@@ -51,10 +51,13 @@ def _series(client: MlflowClient, run_id: str, tmp_path) -> pd.DataFrame:
     return table[[c for c in table.columns if not _timing(c)]]
 
 
-def test_jobs_2_gives_the_series_of_jobs_1(tracking_uri: str, tmp_path) -> None:
+def test_jobs_auto_gives_the_series_of_jobs_1_at_one_thread(tracking_uri: str, tmp_path) -> None:
+    """--jobs auto (the default: one worker per core, one thread each; here 2 workers on 2 cores)."""
     uri = ["--tracking-uri", tracking_uri]
     _run("run", "blobs-rect", *SMALL, *uri, "--experiment", "one", "--jobs", "1")
-    _run("run", "blobs-rect", *SMALL, *uri, "--experiment", "two", "--jobs", "2")
+    unpinned = SMALL[:2] + SMALL[4:]  # threads left to --jobs auto
+    assert SMALL[2:4] == ["--set", "threads=1"] and "threads=1" not in unpinned
+    _run("run", "blobs-rect", *unpinned, *uri, "--experiment", "two", "--jobs", "auto")
     client = MlflowClient(tracking_uri)
     one, two = _parent(client, "one"), _parent(client, "two")
     t1, t2 = (

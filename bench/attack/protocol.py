@@ -65,3 +65,26 @@ def select(scores: np.ndarray, keep: int) -> np.ndarray:
     finite = np.flatnonzero(np.isfinite(scores))
     order = finite[np.argsort(scores[finite], kind="stable")]
     return order if keep <= 0 else order[:keep]
+
+
+def parse_setting(text: str) -> dict[str, float]:
+    """`--population` text 'lr=0.01,alpha=100' -> {setting key: value} (keys: the attack's
+    SETTING_KEYS), BenchInputError naming the entry otherwise."""
+    from bench.attack.reconstruct import SETTING_KEYS
+    from bench.errors import BenchInputError
+
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in SETTING_KEYS:
+            raise BenchInputError(
+                f"bad --population entry '{part}': use KEY=VALUE with KEY in {', '.join(SETTING_KEYS)}"
+            )
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise BenchInputError(f"bad --population value '{part}': '{value}' is not a number") from None
+        if out[key] <= 0 and key != "lam_min":
+            raise BenchInputError(f"bad --population value '{part}': {key} must be positive")
+    return out
