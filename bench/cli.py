@@ -292,7 +292,13 @@ def perf(
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     reference: Annotated[bool, typer.Option(help="also time the reference formulation")] = True,
     compile_step: Annotated[bool, typer.Option("--compile", help="through torch.compile")] = False,
-    residual: Annotated[str, typer.Option(help="explicit | gram | auto (attack.residual)")] = "explicit",
+    residual: Annotated[
+        str,
+        typer.Option(
+            help="attack.residual: auto (the attack's default: the cheaper route per layer, explicit in "
+            "bfloat16) | explicit | gram"
+        ),
+    ] = "auto",
     classes: Annotated[int, typer.Option(min=1, help="network outputs (C >= 2: multiclass attack)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
