@@ -177,6 +177,9 @@ def run(
             "--group", help="tag the runs with this group; `bench summarise --group` merges its shards"
         ),
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="the table's full metric names and the raw trend values")
+    ] = False,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow."""
     from contextlib import nullcontext
@@ -231,7 +234,7 @@ def run(
             progress.stop()
             typer.echo(f"run failed: {type(e).__name__}: {e} (the MLflow run is marked FAILED)", err=True)
             raise typer.Exit(1) from None
-    print_summary(spec, summary)
+    print_summary(spec, summary, tracking_uri, verbose)
 
 
 def _parse_setting(text: str) -> dict[str, float]:
@@ -271,7 +274,7 @@ def summarise(
         summary = summarise_group(spec, group, tracking_uri, experiment)
     except BenchInputError as e:
         _fail_input(e)
-    print_summary(spec, summary)
+    print_summary(spec, summary, tracking_uri)
 
 
 PERF_DTYPES, PERF_RESIDUALS = ("float32", "float64", "bfloat16"), ("explicit", "gram", "auto")
