@@ -72,9 +72,8 @@ def print_summary(task: Task, summary: Any, tracking_uri: str | None = None, ver
     title = f"{task.name}: one row per run (primary metric {primary}; lower = closer; see docs/metrics.md)"
     rich_table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0, pad_edge=False)
     for c in show:
-        rich_table.add_column(
-            c if verbose and c not in ("series_value", "seed") else cols[c][0], justify="right"
-        )
+        head = c if verbose and c not in ("series_value", "seed") else cols[c][0]
+        rich_table.add_column(head, justify="right", overflow="fold")  # a narrow terminal folds, never cuts
     for _, row in table.iterrows():
         rich_table.add_row(*[fmt(row[c]) for c in show])
     console = Console(width=max(TABLE_WIDTH, Console().width), soft_wrap=True)

@@ -38,20 +38,20 @@ def findings(task: str, runs: pd.DataFrame, primary: str = "", axis_label: str =
         if v.verdict == "no runs" or not rows:
             continue
         axis = declared_axis(claim.tasks)
+        # a control or a stand-in (blobs-rect-shuffled, digits-pair) is judged by the claim's rule too
+        cid = claim.id if task == claim.tasks[0] else f"{claim.id}, on {task} in place of {claim.tasks[0]}"
         for r in rows:
             key = (r["task"], str(r.get("profile", "")), str(r.get("group", "")), r["metric"])
             if key in shown:  # another claim on the same trend (blob-trend-linear): its own test only
                 if r is rows[0]:
                     extra = v.bench.rsplit("; ", 1)[-1] if "; " in v.bench else v.bench
                     said = f"the same trend, where the claim is that it {claim.direction} ({extra})"
-                    lines.append(f"{said}: {_relation(claim, v.verdict, v)} ({claim.id})")
+                    lines.append(f"{said}: {_relation(claim, v.verdict, v)} ({cid})")
                 continue
             shown.add(key)
             x = r.get("x") or axis or ""
             label = axis_label if x == axis and axis_label else x
-            lines.append(
-                f"{_sentence(r, primary, label)}: {_relation(claim, r['verdict'], v, r)} ({claim.id})"
-            )
+            lines.append(f"{_sentence(r, primary, label)}: {_relation(claim, r['verdict'], v, r)} ({cid})")
     return lines
 
 
