@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,14 +39,22 @@ class TrainConfig:
     """Full-batch gradient descent on the logistic loss, from a small first-layer init.
 
     `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
-    default (Kaiming-uniform) init, as in Haim et al. Training stops at `target_loss` or `max_epochs`.
+    default (Kaiming-uniform) init, as in Haim et al., times `init_hidden` (1: as Haim et al.). Training
+    stops at `target_loss` or `max_epochs`.
     `weight_decay`: L2 coefficient wd on every parameter (biases too): gradient descent on
     mean logistic loss + (wd/2) ||theta||^2 (the logged loss is the data term alone). With wd > 0 the data
     loss may never reach `target_loss`; the target also counts as reached once the regularised objective
-    is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs).
+    is stationary, ||grad|| <= `stationary_tol` * wd ||theta|| (checked every `log_every` epochs), or, at the
+    end, stationary in the Clarke sense (`train_stationarity_clarke`: samples on a first-layer kink may take
+    any derivative in [0, 1]; weight decay's minimisers put many there, where the gradient never vanishes;
+    bench.attack.truth.clarke_stationarity).
     `extra_epochs`: epochs of training after the target is reached (the margin keeps growing); they are
     not bounded by `max_epochs`, which bounds the search for the target.
     Early stopping as a defence is `max_epochs` (a stated number of epochs, see docs/defences.md).
+    `recipe`: a named set of these values (`TRAIN_RECIPES`; keys given explicitly, by a profile or
+    `--set`, win): "target" (the defaults: to `target_loss`, Haim et al.'s regime) or "kkt" (weight decay
+    1e-3 for 4,000 epochs, to a stationary point in the Clarke sense: the network the KKT attack assumes,
+    docs/identifiability.md).
 
     `dp`: differentially private full-batch gradient descent instead (bench.train.dp_gradient): each
     sample's gradient clipped to L2 norm `dp_clip`, Gaussian noise N(0, (sigma dp_clip)^2) added to their
@@ -59,8 +65,10 @@ class TrainConfig:
     below 1/n (n = training set size; checked when the data are known, before training).
     """
 
+    recipe: Literal["target", "kkt"] = "target"
     lr: float = 1.0
     init_scale: float = 1e-4
+    init_hidden: float = 1.0
     target_loss: float = 1e-4
     max_epochs: int = 20000
     dtype: Literal["float32", "float64"] = "float64"
@@ -78,6 +86,12 @@ class TrainConfig:
     def check(self) -> None:
         require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
         require(self.init_scale > 0, "train.init_scale", self.init_scale, "a positive std, e.g. 1e-4")
+        require(
+            self.init_hidden > 0,
+            "train.init_hidden",
+            self.init_hidden,
+            "a positive factor on PyTorch's default init of the layers after the first, e.g. 1 or 0.01",
+        )
         require(self.target_loss > 0, "train.target_loss", self.target_loss, "a positive loss")
         require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "a positive integer")
         require(self.log_every >= 1, "train.log_every", self.log_every, "a positive integer")
@@ -117,11 +131,25 @@ class TrainConfig:
         )
 
 
+# Named training recipes (`train.recipe`): the train.* values each one sets (docs/identifiability.md)
+TRAIN_RECIPES: dict[str, dict[str, Any]] = {
+    "target": {},
+    "kkt": {"train.weight_decay": 1e-3, "train.max_epochs": 4000, "train.stationary_tol": 0.05},
+}
+
+
+def expand_recipe(steps: dict[str, Any]) -> dict[str, Any]:
+    """`steps` with the keys of its `train.recipe` put first, so that keys given explicitly win; an unknown
+    recipe is left for the config's own check (exit 2 naming the recipes)."""
+    recipe = TRAIN_RECIPES.get(str(steps.get("train.recipe", "")).strip())
+    return {**recipe, **steps} if recipe else steps
+
+
 @dataclass
 class AttackConfig:
     """Haim et al.'s reconstruction: candidates x and multipliers lambda fitted to the KKT condition.
 
-    `m_factor`: candidates per training sample (m = m_factor * n, labels balanced +-1). `init_scale`:
+    `m_factor`: candidates per training sample (m = round(m_factor * n), at least 2; labels balanced +-1). `init_scale`:
     std of the N(0, init_scale^2) init of x (centred data scale). `lam_min`: lower bound on the
     normalised multipliers l (lambda = s * l, s = ||theta||^2 / (L m), see bench.attack.kkt).
     `alpha`: slope of the sigmoid that replaces the ReLU derivative. `optimizer`: "adam" or "sgd"
@@ -145,7 +173,7 @@ class AttackConfig:
     The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
     `compile`: run the loss and the optimiser step through torch.compile (fused elementwise work; ~2x a
     bf16 step on a CPU at the paper's scale, after ~10-30 s of compilation per process; see
-    bench.attack.kkt.loss_function and bench.attack.reconstruct._Optimizer).
+    bench.attack.kkt.loss_function and bench.attack.optim.Optimizer).
     `fit_norm`: "layer" (default) averages every layer's residual divided by that layer's ||theta_l||^2;
     "theta" divides the summed residual by ||theta||^2 (Haim et al.; see bench.attack.kkt.kkt_fit).
     `fit_layers`: the layers (1-based, e.g. "1,3") the fit is made of; empty: all. `residual`: how the
@@ -179,10 +207,20 @@ class AttackConfig:
     KKT sum over every other class j, one multiplier per (candidate, j): the default, since it is a
     smooth objective ("max" switches j* between near-tied classes) and reconstructs more on real MNIST
     (docs/multiclass.md). The two are the same problem at C = 2.
+    `truth_probe`: > 0 also runs the attack for that many steps started AT the truth (candidates = the
+    training set, multipliers = the truth's optimal ones, m = n; bench.experiment.truth_probe), logging
+    `truth_probe/fit` and `truth_probe/drift`: whether the data is a stable point of the objective.
+    `restarts`: random starts per setting, the one with the lowest float64 objective kept (an attacker's
+    criterion). Priors an attacker has (bench.attack.priors; weights, 0 = off): `tv` total variation of the
+    image, `floor` an L1 pull of every pixel towards the data's floor, `repel` a penalty on candidates of one
+    label that nearly coincide (cosine > 0.9). Sample splitting (Shen et al. 2026; bench.attack.splitting):
+    every `split_every` steps (0: off) the `split_frac` share of candidates whose split most lowers the fit
+    (top eigenvalue of their curvature block, by `split_iters` power iterations) are split at +-`split_eps`
+    ||x_i||, each into the slot of the same-label candidate with the smallest multiplier.
     """
 
     steps: int = 1000
-    m_factor: int = 2
+    m_factor: float = 2.0
     lr: float = 3e-2
     lr_lambda: float = 1e-2
     init_scale: float = 1e-3
@@ -214,6 +252,15 @@ class AttackConfig:
     pool_select: Literal["kkt", "oracle"] = "kkt"
     pool_keep: int = 0
     pairs: Literal["max", "all"] = "all"
+    truth_probe: int = 0
+    restarts: int = 1
+    tv: float = 0.0
+    floor: float = 0.0
+    repel: float = 0.0
+    split_every: int = 0
+    split_frac: float = 0.05
+    split_eps: float = 0.05
+    split_iters: int = 10
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -242,7 +289,12 @@ class AttackConfig:
             self.stop_floor,
             "a number >= 0: 1 (the objective's drop in units of ||theta||^2) or 0 (relative to itself); fix: --set attack.stop_floor=1",
         )
-        require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
+        require(
+            self.m_factor > 0,
+            "attack.m_factor",
+            self.m_factor,
+            "candidates per training sample, > 0 (m = round(m_factor * n), at least 2), e.g. 0.5, 1 or 2",
+        )
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):
             require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")
         require(self.lam_min >= 0, "attack.lam_min", self.lam_min, "a number >= 0")
@@ -258,6 +310,28 @@ class AttackConfig:
             self.pool_keep,
             "0 (every setting) or a number of settings <= attack.pool",
         )
+        require(self.restarts >= 1, "attack.restarts", self.restarts, "a positive number of random starts")
+        require(
+            self.split_every >= 0, "attack.split_every", self.split_every, "0 (off) or steps between splits"
+        )
+        require(
+            0 < self.split_frac <= 0.5,
+            "attack.split_frac",
+            self.split_frac,
+            "a share of candidates in (0, 0.5]",
+        )
+        require(self.split_eps > 0, "attack.split_eps", self.split_eps, "a positive relative step, e.g. 0.05")
+        require(
+            self.split_iters >= 1, "attack.split_iters", self.split_iters, "a positive number of iterations"
+        )
+        for key in ("tv", "floor", "repel"):
+            require(getattr(self, key) >= 0, f"attack.{key}", getattr(self, key), "a weight >= 0 (0: off)")
+        require(
+            self.truth_probe >= 0,
+            "attack.truth_probe",
+            self.truth_probe,
+            "0 (off) or the steps of the attack started at the truth, e.g. 1000",
+        )
         for key in ("fit_check_tol", "degrade_tol"):
             require(
                 getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive relative tolerance"
@@ -271,7 +345,12 @@ class EvalConfig:
     `rescale`: "minmax" maps every image to [0, 1] before comparison (Haim et al.); "clip" clips to the
     data range (tabular data). `ssim_window`: odd SSIM window side in pixels. `ssim_threshold`: a
     training sample counts as reconstructed when its best SSIM exceeds it. `primary`: the metric that
-    series summaries and tuning call "the error".
+    series summaries and tuning call "the error". `truth`: compute the truth's own KKT fit (the training
+    set's best multipliers, bench.attack.truth) for every run, the reference the attack's fit is read
+    against (`truth/kkt_fit`, `attack/fit_below_truth`); a few seconds at the paper's scale.
+    `truth_clarke`: also the truth's fit with the first hidden layer's derivative free in [0, 1] where a
+    training sample sits on a unit's kink (`truth/kkt_fit_clarke`, `truth/kinks_layer1`; the KKT conditions'
+    Clarke form, bench.attack.truth.clarke_truth; seconds to a minute).
     """
 
     rescale: Literal["minmax", "clip"] = "minmax"
@@ -279,6 +358,8 @@ class EvalConfig:
     ssim_threshold: float = 0.4
     top_k: int = 10
     primary: str = "dssim_mean"
+    truth: bool = True
+    truth_clarke: bool = False
 
     def check(self) -> None:
         require(
@@ -372,98 +453,5 @@ def to_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def parse_assignment(text: str) -> tuple[str, str]:
-    """Split 'a.b=value' into ('a.b', 'value'), with a clear error for anything else."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set attack.lr=0.05")
-    return key.strip(), value.strip()
-
-
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a copy of `cfg` with dotted overrides applied (values may be strings or typed), checked."""
-    cfg = _deepcopy(cfg)
-    for key, value in overrides.items():
-        _set(cfg, key, value)
-    cfg.check()
-    return cfg
-
-
-def _deepcopy(cfg: Any) -> Any:
-    changes = {
-        f.name: _deepcopy(getattr(cfg, f.name))
-        for f in dataclasses.fields(cfg)
-        if dataclasses.is_dataclass(getattr(cfg, f.name))
-    }
-    return dataclasses.replace(cfg, **changes)
-
-
-def _set(cfg: Any, key: str, value: Any) -> None:
-    *path, leaf = key.split(".")
-    node = cfg
-    for i, part in enumerate(path):
-        node = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
-        if node is None or not dataclasses.is_dataclass(node):
-            raise ConfigError(f"unknown config key '{key}': '{'.'.join(path[: i + 1])}' is not a section")
-    fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-    if leaf not in fields or dataclasses.is_dataclass(getattr(node, leaf)):
-        section = ".".join(path)
-        names = [n for n, f in fields.items() if not dataclasses.is_dataclass(getattr(node, n))]
-        where = f"section '{section}'" if section else "the top level"
-        raise ConfigError(f"unknown config key '{key}': {where} has {', '.join(sorted(names))}")
-    hints = typing.get_type_hints(type(node))
-    setattr(node, leaf, coerce(value, hints[leaf], key))
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Parse `value` (a string from the command line, or a typed value) as type `tp`."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is Literal:
-        text = value if not isinstance(value, str) else value.strip()
-        for allowed in args:
-            if text == allowed or str(allowed) == str(text):
-                return allowed
-        raise ConfigError(f"bad value {value!r} for '{key}': expected one of {', '.join(map(str, args))}")
-    if origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and value.lower() in ("none", "null", "") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"bad value {value!r} for '{key}'")
-    if origin in (tuple, list):
-        items = value
-        if isinstance(value, str):
-            items = [v for v in value.strip("()[] ").split(",") if v.strip()]
-        inner = args[0] if args else str
-        return tuple(coerce(v, inner, key) for v in items)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"bad value {value!r} for '{key}': expected true or false")
-    if tp in (int, float, str):
-        try:
-            if tp is int and isinstance(value, str):
-                as_float = float(value)
-                if not as_float.is_integer():
-                    raise ValueError
-                return int(as_float)
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"bad value {value!r} for '{key}': expected {tp.__name__}") from None
-    raise ConfigError(f"'{key}' has a type bench cannot parse from the command line ({tp})")
+# dotted overrides (`--set key=value`) live in bench.overrides; re-exported here, where callers look
+from bench.overrides import apply_overrides, coerce, parse_assignment  # noqa: E402, F401

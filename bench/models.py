@@ -61,12 +61,18 @@ def make_mlp(
     seed: int,
     dtype: torch.dtype,
     n_out: int = 1,
+    init_hidden: float = 1.0,
 ) -> MLP:
-    """Build the MLP with the small first-layer init, deterministically for `seed` (n_out: see `MLP`)."""
+    """Build the MLP with the small first-layer init, deterministically for `seed` (n_out: see `MLP`).
+
+    `init_hidden`: a factor on PyTorch's default init of every layer after the first (1: Haim et al.; the
+    same draws, scaled, so a smaller factor changes nothing but the scale)."""
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = MLP(d, depth, width, bias, n_out)
     with torch.no_grad():
+        for layer in model.layers[1:]:
+            layer.weight.mul_(init_hidden)
         model.layers[0].weight.normal_(0.0, init_scale)
         if model.layers[0].bias is not None:
             model.layers[0].bias.zero_()

@@ -35,6 +35,16 @@ class Profile:
     seeds: int = 1
 
 
+def budget_overrides(overrides: dict[str, Any], factor: int = 2) -> dict[str, Any]:
+    """A profile's budget check: the same settings with `factor` times the attack steps (and the stop
+    window, so a plateau is judged over the same share of the run). `bench report` re-judges a claim with
+    these runs in place of the points they repeat; a verdict that changes is inconclusive."""
+    out = dict(overrides) | {"attack.steps": factor * overrides["attack.steps"]}
+    if "attack.stop_window" in overrides:
+        out["attack.stop_window"] = factor * overrides["attack.stop_window"]
+    return out
+
+
 @dataclass(frozen=True)
 class Task:
     """One benchmark task: a name, its data dataclass, config defaults, series axis and profiles.

@@ -10,7 +10,7 @@ import numpy as np
 from bench.config import require
 from bench.data.base import Dataset, to_pm1
 from bench.defences import defence_series
-from bench.registry import Profile, Task
+from bench.registry import Profile, Task, budget_overrides
 
 
 @dataclass
@@ -157,14 +157,7 @@ _STUDY_SERIES = tuple(
 _FACTORS = _QUICK
 
 
-def _budget(overrides: dict, factor: int = 2) -> dict:
-    """A profile's budget check: the same settings with `factor` times the attack steps (and the stop
-    window, so a plateau is judged over the same share of the run). `bench report` re-judges a claim with
-    these runs in place of the points they repeat; a verdict that changes is inconclusive."""
-    out = dict(overrides) | {"attack.steps": factor * overrides["attack.steps"]}
-    if "attack.stop_window" in overrides:
-        out["attack.stop_window"] = factor * overrides["attack.stop_window"]
-    return out
+_budget = budget_overrides  # a profile's budget check (bench.registry.budget_overrides)
 
 
 # issue 20's defence grid (bench.defences) at one blob size: a small MLP. The attack was 250 steps until

@@ -29,7 +29,7 @@ import numpy as np
 from bench.config import require
 from bench.data.base import Dataset
 from bench.image_pairs import SMOKE_OVERRIDES, pair_dataset, pair_post, split_class, variance_report
-from bench.registry import Profile, Task
+from bench.registry import Profile, Task, budget_overrides
 
 PER_DIGIT = 500  # images per digit in the 5k subset
 EVEN, ODD = (0, 2, 4, 6, 8), (1, 3, 5, 7, 9)
@@ -114,6 +114,13 @@ _PAPER = {
     "attack.lr": 0.02,
 }
 
+# The KKT regime (issue 34, docs/identifiability.md): weight decay 1e-3 for 4,000 epochs of bench's gradient
+# descent brings the network to a stationary point of the regularised loss in the Clarke sense (where samples
+# sit on a first-layer kink, the derivative there is free in [0, 1]): the training set then explains the first
+# layer to under 1% (the exact-derivative truth stays at ~14%: the kinks), and the middle layer's random init
+# decays away (bench.config.TRAIN_RECIPES: stationary_tol 0.05 is the Clarke stationarity that counts).
+_KKT = _PAPER | {"train.recipe": "kkt"}  # bench.config.TRAIN_RECIPES
+
 _PARITY = Task(
     name="mnist-parity",
     family="mnist",
@@ -124,6 +131,8 @@ _PARITY = Task(
         "smoke": Profile(_SMOKE),
         "quick": Profile(_QUICK),
         "paper": Profile(_PAPER, seeds=3),
+        "kkt": Profile(_KKT, seeds=3),
+        "kkt-budget": Profile(budget_overrides(_KKT), seeds=3),
     },
     post=pair_post,
 )
