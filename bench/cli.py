@@ -67,14 +67,13 @@ DeviceOpt = Annotated[
 
 
 def _probe(tracking_uri: str | None) -> None:
-    """The tracking URI must be one bench accepts and an http(s) tracking server must answer (exit 2
-    otherwise), checked before the heavy imports and any work."""
+    """The tracking URI (--tracking-uri, else $MLFLOW_TRACKING_URI) must be one bench accepts and an http(s)
+    tracking server must answer (exit 2 otherwise), checked before the heavy imports and any work."""
     import os
 
     from bench.tracking import check_tracking_uri, probe_tracking_uri
 
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    if uri:
+    if uri := tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "":
         check_tracking_uri(uri)
     probe_tracking_uri(uri)
 
@@ -98,11 +97,7 @@ def _fail_input(err: Exception) -> None:
 def _overrides(pairs: list[str] | None) -> dict[str, str]:
     from bench.config import parse_assignment
 
-    out: dict[str, str] = {}
-    for text in pairs or []:
-        key, value = parse_assignment(text)
-        out[key] = value
-    return out
+    return dict(parse_assignment(text) for text in pairs or [])
 
 
 def _check_profile(task, profile: str) -> None:
@@ -178,6 +173,9 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="run only the runs not FINISHED in the store (same config)")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="the table's full metric names and the raw trend values")
+    ] = False,
 ) -> None:
     """Run a task's series (x seeds) and log every run to MLflow.
 
@@ -248,7 +246,7 @@ def run(
     if summary.reused or summary.nothing_left:
         typer.echo(resumed_line(summary), err=True)
     if not summary.nothing_left:
-        print_summary(spec, summary)
+        print_summary(spec, summary, tracking_uri, verbose)
 
 
 @app.command()
@@ -270,7 +268,7 @@ def summarise(
         )
     except BenchInputError as e:
         _fail_input(e)
-    print_summary(spec, summary)
+    print_summary(spec, summary, tracking_uri)
 
 
 PERF_DTYPES, PERF_RESIDUALS = ("float32", "float64", "bfloat16"), ("explicit", "gram", "auto")
@@ -291,7 +289,13 @@ def perf(
     repeats: Annotated[int, typer.Option(min=1)] = 5,
     reference: Annotated[bool, typer.Option(help="also time the reference formulation")] = True,
     compile_step: Annotated[bool, typer.Option("--compile", help="through torch.compile")] = False,
-    residual: Annotated[str, typer.Option(help="explicit | gram | auto (attack.residual)")] = "explicit",
+    residual: Annotated[
+        str,
+        typer.Option(
+            help="attack.residual: auto (the attack's default: the cheaper route per layer, explicit in "
+            "bfloat16) | explicit | gram"
+        ),
+    ] = "auto",
     classes: Annotated[int, typer.Option(min=1, help="network outputs (C >= 2: multiclass attack)")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
@@ -397,10 +401,7 @@ def tune(
         ),
     ] = None,
     heartbeat: Annotated[
-        int,
-        typer.Option(
-            "--heartbeat", help="seconds between trial heartbeats; silent 3x as long = dead, retried"
-        ),
+        int, typer.Option(help="seconds between trial heartbeats; silent 3x as long = dead, retried")
     ] = 10,
     batch: Annotated[
         int,
@@ -447,11 +448,8 @@ def tune(
     except KeyboardInterrupt:
         typer.echo("interrupted: the running trials are FAILED and enqueued again; rerun to resume", err=True)
         raise typer.Exit(1) from None
-    except TuneError as e:
-        typer.echo(f"tune failed: {e}", err=True)
-        raise typer.Exit(1) from None
     except Exception as e:
-        typer.echo(f"tune failed: {type(e).__name__}: {e}", err=True)
+        typer.echo(f"tune failed: {e if isinstance(e, TuneError) else f'{type(e).__name__}: {e}'}", err=True)
         raise typer.Exit(1) from None
     from bench.console import print_tune_results
 

@@ -177,10 +177,11 @@ class AttackConfig:
     `fit_norm`: "layer" (default) averages every layer's residual divided by that layer's ||theta_l||^2;
     "theta" divides the summed residual by ||theta||^2 (Haim et al.; see bench.attack.kkt.kkt_fit).
     `fit_layers`: the layers (1-based, e.g. "1,3") the fit is made of; empty: all. `residual`: how the
-    steps compute it: "explicit" (a sum of squares, the default: its rounding error is relative to the
-    residual), "gram" (expanded through m x m Gram matrices: fewer FLOPs when m is small, rounding error
-    relative to ||theta||^2) or "auto" (explicit in bfloat16, else the cheaper per layer; see
-    bench.attack.kkt.layer_residuals).
+    steps compute it: "auto" (the default: explicit in bfloat16, else the cheaper route per layer, which
+    is "gram" at the paper's 784-1000-1000-1 with m = 200; see bench.attack.kkt.residual_routes),
+    "explicit" (a sum of squares: its rounding error is relative to the residual) or "gram" (expanded
+    through m x m Gram matrices: fewer FLOPs when m is small, rounding error relative to ||theta||^2;
+    the float64 check below guards it, and a flagged run goes on explicit).
     `schedule`: the step size over the run: "cosine" (default: decay to 0 at `steps`), "constant", or
     "step" (x0.1 after two thirds of `steps`); after `warmup` steps of linear warm-up (at most a tenth of
     `steps`). `alpha_final`: > 0 anneals the surrogate's slope geometrically from `alpha` to
@@ -239,7 +240,7 @@ class AttackConfig:
     stop_floor: float = 1.0
     compile: bool = False
     fit_norm: Literal["theta", "layer"] = "layer"
-    residual: Literal["auto", "explicit", "gram"] = "explicit"
+    residual: Literal["auto", "explicit", "gram"] = "auto"
     fit_layers: tuple[int, ...] = ()
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     warmup: int = 100

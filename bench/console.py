@@ -17,23 +17,25 @@ from bench.errors import ConfigError
 from bench.overrides import _set
 from bench.registry import Task
 
-# Series-table columns shown by `bench run` and their headers; PRIMARY stands for the task's primary
-# metric (eval.primary), and every header names its metric.
+# Series-table columns shown by `bench run`: key -> (short header, what it is). PRIMARY stands for the
+# task's primary metric (eval.primary). The short headers keep the table within 100 columns; the legend
+# under the table says what each is, and `-v` prints the full names.
 SUMMARY_COLS = {
-    "series_value": "series",
-    "seed": "seed",
-    "train/converged": "train converged",
-    "test_accuracy": "test accuracy",
-    "PRIMARY": "attack PRIMARY",
-    "baseline/mean/PRIMARY": "mean-image PRIMARY",
-    "baseline/heldout/PRIMARY": "held-out PRIMARY",
-    "class1/PRIMARY": "class-1 attack PRIMARY",
-    "memorised/frac": "memorised frac",
-    "baseline/random/memorised/frac": "random memorised frac",
-    "membership/auc": "membership AUC",
-    "attack/converged": "attack converged",
+    "series_value": ("series", ""),
+    "seed": ("seed", ""),
+    "train/converged": ("train ok", "train/converged (1 = yes)"),
+    "test_accuracy": ("test acc", "test_accuracy"),
+    "PRIMARY": ("attack", "PRIMARY, the attack's candidates to their nearest training images"),
+    "baseline/mean/PRIMARY": ("mean img", "baseline/mean/PRIMARY"),
+    "baseline/heldout/PRIMARY": ("held-out", "baseline/heldout/PRIMARY"),
+    "class1/PRIMARY": ("class 1", "class1/PRIMARY"),
+    "memorised/frac": ("memo", "memorised/frac"),
+    "baseline/random/memorised/frac": ("rand memo", "baseline/random/memorised/frac"),
+    "membership/auc": ("AUC", "membership/auc"),
+    "attack/converged": ("attack ok", "attack/converged (1 = yes)"),
 }
 SHARED_SECTIONS = ("model", "train", "attack", "eval")
+TABLE_WIDTH = 100
 
 
 def fmt(v: Any) -> str:
@@ -45,38 +47,104 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def print_summary(task: Task, summary: Any) -> None:
-    """The series table of a finished `bench run` (one row per child run), trends and the parent run id.
+def print_summary(task: Task, summary: Any, tracking_uri: str | None = None, verbose: bool = False) -> None:
+    """The end of a finished `bench run` (or `bench summarise`): the series table (one row per child run,
+    short headers and a legend; `verbose`: the full metric names), what the runs say about the claims that
+    name the task, in words (`bench.analysis.findings`, read back from the store at `tracking_uri`), the
+    MLflow link and the `bench report` command. `verbose` also prints the raw trend statistics (all of them
+    are on the parent run).
 
     `summary`: bench.runner's summary (`table` a DataFrame, `trend` a dict, `parent_run_id`, `experiment_id`).
     """
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     table = summary.table
     primary = str(table["primary"].iloc[0]) if "primary" in table else "error"
-    cols = {k.replace("PRIMARY", primary): v.replace("PRIMARY", primary) for k, v in SUMMARY_COLS.items()}
+    cols = {
+        k.replace("PRIMARY", primary): (head, what.replace("PRIMARY", primary))
+        for k, (head, what) in SUMMARY_COLS.items()
+    }
     show = [c for c in cols if c in table]
     sweep_cols = [c for c in table if str(c).startswith("sweep.")]  # after the series column
     show[1:1] = sweep_cols
-    cols |= {c: c.removeprefix("sweep.") for c in sweep_cols}
-    rich_table = Table(title=f"{task.name}: one row per run (primary metric {primary}; see docs/metrics.md)")
+    cols |= {c: (c.removeprefix("sweep."), "") for c in sweep_cols}
+    title = f"{task.name}: one row per run (primary metric {primary}; lower = closer; see docs/metrics.md)"
+    rich_table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=0, pad_edge=False)
     for c in show:
-        rich_table.add_column(cols[c], justify="right")
+        head = c if verbose and c not in ("series_value", "seed") else cols[c][0]
+        rich_table.add_column(head, justify="right", overflow="fold")  # a narrow terminal folds, never cuts
     for _, row in table.iterrows():
         rich_table.add_row(*[fmt(row[c]) for c in show])
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(TABLE_WIDTH, Console().width), soft_wrap=True)
     console.print(rich_table)
-    # the primary metric's trends and the run counts here; every other trend is on the parent run
-    for k, v in summary.trend.items():
-        primary_trend = k.startswith("trend/error") or (k.startswith("trend/sweep/") and "/error/" in k)
-        if primary_trend or k.startswith("runs/"):
-            console.print(f"{k} = {v:.4g}")
-    console.print(f"parent run {summary.parent_run_id} in experiment {summary.experiment_id}")
-    console.print(
-        f"MLflow UI (mlflow ui --backend-store-uri ...): #/experiments/{summary.experiment_id}"
-        "?workflowType=machine_learning, or click 'Model training' at the top of the sidebar"
-    )
+    if not verbose:
+        legend = "; ".join(f"{cols[c][0]}: {cols[c][1]}" for c in show if cols[c][1])
+        for line in textwrap.wrap(legend, TABLE_WIDTH):
+            console.print(line, highlight=False)
+    counts = {k: v for k, v in summary.trend.items() if k.startswith("runs/")}
+    if counts:
+        console.print(_counts_line(counts), highlight=False)
+    for line in _findings(task, summary, primary, tracking_uri):
+        for part in textwrap.wrap(line, TABLE_WIDTH, subsequent_indent="      ", break_on_hyphens=False):
+            console.print(part, highlight=False)
+    if verbose:  # the primary metric's raw trend statistics; every other trend is on the parent run
+        for k, v in summary.trend.items():
+            if k.startswith("trend/error") or (k.startswith("trend/sweep/") and "/error/" in k):
+                console.print(f"{k} = {v:.4g}", highlight=False)
+    for line in where_lines(summary, tracking_uri):
+        console.print(line, highlight=False)
+
+
+def _counts_line(counts: dict[str, float]) -> str:
+    """'20 runs, 20 in the trends' and what left the others out or flagged them."""
+    total, used = int(counts.get("runs/total", 0)), int(counts.get("runs/used", 0))
+    parts = [
+        f"{int(v)} {what}"
+        for key, what in (
+            ("runs/unconverged_train", "classifier unconverged"),
+            ("runs/unconverged_attack", "attack unconverged"),
+            ("runs/degraded_attack", "attack degraded"),
+            ("runs/fit_check_failed", "fit check failed"),
+        )
+        if (v := counts.get(key, 0)) > 0
+    ]
+    return f"{total} runs, {used} in the trends" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _findings(task: Task, summary: Any, primary: str, tracking_uri: str | None) -> list[str]:
+    """The findings' lines (bench.analysis.findings) on the series' child runs as `bench report` reads
+    them; none where the store cannot be read back."""
+    from bench.analysis.findings import findings
+    from bench.tracking import Tracker, load_runs, series_parents
+
+    try:
+        client = Tracker(tracking_uri, must_exist=True).client
+        runs = load_runs(client, parents=series_parents(client, summary.parent_run_id))
+    except Exception as e:  # the summary is printed whatever happens here
+        return [f"(the claims' verdicts could not be read back: {type(e).__name__}: {e})"]
+    lines = findings(task.name, runs, primary, task.series_label)
+    if not lines:
+        return []
+    head = f"What these {len(runs)} runs say (each claim's own rule, as `bench report` applies it):"
+    return [head, *(f"  {line}" for line in lines)]
+
+
+def where_lines(summary: Any, tracking_uri: str | None) -> list[str]:
+    """Where the runs are: the MLflow UI command and link, and the `bench report` command for them."""
+    from bench.tracking import resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    exp, parent = summary.experiment_id, summary.parent_run_id
+    page = f"#/experiments/{exp}?workflowType=machine_learning"  # the runs table, not the GenAI view
+    lines = [f"MLflow: parent run {parent} in experiment {exp}"]
+    if uri.startswith(("http://", "https://")):
+        lines.append(f"  {uri.rstrip('/')}/{page}")
+    else:
+        lines += [f"  mlflow ui --backend-store-uri {uri}", f"  then http://127.0.0.1:5000/{page}"]
+    store = f" --tracking-uri {uri}" if tracking_uri else ""
+    return [*lines, f"Report (every claim, with figures): bench report --run {parent}{store} --out report"]
 
 
 def print_tune_results(results: list[Any]) -> None:

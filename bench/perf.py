@@ -1,8 +1,10 @@
 """`bench perf`: the attack step's speed against the reference formulation and the machine's GEMM peak.
 
 On identical inputs (a random MLP d -> H^(depth-1) -> 1, candidates x (P, m, d), multipliers l (P, m)):
-- bench's step: `attack_loss` forward + backward into x and l only (closed form, Gram matrices where
-  cheaper), in the chosen dtype, for a population of P settings at once;
+- bench's step: `attack_loss` forward + backward into x and l only (closed form; each layer's residual
+  by the route `attack.residual` gives it in that dtype, printed per layer: the attack's default "auto"
+  is the Gram expansion where it needs fewer FLOPs, explicit in bfloat16), in the chosen dtype, for a
+  population of P settings at once;
 - the reference formulation (Haim et al.'s code): autograd double backward of the same loss in float64,
   with the parameters as leaves that require grad, so the outer backward fills their (unused) gradients;
   for P > 1 it runs the P settings one after another;
@@ -25,7 +27,14 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bench.attack.kkt import Weights, flops_per_step, lambda_scale, loss_function
+from bench.attack.kkt import (
+    Weights,
+    flops_per_step,
+    lambda_scale,
+    loss_function,
+    residual_routes,
+    step_method,
+)
 from bench.attack.multiclass import multiclass_flops_per_step, multiclass_loss_function
 from bench.attack.reference import reference_fit, reference_multiclass_fit
 
@@ -55,6 +64,8 @@ class PerfReport:
     device_model: str = ""
     compiled: bool = False
     classes: int = 1  # network outputs: 1 binary (Haim et al.), C >= 2 multiclass (Buzaglo et al.)
+    residual: str = "auto"  # attack.residual asked for
+    routes: str = ""  # the route each layer's residual took, comma-separated (layer 1 first)
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -178,14 +189,16 @@ def measure(
     warmup: int = 2,
     reference: bool = True,
     sequential: bool = True,
-    method: str = "explicit",
+    method: str = "auto",
     device: str | torch.device = "cpu",
     compiled: bool = False,
     classes: int = 1,
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
     (the reference step needs float64 and is skipped on MPS, which has none). `classes`: 1 times the
-    binary attack; C >= 2 the multiclass one (`multiclass_attack_loss`, pairs "max") on a C-output MLP."""
+    binary attack; C >= 2 the multiclass one (`multiclass_attack_loss`, pairs "max") on a C-output MLP.
+    `method`: `attack.residual` (the attack's default "auto"), applied as the attack applies it
+    (`bench.attack.kkt.step_method`: explicit under bfloat16 unless "gram" is asked for)."""
     from bench.attack.reconstruct import candidate_labels
     from bench.device import device_model, resolve_device
 
@@ -194,6 +207,7 @@ def measure(
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
+    route = step_method(method, dtype == "bfloat16")
     w = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).to(dev).requires_grad_()
@@ -201,14 +215,16 @@ def measure(
     y = torch.as_tensor(candidate_labels(m, classes)).to(dev, tdtype)
     alpha = 100.0
 
-    step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
+    step = step_fn(w, x, l, y, alpha, route, mixed=dtype == "bfloat16", compiled=compiled)
     s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
     if classes == 1:
-        flops = flops_per_step(d, widths, m, population, method)
+        flops = flops_per_step(d, widths, m, population, route)
+        routes = residual_routes([tuple(mat.shape) for mat in w.mats], m, route)
     else:
         flops = multiclass_flops_per_step(d, widths, classes, m, population)
+        routes = ["explicit"] * depth  # the multiclass residual has one route
 
     a = torch.randn(m, width, generator=g).to(dev, gemm_dtype)
     b = torch.randn(width, width, generator=g).to(dev, gemm_dtype)
@@ -219,7 +235,7 @@ def measure(
     if sequential and population > 1:
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
-        one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
+        one = step_fn(w, x1, l1, y, alpha, route, mixed=dtype == "bfloat16", compiled=compiled)
         seq_s = population * _median_time(one, repeats, warmup, dev)
 
     ref_s = None
@@ -251,6 +267,8 @@ def measure(
         device_model=device_model(dev),
         compiled=compiled,
         classes=classes,
+        residual=method,
+        routes=",".join(routes),
     )
 
 
@@ -273,6 +291,8 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
         "device",
         "device_model",
         "compiled",
+        "residual",
+        "routes",
     )
     params = {k: values[k] for k in keys}
     name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
@@ -288,6 +308,12 @@ def format_report(r: PerfReport) -> str:
         f"{r.dtype}{' compiled' if r.compiled else ''} threads={r.threads} device={r.device}"
         + (f" classes={r.classes}" if r.classes > 1 else "")
         + (f" ({r.device_model})" if r.device_model else ""),
+        "routes        "
+        + ", ".join(
+            f"layer {i} ({shape}) {route}"
+            for i, (shape, route) in enumerate(zip(_shapes(r), r.routes.split(","), strict=True), 1)
+        )
+        + f"   (attack.residual={r.residual})",
         f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",
         f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype} "
@@ -305,6 +331,12 @@ def format_report(r: PerfReport) -> str:
         )
     lines.append(f"peak memory   {r.peak_rss_mb:.0f} MB resident (process peak after bench's step)")
     return "\n".join(lines)
+
+
+def _shapes(r: PerfReport) -> list[str]:
+    """The weight matrices' shapes "H_l x H_{l-1}" of a report's network, layer 1 first."""
+    sizes = [r.d] + [r.width] * (r.depth - 1) + [r.classes]
+    return [f"{sizes[i + 1]}x{sizes[i]}" for i in range(r.depth)]
 
 
 @dataclass

@@ -46,6 +46,11 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"
 
 
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI bench uses: `uri`, else $MLFLOW_TRACKING_URI, else `default_tracking_uri()`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 
@@ -67,7 +72,7 @@ class Tracker:
 
         for name in ("mlflow", "alembic"):  # table migrations of a new store print INFO lines
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+        self.uri = resolve_uri(uri)
         check_tracking_uri(self.uri)
         path = _sqlite_path(self.uri)
         if must_exist and path is not None and not path.is_file():
@@ -444,6 +449,13 @@ def load_runs(
             if not token:
                 break
     return pd.DataFrame(rows)
+
+
+def series_parents(client: Any, run_id: str) -> list[str]:
+    """The parent runs whose children a series summary covers: `run_id` itself, or for the summary of a
+    group of shards (`bench summarise`, params `shard.I/N` = each shard's parent) the shards' parents."""
+    params = client.get_run(run_id).data.params
+    return sorted(v for k, v in params.items() if k.startswith("shard.")) or [run_id]
 
 
 def _row(run: Any) -> dict[str, Any]:

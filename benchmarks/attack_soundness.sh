@@ -11,6 +11,12 @@
 #   CONTROL=1 STORE=DIR bash ...  # then float32 + compile as well (one more run, after the two): the same
 #                                 # function in float32 with its rounding reordered, a yardstick for how far
 #                                 # two runs of one objective drift apart with no change of precision
+#   REF="--set attack.residual=explicit" FAST="" FAST_NAME=auto CONTROL=1 bash ...
+#                                 # another pair: REF: more arguments of the float32 reference and its control
+#                                 # only; FAST: the arguments of the run checked against it (default
+#                                 # "--set attack.dtype=bfloat16 --set attack.compile=true"; "" = the defaults),
+#                                 # stored under FAST_NAME (default bf16). This one: the default float32 step
+#                                 # (attack.residual auto: the Gram route at this shape) against the explicit one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-.venv/bin/bench}
@@ -22,6 +28,9 @@ common=(--profile paper --seeds 1 --set "data.blob_size=$SIZE" --set "attack.ste
   --set attack.eval_every=500 --set threads=1)
 read -r -a extra <<< "${EXTRA:-}"
 common+=("${extra[@]}")
+read -r -a ref <<< "${REF:-}"
+read -r -a fast <<< "${FAST-"--set attack.dtype=bfloat16 --set attack.compile=true"}"
+FAST_NAME=${FAST_NAME:-bf16}
 run() {  # name, extra args...
   local name=$1; shift
   mkdir -p "$STORE/$name"
@@ -30,12 +39,12 @@ run() {  # name, extra args...
     "$@" --tracking-uri "sqlite:///$STORE/$name/mlflow.db" > run.log 2>&1) && touch "$STORE/$name/done"
 }
 echo "stores in $STORE ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-run float32 &
-run bf16 --set attack.dtype=bfloat16 --set attack.compile=true &
+run float32 "${ref[@]}" &
+run "$FAST_NAME" "${fast[@]}" &
 wait
-if [ -n "${CONTROL:-}" ]; then run float32-compile --set attack.compile=true; fi
+if [ -n "${CONTROL:-}" ]; then run float32-compile --set attack.compile=true "${ref[@]}"; fi
 tail -n1 "$STORE"/*/run.log
-"$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/bf16" ${CONTROL:+--control "$STORE/float32-compile"}
+"$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/$FAST_NAME" ${CONTROL:+--control "$STORE/float32-compile"}
 if [ -n "${CONTROL:-}" ]; then
   echo; echo "== the control: float32 eager against float32 + compile"
   "$PY" benchmarks/compare_curves.py "$STORE/float32" "$STORE/float32-compile"

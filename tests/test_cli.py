@@ -70,6 +70,13 @@ def test_run_logs_parent_and_children(tracking_uri: str) -> None:
         assert len(client.get_metric_history(r.info.run_id, "attack/kkt_fit")) == 20
     parent_files = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"series.csv", "error_vs_series.png", "error_vs_moran.png"} <= parent_files
+    # the end of the output: the claims' verdicts in words, then where the runs are
+    text = " ".join(out.output.split())
+    assert "What these 2 runs say" in text and "error (ncc_dist) " in text
+    assert "from 1 to 25 pixels, 1 seed: inconclusive: 1 seed, a verdict needs 3" in text
+    pid = parents[0].info.run_id
+    assert f"bench report --run {pid} --tracking-uri {tracking_uri} --out report" in out.output
+    assert "trend/error" not in out.output  # the raw trend values: on the parent run, and behind -v
 
 
 def test_population_gives_one_child_per_setting(tracking_uri: str) -> None:

@@ -98,7 +98,7 @@ def test_series_values_summarised_as_a_grid_only_when_they_are_one() -> None:
     assert console._series(()) == "one point (no series)"
 
 
-def test_print_summary_shows_the_primary_metric_and_sweep_columns(capsys) -> None:
+def test_print_summary_shows_the_primary_metric_and_sweep_columns(capsys, tmp_path) -> None:
     table = pd.DataFrame(
         {
             "series_value": [1, 25],
@@ -109,21 +109,44 @@ def test_print_summary_shows_the_primary_metric_and_sweep_columns(capsys) -> Non
             "baseline/heldout/dssim_mean": [0.3, 0.4],
         }
     )
-    trend = {"trend/error/slope": 0.25, "trend/dssim_mean/slope": 0.5, "runs/used": 2.0}
+    trend = {"trend/error/slope": 0.25, "trend/dssim_mean/slope": 0.5, "runs/used": 2.0, "runs/total": 2.0}
     summary = SimpleNamespace(table=table, trend=trend, parent_run_id="P1", experiment_id="7")
-    console.print_summary(get_task("blobs-rect"), summary)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"  # no store there: the verdicts are not read back
+    console.print_summary(get_task("blobs-rect"), summary, uri)
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "series" in line and "attack" in line)
     assert (
         header.index("series") < header.index("train.lr") < header.index("attack") < header.index("held-out")
     )
-    # every metric column names its metric (rich may wrap a header over lines)
-    assert "dssim_mean" in out and out.count("dssim_mean") >= 3
-    assert "0.1235" in out and "primary metric dssim_mean" in out
-    assert "trend/error/slope = 0.25" in out and "runs/used = 2" in out
-    assert "trend/dssim_mean/slope" not in out  # the rest of the trends are on the parent run
+    # short headers, and the legend under the table names every metric column's metric
+    legend = " ".join(out.split("\n\n")[-1].split())  # the lines under the table, unwrapped
+    assert "attack: dssim_mean, the attack's candidates" in legend
+    assert "held-out: baseline/heldout/dssim_mean" in legend
+    assert "0.1235" in out and "primary metric dssim_mean" in out and "2 runs, 2 in the trends" in out
+    assert "trend/error/slope" not in out  # the raw trends are on the parent run (and behind -v)
+    assert not (tmp_path / "store").exists()  # reading back never creates a store
     assert "parent run P1 in experiment 7" in out
     assert "#/experiments/7?workflowType=machine_learning" in out  # the runs table, not the GenAI view
+    assert f"bench report --run P1 --tracking-uri {uri} --out report" in out
+    console.print_summary(get_task("blobs-rect"), summary, uri, verbose=True)
+    out = capsys.readouterr().out
+    assert "trend/error/slope = 0.25" in out and "trend/dssim_mean/slope" not in out
+    assert "baseline/heldout/dssim_mean" in next(line for line in out.splitlines() if "train.lr" in line)
+
+
+def test_the_series_table_fits_100_columns_without_cut_headers(capsys, tmp_path) -> None:
+    """Every column of the blob tasks' table, with values as wide as 4 significant digits make them."""
+    row = {k.replace("PRIMARY", "ncc_dist_mean"): 0.06667 for k in console.SUMMARY_COLS}
+    row |= {"series_value": 100, "seed": 4, "primary": "ncc_dist_mean"}
+    summary = SimpleNamespace(table=pd.DataFrame([row, row]), trend={}, parent_run_id="P", experiment_id="1")
+    console.print_summary(get_task("blobs-rect"), summary, f"sqlite:///{tmp_path / 'none.db'}")
+    out = capsys.readouterr().out
+    table = out.split("series:")[0] if "series:" in out else out
+    lines = [ln for ln in out.splitlines() if "0.06667" in ln or "seed" in ln]
+    assert lines and all(len(ln) <= 100 for ln in lines), [len(ln) for ln in lines]
+    assert "…" not in table
+    for head, _ in console.SUMMARY_COLS.values():
+        assert head.split()[0] in table
 
 
 def test_progress_closes_a_phase_that_stopped_early() -> None:

@@ -117,3 +117,20 @@ def test_a_fit_of_chosen_layers_is_their_share_of_the_residual() -> None:
     for norm in ("theta", "layer"):
         torch.testing.assert_close(kkt_fit(w, x, c, 4.0, norm=norm, layers=(1,)), frac[0], rtol=1e-12, atol=0)
     torch.testing.assert_close(kkt_fit(w, x, c, 4.0, norm="layer"), sum(frac) / 3, rtol=1e-12, atol=0)
+
+
+def test_the_gram_route_differentiates_under_bfloat16_autocast() -> None:
+    """The Gram products' one-product backward (kkt._Gram) under bf16 autocast: float32 gradients of the
+    float32 leaves, equal to the float32 route's to bf16 precision."""
+    w = _weights(3, True, d=40, width=30).to(torch.float32)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(8, 40, generator=g).requires_grad_()
+    c = torch.randn(8, generator=g).requires_grad_()
+    grads = {}
+    for mixed in (False, True):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            fit = kkt_fit(w, x, c, 5.0, method="gram")
+        grads[mixed] = torch.autograd.grad(fit, (x, c))
+    for a, b in zip(grads[True], grads[False], strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05 * float(b.abs().max()))

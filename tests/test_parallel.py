@@ -131,7 +131,9 @@ def test_shards_of_a_group_merge_into_the_unsharded_series(tracking_uri: str, tm
     shards = {r.data.tags["bench.shard"] for r in client.search_runs([split], "tags.`bench.kind` = 'parent'")}
     assert shards == {"1/2", "2/2"}
 
-    _run("summarise", "blobs-rect", "--group", "g", *uri, "--experiment", "split")
+    out = runner.invoke(app, ["summarise", "blobs-rect", "--group", "g", *uri, "--experiment", "split"])
+    assert out.exit_code == 0, out.output
+    assert "What these 4 runs say" in out.output  # the claims judged on both shards' children
     summary = client.search_runs([split], "tags.`bench.kind` = 'group'")
     assert len(summary) == 1 and summary[0].data.tags["bench.group"] == "g"
     whole = _parent(client, "whole")

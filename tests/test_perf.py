@@ -60,3 +60,31 @@ def test_perf_prints_one_json_object_and_logs_it(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("perf").experiment_id])
     assert len(runs) == 1 and runs[0].data.metrics["s_per_step"] == pytest.approx(report["s_per_step"])
+
+
+@pytest.mark.parametrize(
+    ("dtype", "residual", "routes"),
+    [
+        ("float32", "auto", "gram,gram,explicit"),  # the attack's default: the cheaper route per layer
+        ("bfloat16", "auto", "explicit,explicit,explicit"),  # explicit in bf16 (a sum of squares)
+        ("float32", "explicit", "explicit,explicit,explicit"),
+    ],
+)
+def test_perf_times_and_prints_the_route_each_layer_takes(tracking_uri: str, dtype, residual, routes) -> None:
+    """At 784-300-300-1, m = 40 the Gram expansion needs fewer FLOPs in both hidden layers: the default
+    takes it in float32, not in bfloat16; the FLOPs reported are those of the routes taken."""
+    args = ["perf", "--width", "300", "--n", "20", "--repeats", "1", "--no-reference"]
+    args += ["--dtype", dtype, "--residual", residual, "--tracking-uri", tracking_uri]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    expected = ", ".join(
+        f"layer {i} ({shape}) {route}"
+        for i, (shape, route) in enumerate(
+            zip(("300x784", "300x300", "1x300"), routes.split(","), strict=True), 1
+        )
+    )
+    assert f"routes        {expected}   (attack.residual={residual})" in out.output
+    report = json.loads(CliRunner().invoke(app, [*args, "--json"]).output.strip().splitlines()[-1])
+    assert report["routes"] == routes and report["residual"] == residual
+    method = "gram" if routes.startswith("gram") else "explicit"
+    assert report["flops_per_step"] == flops_per_step(784, [300, 300], 40, method=method)

@@ -269,13 +269,27 @@ def test_bench_report_writes_both_files_with_a_verdict_per_claim(store: str, tmp
     assert time.perf_counter() - start < 60
     md = (tmp_path / "rep" / "report.md").read_text()
     page = (tmp_path / "rep" / "report.html").read_text()
+    # the claims the runs test first (summary row, then a section with the figure beside it), the others
+    # as one list at the end, each with the command that runs it
+    end = md.index("## Claims these runs do not test")
     for c in CLAIMS:
-        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {c.id} |"))
-        assert any(f"| {w} |" in line for w in VERDICTS), line
         assert f"id='{c.id}'" in page
-    assert "data:image/png;base64," in page and "src='figures/" not in page  # self-contained
+        row = [ln for ln in md.splitlines() if ln.startswith(f"| {c.id} |")]
+        if row:
+            assert any(f"| {c.id} | {w} |" in row[0] for w in VERDICTS), row
+            at = page.index(f"<h3 id='{c.id}'>")
+            section = page[at : page.index("</section>", at)]
+            assert "<figure><img" in section and "data:image/png;base64," in section
+            assert md.index(f"### {c.id}:") < end
+        else:
+            item = next(ln for ln in md[end:].splitlines() if ln.startswith(f"- **{c.id}**"))
+            assert f"Run: `{c.commands()[0]}`" in item
+            assert page.index(f"<li id='{c.id}'>") > page.rindex("<section class='claim'>")
+    assert "src='figures/" not in page  # self-contained
     blob = next(ln for ln in md.splitlines() if ln.startswith("| blob-error-falls-rect |"))
     assert "| inconclusive |" in blob and "ncc_dist_mean" in blob  # one seed: no interval
+    assert "![blob-error-falls-rect](figures/blobs-rect.png)" in md  # the blob study's figure beside it
+    assert "- **blobs-walk" not in md and "- **blob-error-falls-walk** " in md  # no walk runs
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("report")
     logged = client.search_runs([exp.experiment_id])
@@ -490,3 +504,33 @@ def test_the_note_counts_the_attacks_converged_over_the_step_size_integral_too()
         " Attacks converged: 3 of 4 (1 of 4 over the last fifth of the step-size integral)."
     )
     assert attack_counts(rows.drop(columns="attack/converged_movement")) == " Attacks converged: 3 of 4."
+
+
+def test_the_end_of_bench_run_says_each_trend_of_the_claims_in_words() -> None:
+    """bench.analysis.findings: the claims naming the task, judged by their own rules on the runs, one line
+    per trend of the headline group; the claim on the same trend with a test of its own (the line) gets
+    one line of its own; claims on axes the runs do not vary (width, weight decay, ...) none."""
+    from bench.analysis.findings import findings
+
+    rows = blob_runs(0.0015, seeds=5, n=10)
+    for r in rows:
+        r |= {"profile": "quick", "memorised/frac": 1.0 - r["ncc_dist_mean"] / 2}
+    runs = pd.DataFrame(rows)
+    lines = findings("blobs-rect", runs, "ncc_dist_mean", "blob size (pixels)")
+    v = get_claim("blob-error-falls-rect").evaluate(runs)
+    head = v.head
+    assert lines[0] == (
+        f"error (ncc_dist) rises with blob size: {head['diff']:+.3g} [{head['diff_lo']:+.3g}, "
+        f"{head['diff_hi']:+.3g}] from 1 to 100 pixels, 5 seeds: the opposite of the paper's fig 5 "
+        "(blob-error-falls-rect)"
+    )
+    assert lines[1].startswith("memorised/frac falls with blob size: ") and "the opposite of" in lines[1]
+    assert lines[2].startswith("the same trend, where the claim is that it falls linearly")
+    assert lines[2].endswith("the opposite of the paper's fig 6 (blob-trend-linear)")
+    assert len(lines) == 3  # no line for width-vs-dn etc.: one width, one weight decay
+    # planted the paper's way, with 2 seeds: the words say why there is no verdict
+    few = pd.DataFrame([r | {"profile": "quick"} for r in blob_runs(-0.0015, seeds=2, n=10)])
+    line = findings("blobs-rect", few, "ncc_dist_mean", "blob size (pixels)")[0]
+    assert line.startswith("error (ncc_dist) falls with blob size: ")
+    assert line.endswith("inconclusive: 2 seeds, a verdict needs 3 (--seeds 3) (blob-error-falls-rect)")
+    assert findings("blobs-walk", runs) == []  # no claim of blobs-walk has these runs

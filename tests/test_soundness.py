@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attack.kkt import Weights, kkt_fit, lambda_scale, loss_function
+from bench.attack.check import ExactCheck
+from bench.attack.kkt import Weights, kkt_fit, lambda_scale, loss_function, residual_routes, step_method
 from bench.attack.reconstruct import reconstruct
 from bench.config import AttackConfig, ModelConfig, RunConfig, TrainConfig, apply_overrides
 from bench.errors import ConfigError
@@ -52,6 +53,44 @@ def test_the_explicit_residual_stays_a_residual_in_bfloat16_where_the_gram_expan
     assert gram < 0  # the failure of the expanded form: a squared residual below zero
     assert explicit > 0
     assert abs(explicit - exact) / exact > 0.01  # and bf16 is not exact here: the check must catch it
+
+
+def test_the_default_float32_route_is_the_gram_expansion_and_the_float64_check_catches_its_failure(
+    trained,
+) -> None:
+    """`attack.residual` "auto" (the default) expands the hidden layer through Gram matrices in float32 at
+    this shape, explicit in bfloat16. On the construction above the float32 Gram fit is ~6% off the float64
+    one: the check flags it at the monitor point (a flagged run goes on explicit, next test); on the random
+    first candidates it is accepted."""
+    w, xc = trained
+    shapes = [tuple(m.shape) for m in w.mats]
+    assert AttackConfig().residual == "auto"
+    assert residual_routes(shapes, 20, step_method("auto", mixed=False)) == ["gram", "explicit"]
+    assert residual_routes(shapes, 20, step_method("auto", mixed=True)) == ["explicit", "explicit"]
+    w32 = w.to(torch.float32)
+    x = torch.tensor(xc, dtype=torch.float32)
+    n = len(x)
+    near = torch.cat([x, x + 1e-3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))])
+    y = torch.cat([-torch.ones(n), torch.ones(n)])
+    cfg = AttackConfig()
+    start = 1e-3 * torch.randn(2 * n, 784, generator=torch.Generator().manual_seed(1))
+    for cand, lam, flagged in ((near, 100.0, True), (start, 1.0, False)):
+        check = ExactCheck(w, y.numpy(), *BOX, cfg, [{"lam_min": cfg.lam_min}], torch.device("cpu"))
+        l = torch.full((1, 2 * n), lam)
+        _, fast_fit = loss_function(mixed=False, compiled=False)(
+            w32,
+            cand[None],
+            l,
+            y,
+            lam_scale=lambda_scale(w32, 2 * n),
+            lam_min=cfg.lam_min,
+            alpha=cfg.alpha,
+            lo=torch.tensor(BOX[0]).float(),
+            hi=torch.tensor(BOX[1]).float(),
+            norm=cfg.fit_norm,
+        )
+        check.check(0, cand[None], l, torch.tensor([cfg.alpha]))
+        assert check.gap_too_large(fast_fit, torch.tensor([True])) == flagged
 
 
 def _corrupt_after(start: int, corrupt) -> tuple[callable, list[int]]:

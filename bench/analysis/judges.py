@@ -127,6 +127,7 @@ def trend_rows(runs: pd.DataFrame, x: str, metrics: tuple, min_effect: float) ->
             if has(rows, metric):
                 t = trend(rows, "_x", metric, sign, min_effect, label=x)
                 row = {"task": task, "profile": profile, "n": n, "group": " ".join(label), "metric": metric}
+                row["x"] = x
                 out.append(t | row | {"n_rows": len(rows)})
     return out
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.analysis import defences
 from bench.analysis.claims import BLOB_METRICS, CLAIMS
-from bench.analysis.report_figures import Curve, blob_figure, png, steps_figure
+from bench.analysis.report_figures import Curve, blob_figure, effects_figure, png, steps_figure
 from bench.analysis.verdicts import VERDICTS, Verdict, num
 from bench.errors import BenchInputError
 from bench.tracking import load_runs, metric_history
@@ -44,12 +44,14 @@ DEFENCE_NOTE = (
 
 @dataclass
 class Report:
-    """Verdicts in claim order, figures (name -> PNG bytes), the runs table and where it came from."""
+    """Verdicts in claim order, figures (name -> PNG bytes), the figure shown beside each claim the runs
+    test (claim id -> figure name), the runs table and where it came from."""
 
     verdicts: list[Verdict]
     figures: dict[str, bytes] = field(default_factory=dict)
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     source: str = ""
+    claim_figures: dict[str, str] = field(default_factory=dict)
 
 
 def load_curves(client: Any, runs: pd.DataFrame, max_seeds: int = 5) -> tuple[dict[str, list[Curve]], str]:
@@ -102,7 +104,37 @@ def build_report(runs: pd.DataFrame, curves: dict[str, list[Curve]] | None = Non
         fig = defences.figure(rows, f"{task}: defences")
         if fig is not None:
             figures[f"defences-{task}.png"] = png(fig)
-    return Report(verdicts, figures, runs)
+    beside = {}
+    for claim, v in zip(CLAIMS, verdicts, strict=True):
+        if not tested(v):
+            continue
+        name = _own_figure(claim, figures)
+        if name is None or name in beside.values():  # its detail rows (or its headline) as intervals
+            rows = v.rows or [{"metric": claim.metric, "value": v.value, "lo": v.lo, "hi": v.hi,
+                               "verdict": v.verdict}]  # fmt: skip
+            fig = effects_figure(rows, f"{claim.id}: {claim.direction}")
+            name = f"claim-{claim.id}.png" if fig else None
+            if fig:
+                figures[name] = fig
+        if name:
+            beside[claim.id] = name
+    return Report(verdicts, figures, runs, claim_figures=beside)
+
+
+def tested(v: Verdict) -> bool:
+    """Whether the runs test the claim: a verdict from detail rows or a number, not `no runs` nor runs
+    that give nothing to compare (e.g. one value of the claim's axis)."""
+    return v.verdict != "no runs" and (bool(v.rows) or bool(np.isfinite(v.value)))
+
+
+def _own_figure(claim: Any, figures: dict[str, bytes]) -> str | None:
+    """The report's figure drawn for the claim's design, if there is one: the blob study's metrics against
+    blob size (the blob claims), the defence grid (the claims judged on it)."""
+    if claim.profile == "study" and f"{claim.tasks[0]}.png" in figures:
+        return f"{claim.tasks[0]}.png"
+    if defences.PROFILE in (claim.profile, *claim.keep_unconverged):
+        return next((f"defences-{t}.png" for t in claim.tasks if f"defences-{t}.png" in figures), None)
+    return None
 
 
 def defence_runs(runs: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -142,14 +174,11 @@ def defence_rows(runs: pd.DataFrame) -> list[list[str]]:
 
 
 def _summary_rows(report: Report) -> list[list[str]]:
-    claims = {c.id: c for c in CLAIMS}
-    return [
-        [v.claim, claims[v.claim].source, v.paper, v.bench, v.verdict, v.profile or "–"]
-        for v in report.verdicts
-    ]
+    """One row per claim the runs test: claim, verdict, bench's headline, profile."""
+    return [[v.claim, v.verdict, v.bench, v.profile or "–"] for v in report.verdicts if tested(v)]
 
 
-SUMMARY_HEAD = ["claim", "source", "paper", "bench (95% CI over seeds)", "verdict", "profile"]
+SUMMARY_HEAD = ["claim", "verdict", "bench (95% CI over seeds)", "profile"]
 RUNS_HEAD = [
     "task",
     "profile",
@@ -182,25 +211,74 @@ DETAIL_HEAD = ["task", "group", "metric", "verdict", "bench"]
 
 
 def _sections(report: Report) -> list[dict[str, Any]]:
-    """Per claim: title, the labelled lines, the detail table and run ids (shared by md and html)."""
+    """Per claim the runs test, in claim order: title, the labelled lines (what the claim says and what
+    bench found first; the rule last), the detail table, run ids and the figure beside it."""
     out = []
     for claim, v in zip(CLAIMS, report.verdicts, strict=True):
+        if not tested(v):
+            continue
         lines = [
             ("statement", claim.statement),
-            ("source", claim.source),
-            ("tested by", "; ".join(f"`{c}`" for c in claim.commands())),
-            ("metric", f"{claim.metric}; asserted: {claim.direction}"),
-            ("paper", v.paper),
             ("bench", v.bench),
-            ("verdict", f"**{v.verdict}**, rule: {v.rule}"),
+            ("paper", f"{v.paper} ({claim.source})"),
+            ("metric", f"{claim.metric}; asserted: {claim.direction}"),
         ]
         if v.note:
             lines.append(("note", v.note))
+        lines.append(("tested by", "; ".join(f"`{c}`" for c in claim.commands())))
         details = [[str(r.get(k, "")) for k in DETAIL_HEAD] for r in v.rows]
         out.append(
-            {"id": claim.id, "verdict": v.verdict, "lines": lines, "details": details, "ids": v.run_ids}
+            {
+                "id": claim.id,
+                "verdict": v.verdict,
+                "lines": lines,
+                "rule": v.rule,
+                "details": details,
+                "ids": v.run_ids,
+                "figure": report.claim_figures.get(claim.id),
+            }  # fmt: skip
         )
     return out
+
+
+def _untested(report: Report) -> list[dict[str, str]]:
+    """The claims the runs do not test, in claim order: id, source, statement, why (the verdict, with
+    its note where the runs exist but give nothing to compare) and the command that would run it."""
+    out = []
+    for claim, v in zip(CLAIMS, report.verdicts, strict=True):
+        if tested(v):
+            continue
+        why = "no runs" if v.verdict == "no runs" else f"{v.verdict}: {v.note}"
+        command = claim.commands()[0]
+        also = f" (or the same for {', '.join(claim.tasks[1:])})" if len(claim.tasks) > 1 else ""
+        out.append(
+            {
+                "id": claim.id,
+                "source": claim.source,
+                "statement": claim.statement,
+                "why": why,
+                "command": command,
+                "also": also,
+            }
+        )
+    return out
+
+
+def _counts(report: Report) -> str:
+    """'6 claims tested: 1 reproduced, 2 opposite, 3 inconclusive; 11 not tested by these runs (listed at
+    the end).'"""
+    judged = [v for v in report.verdicts if tested(v)]
+    words = ", ".join(f"{n} {w}" for w in VERDICTS if (n := sum(v.verdict == w for v in judged)))
+    rest = len(report.verdicts) - len(judged)
+    return (
+        f"{len(judged)} claim{'s' if len(judged) != 1 else ''} tested"
+        + (f": {words}" if words else "")
+        + (
+            f"; {rest} not tested by these runs (listed at the end, each with the command that runs it)."
+            if rest
+            else "."
+        )
+    )
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -212,32 +290,43 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(report: Report) -> str:
-    counts = ", ".join(f"{sum(v.verdict == w for v in report.verdicts)} {w}" for w in VERDICTS)
+    """report.md: the claims the runs test (summary table, then each with its figure), the runs, the
+    defence grid, the other figures, and last the claims the runs do not test with their commands."""
     parts = [
         "# bench report: the paper's claims, judged on bench's runs\n",
-        f"{len(report.runs)} finished child runs ({report.source}). Verdicts: {counts}.\n",
-        "## Summary\n",
-        _md_table(SUMMARY_HEAD, _summary_rows(report)),
-        "\n## Runs\n",
-        _md_table(RUNS_HEAD, run_counts(report.runs)),
-        "\n## Claims\n",
+        f"{len(report.runs)} finished child runs ({report.source}). {_counts(report)}\n",
     ]
-    drows = defence_rows(report.runs)
-    if drows:
-        parts[-1:-1] = ["\n## Defences\n", DEFENCE_NOTE + "\n", _md_table(DEFENCE_HEAD, drows)]
-    for s in _sections(report):
+    sections = _sections(report)
+    if sections:
+        parts += ["## Summary\n", _md_table(SUMMARY_HEAD, _summary_rows(report)), "\n## Claims\n"]
+    for s in sections:
         parts.append(f"### {s['id']}: {s['verdict']}\n")
+        if s["figure"]:
+            parts.append(f"![{s['id']}](figures/{s['figure']})\n")
         parts.extend(f"- {k}: {text}" for k, text in s["lines"])
+        parts.append(f"- verdict: **{s['verdict']}**, rule: {s['rule']}")
         ids = list(s["ids"])
         more = f" (+{len(ids) - MAX_IDS_MD} more in report.json)" if len(ids) > MAX_IDS_MD else ""
         parts.append(f"- runs ({len(ids)}): " + (", ".join(ids[:MAX_IDS_MD]) or "–") + more)
         if s["details"]:
             parts.append("\n" + _md_table(DETAIL_HEAD, s["details"]))
         parts.append("")
-    if report.figures:
-        parts.append("## Figures\n")
-        for name in report.figures:
-            parts.append(f"![{name}](figures/{name})\n")
+    parts += ["## Runs\n", _md_table(RUNS_HEAD, run_counts(report.runs))]
+    drows = defence_rows(report.runs)
+    if drows:
+        parts += ["\n## Defences\n", DEFENCE_NOTE + "\n", _md_table(DEFENCE_HEAD, drows)]
+    others = [n for n in report.figures if n not in set(report.claim_figures.values())]
+    if others:
+        parts.append("\n## Other figures\n")
+        parts.extend(f"![{name}](figures/{name})\n" for name in others)
+    untested = _untested(report)
+    if untested:
+        parts.append("\n## Claims these runs do not test\n")
+        for u in untested:
+            parts.append(
+                f"- **{u['id']}** ({u['source']}): {u['statement']} Run: `{u['command']}`{u['also']}. "
+                f"_{u['why']}_"
+            )
     return "\n".join(parts) + "\n"
 
 
@@ -247,41 +336,88 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
+def _img(report: Report, name: str) -> str:
+    b64 = base64.b64encode(report.figures[name]).decode()
+    return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1250px;margin:2em auto;font-size:14px;line-height:1.35}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
+    "vertical-align:top;font-size:12px}.reproduced{color:#070}.opposite{color:#b00}"
+    ".not-reproduced{color:#b60}.inconclusive{color:#666}"
+    ".claim{border-top:1px solid #ddd;padding-top:.3em;margin-top:1.2em}"
+    ".claim .row{display:flex;gap:1.5em;align-items:flex-start}.claim .text{flex:1 1 50%;min-width:0}"
+    ".claim figure{flex:0 1 48%;margin:0}.claim figure img{max-width:100%}"
+    ".claim ul{margin:.3em 0;padding-left:1.2em}details{margin:.3em 0}summary{cursor:pointer;color:#555}"
+    "code{font-size:12px;background:#f4f4f4;padding:0 3px}.untested li{margin:.3em 0}"
+)
+
+
 def render_html(report: Report) -> str:
-    """The same content as report.md, one file, figures inline."""
-    style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;font-size:14px}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "vertical-align:top;font-size:12px}.reproduced{color:#070}.opposite{color:#b00}"
-    )
+    """The same content as report.md, one file, figures inline: each claim the runs test with its figure
+    beside it, the claims they do not test as one list at the end."""
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>bench report</title><style>{style}</style>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>bench report</title><style>{STYLE}</style>",
+        "</head><body><h1>bench report: the paper's claims, judged on bench's runs</h1>",
+        f"<p>{len(report.runs)} finished child runs ({html.escape(report.source)}). "
+        f"{html.escape(_counts(report))}</p>",
     ]
-    parts.append("</head><body><h1>bench report: the paper's claims, judged on bench's runs</h1>")
-    parts.append(
-        f"<p>{len(report.runs)} finished child runs ({html.escape(report.source)}).</p><h2>Summary</h2>"
-    )
-    parts.append(_html_table(SUMMARY_HEAD, _summary_rows(report)))
+    sections = _sections(report)
+    if sections:
+        rows = [
+            f"<tr><td><a href='#{r[0]}'>{r[0]}</a></td><td class='{r[1].replace(' ', '-')}'>{r[1]}</td>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in r[2:])
+            + "</tr>"
+            for r in _summary_rows(report)
+        ]
+        head = "".join(f"<th>{h}</th>" for h in SUMMARY_HEAD)
+        parts.append(f"<h2>Summary</h2><table><tr>{head}</tr>{''.join(rows)}</table><h2>Claims</h2>")
+    for s in sections:
+        parts.append(
+            f"<section class='claim'><h3 id='{s['id']}'>{s['id']}: "
+            f"<span class='{s['verdict'].replace(' ', '-')}'>{s['verdict']}</span></h3><div class='row'><div class='text'><ul>"
+        )
+        for k, text in s["lines"]:
+            text = html.escape(text).replace("**", "")
+            parts.append(f"<li><b>{k}</b>: {_code(text)}</li>")
+        parts.append("</ul><details><summary>rule, detail rows and run ids</summary>")
+        parts.append(f"<p><b>rule</b>: {html.escape(s['rule'])}</p>")
+        if s["details"]:
+            parts.append(_html_table(DETAIL_HEAD, s["details"]))
+        ids = ", ".join(s["ids"]) or "–"
+        parts.append(
+            f"<p><b>runs ({len(s['ids'])})</b>: <small>{html.escape(ids)}</small></p></details></div>"
+        )
+        if s["figure"]:
+            parts.append(f"<figure>{_img(report, s['figure'])}</figure>")
+        parts.append("</div></section>")
     parts.append("<h2>Runs</h2>" + _html_table(RUNS_HEAD, run_counts(report.runs)))
     drows = defence_rows(report.runs)
     if drows:
         parts.append(
             f"<h2>Defences</h2><p>{html.escape(DEFENCE_NOTE)}</p>" + _html_table(DEFENCE_HEAD, drows)
         )
-    for s in _sections(report):
-        parts.append(
-            f"<h3 id='{s['id']}'>{s['id']}: <span class='{s['verdict']}'>{s['verdict']}</span></h3><ul>"
-        )
-        for k, text in s["lines"]:
-            parts.append(f"<li><b>{k}</b>: {html.escape(text).replace('**', '')}</li>")
-        ids = ", ".join(s["ids"]) or "–"
-        parts.append(f"<li><b>runs ({len(s['ids'])})</b>: <small>{html.escape(ids)}</small></li></ul>")
-        if s["details"]:
-            parts.append(_html_table(DETAIL_HEAD, s["details"]))
-    for name, data in report.figures.items():
-        b64 = base64.b64encode(data).decode()
-        parts.append(f"<h2>{html.escape(name)}</h2><img alt='{name}' src='data:image/png;base64,{b64}'>")
+    for name in report.figures:
+        if name not in set(report.claim_figures.values()):
+            parts.append(f"<h3>{html.escape(name)}</h3>{_img(report, name)}")
+    untested = _untested(report)
+    if untested:
+        parts.append("<h2>Claims these runs do not test</h2><ul class='untested'>")
+        for u in untested:
+            parts.append(
+                f"<li id='{u['id']}'><b>{u['id']}</b> ({html.escape(u['source'])}): {html.escape(u['statement'])} "
+                f"Run: <code>{html.escape(u['command'])}</code>{html.escape(u['also'])}. "
+                f"<i>{html.escape(u['why'])}</i></li>"
+            )
+        parts.append("</ul>")
     return "\n".join(parts) + "</body></html>\n"
+
+
+def _code(text: str) -> str:
+    """`...` spans of an escaped text as <code>."""
+    bits = text.split("`")
+    return "".join(f"<code>{b}</code>" if i % 2 else b for i, b in enumerate(bits))
 
 
 def write_report(report: Report, out: Path) -> list[Path]:

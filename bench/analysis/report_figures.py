@@ -90,3 +90,41 @@ def steps_figure(curves: dict[str, list[Curve]], key: str) -> bytes | None:
     axes[0, 0].legend(fontsize=6)
     fig.tight_layout()
     return png(fig)
+
+
+VERDICT_COLORS = {"reproduced": "#070", "opposite": "#b00", "not reproduced": "#b60", "inconclusive": "#666"}
+
+
+def effects_figure(rows: Sequence[dict], title: str, max_rows: int = 10) -> bytes | None:
+    """A claim's detail rows as intervals, one panel per metric: each row's effect (a trend's change from
+    the smallest to the largest x, `diff`, or an effect's mean, `value`) with its 95% CI over seeds, a line
+    at 0, coloured by the row's verdict. At most `max_rows` rows a panel. None without a finite effect."""
+    panels: dict[str, list[tuple[str, float, float, float, str]]] = {}
+    for r in rows:
+        key = ("diff", "diff_lo", "diff_hi") if "diff" in r else ("value", "lo", "hi")
+        est, lo, hi = (float(r.get(k, np.nan)) for k in key)
+        if not np.isfinite(est):
+            continue
+        label = " ".join(str(p) for p in (r.get("task", ""), r.get("group", "")) if p)
+        line = (label, est, lo, hi, str(r.get("verdict", "")))
+        panels.setdefault(str(r.get("metric", "")), []).append(line)
+    panels = {m: v[:max_rows] for m, v in list(panels.items())[:6]}
+    if not panels:
+        return None
+    heights = [0.5 + 0.28 * len(v) for v in panels.values()]
+    size = (5.2, sum(heights) + 0.4)
+    fig, axes = plt.subplots(len(panels), 1, figsize=size, squeeze=False, height_ratios=heights)
+    for ax, (metric, lines) in zip(axes[:, 0], panels.items(), strict=True):
+        for i, (_, est, lo, hi, word) in enumerate(lines):
+            color = VERDICT_COLORS.get(word, "#666")
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [i, i], color=color, lw=2)
+            ax.plot([est], [i], "o", color=color, ms=4)
+        ax.axvline(0, color="k", lw=0.6)
+        ax.set_yticks(range(len(lines)), [ln[0] or metric for ln in lines], fontsize=7)
+        ax.set_ylim(len(lines) - 0.5, -0.5)
+        ax.set_title(metric, fontsize=8, loc="left")
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return png(fig)

@@ -125,6 +125,43 @@ class _SurrogateReLU(torch.autograd.Function):
         return grad * slope, None
 
 
+class _Gram(torch.autograd.Function):
+    """a a^T (..., m, m) for a (..., m, k), whose backward is one product, (grad + grad^T) a, where
+    autograd's two-operand product takes two (and ~2.8x the time at m = 200, k = 1000 on one CPU thread)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a)
+        return a @ a.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (a,) = ctx.saved_tensors
+        # under bf16 autocast grad is bf16 and a float32: the product in grad's dtype, as autocast's own
+        return ((grad + grad.transpose(-1, -2)) @ a.to(grad.dtype)).to(a.dtype)
+
+
+def gram_route(out_dim: int, in_dim: int, m: int, method: str = "auto") -> bool:
+    """Whether a hidden layer's residual ||W_l - G_l||^2 (W_l out_dim x in_dim, m candidates) is expanded
+    through m x m Gram matrices under `method`: "gram" always, "explicit" never, "auto" where that needs
+    fewer FLOPs, m (H_l + H_{l-1}) < H_l H_{l-1} (see `layer_residuals`)."""
+    return method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
+
+
+def step_method(method: str, mixed: bool) -> str:
+    """`attack.residual` as the steps apply it: "auto" under bfloat16 products (`mixed`) is "explicit"
+    (the Gram expansion is not a faithful residual in bf16: docs/attack.md); otherwise unchanged."""
+    return "explicit" if mixed and method == "auto" else method
+
+
+def residual_routes(shapes: list[tuple[int, int]], m: int, method: str = "auto") -> list[str]:
+    """The route each layer's residual takes ("gram" or "explicit"), for layers of `shapes` [(H_l,
+    H_{l-1}), ...] (the last one the output row, always a sum of squares) at m candidates under the
+    `method` the steps apply (`step_method`)."""
+    routes = ["gram" if gram_route(o, i, m, method) else "explicit" for o, i in shapes[:-1]]
+    return [*routes, "explicit"]
+
+
 def gradient_sums(
     w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: torch.Tensor | float
 ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
@@ -159,16 +196,14 @@ def layer_residuals(
     terms = []
     for layer, (g, a_prev, h) in enumerate(zip(signals, acts[:-1], pre, strict=True)):
         mat = w.mats[layer]
-        out_dim, in_dim = mat.shape
-        use_gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
         has_bias = layer == 0 and w.bias is not None
-        if use_gram:
+        if gram_route(*mat.shape, m, method):
             # <W_l, G_l> (+ <b, sum c g_1>) = sum_i c_i <g_l(x_i), h_l(x_i)>; h includes the bias.
             cross = (c * (g * h).sum(-1)).sum(-1)
-            k_prev = a_prev @ a_prev.transpose(-1, -2)
+            k_prev = _Gram.apply(a_prev)
             if has_bias:
                 k_prev = k_prev + 1.0
-            gram = (g @ g.transpose(-1, -2)) * k_prev  # (S_l * K_{l-1}), m x m
+            gram = _Gram.apply(g) * k_prev  # (S_l * K_{l-1}), m x m
             quad = (c * (gram @ c.unsqueeze(-1)).squeeze(-1)).sum(-1)
             own = (mat * mat).sum() + ((w.bias * w.bias).sum() if has_bias else 0.0)
             terms.append(own - 2.0 * cross + quad)
@@ -290,8 +325,9 @@ def loss_function(
     """`attack_loss` as the attack loop calls it: f(w, x, l, y, **kwargs) -> (loss, fit).
 
     mixed: matrix products in bfloat16 (autocast on x's device type; x, lambda and the sums stay float32),
-    and the residual in its explicit form (a sum of squares; see `layer_residuals`) unless `method` is
-    given: the Gram expansion in bfloat16 is not a faithful residual over a long attack.
+    and the residual in its explicit form (a sum of squares; see `layer_residuals`) unless `method` names
+    "gram": the Gram expansion in bfloat16 is not a faithful residual over a long attack (`step_method`).
+    Unmixed, `method` "auto" (the default) takes the cheaper route per layer (`residual_routes`).
     compiled: through `torch.compile` (inductor), which fuses the elementwise work between the products:
     on this project's 2-core CPU it halves a bf16 step at the paper's scale (benchmarks/scaling.sh).
     It costs ~10-30 s of compilation per process and shape, so it pays only for long attacks; one compiled
@@ -311,7 +347,7 @@ def wrapped_loss(
     def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
         kwargs.setdefault("theta_sq", w.sq_norm())  # cached on w; computed in the graph it would be per step
         kwargs.setdefault("layer_sq", w.layer_sq_norms())
-        kwargs.setdefault("method", "explicit" if mixed else "auto")
+        kwargs["method"] = step_method(kwargs.get("method", "auto"), mixed)
         return inner(w.mats, w.bias, x, l, y, **kwargs)
 
     def inner(mats, bias, x, l, y, **kwargs):
@@ -350,10 +386,12 @@ def flops_per_step(d: int, widths: list[int], m: int, population: int = 1, metho
         bwd += 2 * m * sizes[i] * sizes[i + 1]
     for i in range(len(widths)):
         out_dim, in_dim = sizes[i + 1], sizes[i]
-        gram = method == "gram" or (method == "auto" and m * (out_dim + in_dim) < out_dim * in_dim)
-        cost = 2 * m * m * (out_dim + in_dim) if gram else 2 * m * out_dim * in_dim
-        fwd += cost
-        bwd += 2 * cost
+        if gram_route(out_dim, in_dim, m, method):  # two m x m Gram products, one product each back
+            cost = 2 * m * m * (out_dim + in_dim)
+            fwd, bwd = fwd + cost, bwd + cost
+        else:  # G_l = (c g_l)^T a_{l-1}, two products back
+            cost = 2 * m * out_dim * in_dim
+            fwd, bwd = fwd + cost, bwd + 2 * cost
     return population * (fwd + bwd)
 
 
