@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from bench.attack.check import ExactCheck
-from bench.attack.kkt import Weights, lambda_scale, loss_function
-from bench.attack.multiclass import multiclass_loss_function
+from bench.attack.engine import loss_function_for
+from bench.attack.kkt import lambda_scale
+from bench.attack.network import Network
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -120,7 +121,7 @@ def alpha_factor(cfg: AttackConfig, alpha: torch.Tensor, step: int) -> torch.Ten
 
 
 def reconstruct(
-    weights: Weights,
+    weights: Network,
     n_train: int,
     lo: np.ndarray,
     hi: np.ndarray,
@@ -134,14 +135,16 @@ def reconstruct(
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
-    weights: the trained (and normalised) network; n_train: assumed training-set size (m = m_factor n);
+    weights: the trained (and normalised) network, `bench.attack.kkt.Weights` (an MLP: the closed form)
+    or `bench.attack.engine.ModuleNet` (any homogeneous network: autograd); n_train: assumed training-set size (m = m_factor n);
     lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
     of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` for every step, delivered in
     order at the monitor points (where losses reach the host); `monitor` every `cfg.eval_every` steps
     and at the end (on the current state; reporting only, except that `attack/error` joins the plateau
     rule). device: where to compute (a name as in bench.device); the random starting point is drawn on
     the CPU and moved, so every device starts from the same numbers. `loss_fn`: the fast path's loss
-    (default: `bench.attack.kkt.loss_function` for cfg's dtype and compile); tests pass a corrupted one.
+    (default: the network's engine's, `bench.attack.engine.loss_function_for`, for cfg's dtype and
+    compile); tests pass a corrupted one.
     """
     import time
 
@@ -150,8 +153,8 @@ def reconstruct(
     start = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    n_out = weights.mats[-1].shape[0]  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
-    exact_loss = loss_function if n_out == 1 else multiclass_loss_function
+    n_out = weights.n_out  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
+    exact_loss = loss_function_for(weights)  # the closed form (an MLP) or the autograd engine
     fast = loss_fn or exact_loss(cfg.dtype == "bfloat16", cfg.compile)
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
@@ -161,7 +164,7 @@ def reconstruct(
         for key in SETTING_KEYS:
             s.setdefault(key, float(getattr(cfg, key)))
     P, m = len(settings), cfg.m_factor * n_train
-    d = weights.mats[0].shape[1]
+    d = weights.d
     w = weights.to(dtype, dev)
 
     def col(key: str) -> torch.Tensor:
