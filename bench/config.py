@@ -20,9 +20,14 @@ from bench.errors import ConfigError
 
 @dataclass
 class ModelConfig:
-    """Homogeneous ReLU MLP d -> width^(depth-1) -> 1.
+    """The attacked network: a homogeneous ReLU MLP or CNN with 1 output (binary) or C (multiclass).
 
-    `depth` counts weight layers (2 = one hidden layer). `bias`: "none" makes the network exactly
+    `arch` "mlp": d -> width^(depth-1) -> n_out; `depth` counts weight layers (2 = one hidden layer).
+    `arch` "cnn" (image data only): per entry of `channels`, a `kernel` x `kernel` convolution ("same"
+    zero padding, stride 1) -> ReLU -> a 2x2 `pool` ("avg", "max" or "none"), then a bias-free linear
+    head; len(channels) + 1 weight layers (`depth` and `width` unused). Average pooling is linear, max
+    pooling positively homogeneous, so the network stays homogeneous of degree `n_layers`, and the attack
+    forms its residual by autograd (bench.attack.engine). `bias`: "none" makes the network exactly
     homogeneous; "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
     homogeneous jointly in (W1, b1, W2, ...), and the KKT sums include the bias gradient).
     """
@@ -30,10 +35,31 @@ class ModelConfig:
     depth: int = 3
     width: int = 1000
     bias: Literal["none", "first"] = "none"
+    arch: Literal["mlp", "cnn"] = "mlp"
+    channels: tuple[int, ...] = (32, 32)
+    kernel: int = 3
+    pool: Literal["avg", "max", "none"] = "avg"
+
+    @property
+    def n_layers(self) -> int:
+        """Weight layers L: the degree of homogeneity, and the layers `attack.fit_layers` numbers."""
+        return self.depth if self.arch == "mlp" else len(self.channels) + 1
 
     def check(self) -> None:
         require(self.depth >= 2, "model.depth", self.depth, "an integer >= 2 (weight layers)")
         require(self.width >= 1, "model.width", self.width, "a positive integer")
+        require(
+            len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
+            "model.channels",
+            self.channels,
+            "one or more positive channel counts, one per convolution, e.g. 32,32",
+        )
+        require(
+            self.kernel >= 1 and self.kernel % 2 == 1,
+            "model.kernel",
+            self.kernel,
+            "an odd kernel side >= 1 (same padding keeps the image size), e.g. 3",
+        )
 
 
 @dataclass
@@ -178,6 +204,10 @@ class AttackConfig:
     KKT sum over every other class j, one multiplier per (candidate, j): the default, since it is a
     smooth objective ("max" switches j* between near-tied classes) and reconstructs more on real MNIST
     (docs/multiclass.md). The two are the same problem at C = 2.
+    `engine`: how the residual is formed (bench.attack.engine): "closed" the closed form of
+    bench.attack.kkt (MLPs only), "autograd" double backward through the network (any homogeneous network:
+    CNNs; always the explicit residual, whatever `residual` says), "auto" the closed form where it applies.
+    On an MLP the two agree to rounding (tests/test_engine.py).
     """
 
     steps: int = 1000
@@ -213,6 +243,7 @@ class AttackConfig:
     pool_select: Literal["kkt", "oracle"] = "kkt"
     pool_keep: int = 0
     pairs: Literal["max", "all"] = "all"
+    engine: Literal["auto", "closed", "autograd"] = "auto"
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -341,10 +372,17 @@ class RunConfig:
         require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
         layers = self.attack.fit_layers
         require(
-            all(1 <= i <= self.model.depth for i in layers) and len(set(layers)) == len(layers),
+            all(1 <= i <= self.model.n_layers for i in layers) and len(set(layers)) == len(layers),
             "attack.fit_layers",
             layers,
-            f"distinct layer numbers in 1..model.depth ({self.model.depth}), e.g. 1,{self.model.depth}; empty = all",
+            f"distinct layer numbers in 1..{self.model.n_layers} (the model's weight layers), e.g. "
+            f"1,{self.model.n_layers}; empty = all",
+        )
+        require(
+            self.attack.engine != "closed" or self.model.arch == "mlp",
+            "attack.engine",
+            self.attack.engine,
+            f"auto or autograd for model.arch={self.model.arch} (the closed form covers MLPs only)",
         )
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
 
