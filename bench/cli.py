@@ -294,6 +294,13 @@ def perf(
     compile_step: Annotated[bool, typer.Option("--compile", help="through torch.compile")] = False,
     residual: Annotated[str, typer.Option(help="explicit | gram | auto (attack.residual)")] = "explicit",
     classes: Annotated[int, typer.Option(min=1, help="network outputs (C >= 2: multiclass attack)")] = 1,
+    arch: Annotated[
+        str, typer.Option(help="mlp (--depth, --width) | cnn (--channels, --kernel, --pool)")
+    ] = "mlp",
+    engine: Annotated[str, typer.Option(help="auto | closed | autograd (attack.engine)")] = "auto",
+    channels: Annotated[str, typer.Option(help="CNN: channels per convolution, e.g. 32,32")] = "32,32",
+    kernel: Annotated[int, typer.Option(min=1, help="CNN: kernel side")] = 3,
+    pool: Annotated[str, typer.Option(help="CNN: avg | max | none (2x2 after each convolution)")] = "avg",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -325,9 +332,20 @@ def perf(
         out = result.as_dict()
         typer.echo(json.dumps(out if as_json else {k: v for k, v in out.items() if "curve" not in k}))
         return
-    for name, value, allowed in (("dtype", dtype, PERF_DTYPES), ("residual", residual, PERF_RESIDUALS)):
+    choices = (
+        ("dtype", dtype, PERF_DTYPES),
+        ("residual", residual, PERF_RESIDUALS),
+        ("arch", arch, ("mlp", "cnn")),
+        ("engine", engine, ("auto", "closed", "autograd")),
+        ("pool", pool, ("avg", "max", "none")),
+    )
+    for name, value, allowed in choices:
         if value not in allowed:
             _fail_input(BenchInputError(f"bad --{name} '{value}': use {', '.join(allowed)}"))
+    try:
+        sizes = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        _fail_input(BenchInputError(f"bad --channels '{channels}': use positive integers, e.g. 32,32"))
     try:
         report = measure(
             depth,
@@ -344,6 +362,11 @@ def perf(
             device=str(dev),
             compiled=compile_step,
             classes=classes,
+            arch=arch,
+            engine=engine,
+            channels=sizes,
+            kernel=kernel,
+            pool=pool,
         )
         log_report(report, tracking_uri)
     except BenchInputError as e:

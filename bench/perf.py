@@ -1,14 +1,18 @@
 """`bench perf`: the attack step's speed against the reference formulation and the machine's GEMM peak.
 
-On identical inputs (a random MLP d -> H^(depth-1) -> 1, candidates x (P, m, d), multipliers l (P, m)):
-- bench's step: `attack_loss` forward + backward into x and l only (closed form, Gram matrices where
-  cheaper), in the chosen dtype, for a population of P settings at once;
+On identical inputs (a random MLP d -> H^(depth-1) -> 1, or with `arch="cnn"` a random CNN on sqrt(d) x
+sqrt(d) images; candidates x (P, m, d), multipliers l (P, m)):
+- bench's step: the attack loss forward + backward into x and l only, in the chosen dtype, for a
+  population of P settings at once, by the chosen engine (`engine`, as `attack.engine`: "closed" the
+  closed form, Gram matrices where cheaper; "autograd" bench.attack.engine's double backward; "auto"
+  the closed form for an MLP);
 - the reference formulation (Haim et al.'s code): autograd double backward of the same loss in float64,
   with the parameters as leaves that require grad, so the outer backward fills their (unused) gradients;
   for P > 1 it runs the P settings one after another;
 - a plain (m, H) @ (H, H) matmul in the same dtype: the machine's GEMM rate at this shape ("peak").
 FLOPs per step come from `bench.attack.kkt.flops_per_step` (checked against torch's FLOP counter in the
-tests). Times are medians over `repeats` after `warmup` steps. Everything runs on `device` (`--device`;
+tests) for the closed form, and from torch's FLOP counter on one step for the autograd engine. The
+reference is timed on MLPs only. Times are medians over `repeats` after `warmup` steps. Everything runs on `device` (`--device`;
 on a GPU the peak is the GPU's GEMM rate and each timing waits for the GPU to finish); the random inputs
 are drawn on the CPU and moved.
 """
@@ -25,8 +29,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bench.attack.kkt import Weights, flops_per_step, lambda_scale, loss_function
-from bench.attack.multiclass import multiclass_flops_per_step, multiclass_loss_function
+from bench.attack.engine import as_engine, from_module, loss_function_for
+from bench.attack.kkt import Weights, flops_per_step, lambda_scale
+from bench.attack.multiclass import multiclass_flops_per_step
+from bench.attack.network import Network
 from bench.attack.reference import reference_fit, reference_multiclass_fit
 
 
@@ -55,6 +61,9 @@ class PerfReport:
     device_model: str = ""
     compiled: bool = False
     classes: int = 1  # network outputs: 1 binary (Haim et al.), C >= 2 multiclass (Buzaglo et al.)
+    arch: str = "mlp"  # "mlp" (depth, width) or "cnn" (`model`)
+    engine: str = "closed"  # the engine that formed the residual: "closed" or "autograd"
+    model: str = ""  # the network in words
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -99,6 +108,29 @@ def random_weights(
     return Weights(mats)
 
 
+def random_cnn(
+    d: int,
+    channels: tuple[int, ...],
+    kernel: int,
+    pool: str,
+    dtype: torch.dtype,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    n_out: int = 1,
+) -> Network:
+    """A PyTorch-default-initialised `bench.models.CNN` on sqrt(d) x sqrt(d) images, as the engine sees it."""
+    from bench.config import ModelConfig
+    from bench.errors import BenchInputError
+    from bench.models import make_model
+
+    side = round(d**0.5)
+    if side * side != d:
+        raise BenchInputError(f"--arch cnn: --d {d} is not a square image; fix: e.g. --d 784 (28x28)")
+    cfg = ModelConfig(arch="cnn", channels=channels, kernel=kernel, pool=pool)
+    model = make_model(cfg, d, 0.1, seed, dtype, n_out, (side, side)).to(device)
+    return from_module(model, d)
+
+
 def reference_flops(d: int, widths: list[int], m: int, classes: int = 1) -> int:
     """FLOPs of the reference step as its autograd computes it (after facts.md's count for d -> H -> H -> 1,
     2m(6dH + 9H^2 + 7H)): 6 per first-layer weight, 9 per hidden-to-hidden weight, 7 per output weight
@@ -110,7 +142,7 @@ def reference_flops(d: int, widths: list[int], m: int, classes: int = 1) -> int:
 
 
 def step_fn(
-    w: Weights,
+    w: Network,
     x: torch.Tensor,
     l: torch.Tensor,
     y: torch.Tensor,
@@ -119,16 +151,17 @@ def step_fn(
     mixed: bool = False,
     compiled: bool = False,
 ) -> Callable[[], None]:
-    """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products;
-    `compiled`: through torch.compile (see bench.attack.kkt.loss_function)."""
+    """One bench step (loss + backward into x and l) on fixed inputs, by `w`'s engine (closed-form
+    `Weights` or a `ModuleNet`); `mixed`: bf16 matrix products; `compiled`: through torch.compile (see
+    bench.attack.kkt.loss_function)."""
     scale = lambda_scale(w, x.shape[-2])
     d = x.shape[-1]
     lo = -torch.ones(d, dtype=x.dtype, device=x.device)
     hi = torch.ones(d, dtype=x.dtype, device=x.device)
 
-    binary = w.mats[-1].shape[0] == 1
-    loss_fn = (loss_function if binary else multiclass_loss_function)(mixed, compiled)
-    extra = {"method": method} if binary else {}  # the multiclass residual has one (explicit) route
+    loss_fn = loss_function_for(w)(mixed, compiled)
+    # the binary closed form has two routes; the multiclass one and the engine are explicit
+    extra = {"method": method} if isinstance(w, Weights) and w.n_out == 1 else {}
 
     def step() -> None:
         loss, _ = loss_fn(w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, **extra)
@@ -137,6 +170,15 @@ def step_fn(
         l.grad = None
 
     return step
+
+
+def _counted_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step`, by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
 
 
 def reference_step_fn(
@@ -182,10 +224,17 @@ def measure(
     device: str | torch.device = "cpu",
     compiled: bool = False,
     classes: int = 1,
+    arch: str = "mlp",
+    engine: str = "auto",
+    channels: tuple[int, ...] = (32, 32),
+    kernel: int = 3,
+    pool: str = "avg",
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
-    (the reference step needs float64 and is skipped on MPS, which has none). `classes`: 1 times the
-    binary attack; C >= 2 the multiclass one (`multiclass_attack_loss`, pairs "max") on a C-output MLP."""
+    (the reference step needs float64 and is skipped on MPS, which has none, and for a CNN). `classes`:
+    1 times the binary attack; C >= 2 the multiclass one (pairs "max") on a C-output network. `arch`:
+    "mlp" (`depth`, `width`) or "cnn" (`channels`, `kernel`, `pool`, on sqrt(d) x sqrt(d) images);
+    `engine`: "auto" | "closed" | "autograd" (as attack.engine)."""
     from bench.attack.reconstruct import candidate_labels
     from bench.device import device_model, resolve_device
 
@@ -194,18 +243,28 @@ def measure(
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
-    w = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
+    if arch == "cnn":
+        w = as_engine(random_cnn(d, channels, kernel, pool, tdtype, device=dev, n_out=classes), engine)
+        model = f"cnn {','.join(map(str, channels))} k{kernel} pool {pool}"
+    else:
+        mlp = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
+        w = as_engine(mlp, engine)
+        model = f"mlp {d}-{width}x{depth - 1}-{classes}"
+    closed = isinstance(w, Weights)
+    mixed = dtype == "bfloat16"
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).to(dev).requires_grad_()
     l = torch.rand(population, m, generator=g, dtype=tdtype).to(dev).requires_grad_()
     y = torch.as_tensor(candidate_labels(m, classes)).to(dev, tdtype)
     alpha = 100.0
 
-    step = step_fn(w, x, l, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
+    step = step_fn(w, x, l, y, alpha, method, mixed=mixed, compiled=compiled)
     s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
-    if classes == 1:
+    if not closed:  # counted on the eager step (the counter does not see inside a compiled one)
+        flops = _counted_flops(step_fn(w, x, l, y, alpha, method, mixed=mixed))
+    elif classes == 1:
         flops = flops_per_step(d, widths, m, population, method)
     else:
         flops = multiclass_flops_per_step(d, widths, classes, m, population)
@@ -219,17 +278,17 @@ def measure(
     if sequential and population > 1:
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
-        one = step_fn(w, x1, l1, y, alpha, method, mixed=dtype == "bfloat16", compiled=compiled)
+        one = step_fn(w, x1, l1, y, alpha, method, mixed=mixed, compiled=compiled)
         seq_s = population * _median_time(one, repeats, warmup, dev)
 
     ref_s = None
-    if reference and dev.type != "mps":
-        ref_fn = reference_step_fn(w, x[0], l[0], y, alpha)
+    if reference and dev.type != "mps" and arch == "mlp":
+        ref_fn = reference_step_fn(mlp, x[0], l[0], y, alpha)
         ref_s = population * _median_time(ref_fn, max(2, repeats // 2), 1, dev)
     gflops = flops / s_step / 1e9
     return PerfReport(
-        depth=depth,
-        width=width,
+        depth=w.depth,
+        width=width if arch == "mlp" else max(channels),
         d=d,
         n=n,
         m=m,
@@ -242,7 +301,7 @@ def measure(
         gemm_gflops=gemm_gflops,
         fraction_of_peak=gflops / gemm_gflops,
         reference_s_per_step=ref_s,
-        reference_flops_per_step=population * reference_flops(d, widths, m, classes),
+        reference_flops_per_step=population * reference_flops(d, widths, m, classes) if arch == "mlp" else 0,
         speedup_vs_reference=(ref_s / s_step) if ref_s else None,
         sequential_s_per_step=seq_s,
         population_speedup=(seq_s / s_step) if seq_s else None,
@@ -251,6 +310,9 @@ def measure(
         device_model=device_model(dev),
         compiled=compiled,
         classes=classes,
+        arch=arch,
+        engine="closed" if closed else "autograd",
+        model=model,
     )
 
 
@@ -273,9 +335,12 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
         "device",
         "device_model",
         "compiled",
+        "arch",
+        "engine",
+        "model",
     )
     params = {k: values[k] for k in keys}
-    name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
+    name = f"perf {report.model or report.arch} m={report.m} P={report.population} {report.dtype} {report.engine}"
     with tracker.run(exp, name, {"bench.kind": "perf"}) as log:
         log.params(params)
         log.metrics({k: float(v) for k, v in values.items() if k not in params and v is not None})
@@ -284,11 +349,17 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
 
 def format_report(r: PerfReport) -> str:
     lines = [
+        f"network       {r.model} ({r.engine} engine)",
         f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
         f"{r.dtype}{' compiled' if r.compiled else ''} threads={r.threads} device={r.device}"
         + (f" classes={r.classes}" if r.classes > 1 else "")
         + (f" ({r.device_model})" if r.device_model else ""),
-        f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
+        f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   "
+        + (
+            f"{r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)"
+            if r.arch == "mlp"
+            else "(no reference: MLPs only)"
+        ),
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",
         f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype} "
         f"on {r.device}",
