@@ -1,0 +1,226 @@
+"""The truth's own KKT fit: how well the true training set explains the weights.
+
+The attack searches candidates x and multipliers lambda >= 0 with theta ~ sum_i lambda_i J(x_i). With x
+fixed at the training set the residual is linear in lambda, so the fit is a quadratic in it, and its best
+value over lambda >= 0 is a small bounded least-squares problem, solved here exactly in float64. It is the
+reference every reconstruction is read against: an attack whose fit is *below* the truth's has found
+candidates that explain the weights better than the data do, so the objective's minimum is not the data
+(its candidates then mix training samples with shapes that fit better); a truth that leaves much of a layer
+unexplained says the trained network is outside the regime where the KKT theory holds.
+
+Rows. A row r is one gradient the sum may use, with its own multiplier lambda_r >= 0:
+- binary network (one output): a training sample i, J_r = y_i grad_theta Phi(x_i);
+- C outputs, `pairs="max"` (Buzaglo et al.): a sample i, J_r = grad_theta (Phi_{y_i} - Phi_{j*})(x_i) with
+  j* = argmax_{j != y_i} Phi_j(x_i) under the trained network;
+- C outputs, `pairs="all"`: a (sample i, class j != y_i) pair, J_r = grad_theta (Phi_{y_i} - Phi_j)(x_i).
+Every row is grad_theta (u_r . Phi(x_{i(r)})) for an output direction u_r (binary: u_r = y_i).
+
+Per layer l (the first layer's bias counted with W_1, as everywhere in bench), with the exact ReLU derivative,
+
+    ||theta_l - sum_r lambda_r J_l(r)||^2 = ||theta_l||^2 - 2 lambda . b_l + lambda^T K_l lambda,
+
+K_l (r x r) = <J_l(r), J_l(r')>, b_l (r,) = <theta_l, J_l(r)>. For an MLP J_l(r) = g_l(r) a_{l-1}(r)^T (the
+back-propagated signal times the layer's input), so K_l = (g_l g_l^T) * (a_{l-1} a_{l-1}^T [+ 1 with the
+bias]) and b_l = g_l . h_l: the products of the attack's Gram route (`bench.attack.kkt.layer_residuals`),
+never forming a per-sample gradient. Any other network can fill `GramTerms` from per-sample gradients
+(autograd) and share `solve`.
+
+The fit uses the attack's norm (`attack.fit_norm`, `attack.fit_layers`; `bench.attack.kkt.fit_from_terms`):
+"layer" is the mean over the chosen layers of residual_l / ||theta_l||^2, "theta" their summed residual over
+their summed ||theta_l||^2. Both are a weighted sum of the layer quadratics, so one bounded least-squares
+problem gives the exact optimum: min lambda^T Q lambda - 2 q . lambda over lambda >= 0, Q = sum_l w_l K_l,
+q = sum_l w_l b_l, written as NNLS through Q's eigendecomposition and solved by scipy's `nnls`.
+The fit is invariant to a rescaling of theta (the multipliers absorb it), so margin normalisation does not
+change it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.attack.kkt import Weights
+
+
+@dataclass(frozen=True)
+class GramTerms:
+    """The quadratic of the residual in the multipliers, per layer (float64).
+
+    K (L, r, r): <J_l(r), J_l(r')>; b (L, r): <theta_l, J_l(r)>; own (L,): ||theta_l||^2; sample (r,): the
+    training sample of each row; other (r,): the other class of a multiclass row (-1 for binary rows)."""
+
+    K: torch.Tensor
+    b: torch.Tensor
+    own: torch.Tensor
+    sample: np.ndarray
+    other: np.ndarray
+
+
+@dataclass(frozen=True)
+class TruthFit:
+    """The truth's best fit. fit: in the attack's norm; layers (L,): residual_l / ||theta_l||^2 of every
+    layer at the same multipliers; lam (r,): the optimal multipliers (one per row, see `GramTerms`), in the
+    scale of the weights they were computed on; support: rows with lambda > 0 (binary: samples on the
+    margin); seconds: wall time of the computation."""
+
+    fit: float
+    layers: np.ndarray
+    lam: np.ndarray
+    support: int
+    rows: int
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """`truth/kkt_fit`, `truth/kkt_fit_layer<l>`, `truth/support` (and its fraction of the rows)."""
+        out = {"truth/kkt_fit": self.fit, "truth/support": float(self.support)}
+        out["truth/support_frac"] = self.support / max(1, self.rows)
+        out |= {f"truth/kkt_fit_layer{i + 1}": float(v) for i, v in enumerate(self.layers)}
+        out["truth/seconds"] = self.seconds
+        return out
+
+
+def output_directions(
+    phi: torch.Tensor, y: np.ndarray, pairs: str = "max"
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The rows' output directions u (r, C) and their samples (r,), from the trained outputs phi (n, C) and
+    class indices y (n,) (see the module docstring); binary networks (C = 1, y in {-1, +1}): u = y."""
+    n, C = phi.shape
+    if C == 1:
+        return torch.as_tensor(y, dtype=phi.dtype).view(n, 1), np.arange(n)
+    yi = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    onehot = torch.nn.functional.one_hot(yi, C).to(phi.dtype)
+    if pairs == "max":
+        other = phi.masked_fill(onehot.bool(), float("-inf")).argmax(-1)
+        return onehot - torch.nn.functional.one_hot(other, C).to(phi.dtype), np.arange(n)
+    if pairs != "all":
+        raise ValueError(f"pairs must be 'max' or 'all', not {pairs!r}")
+    sample, other = np.nonzero(~onehot.bool().numpy())  # every (i, j != y_i), in order of i then j
+    eye = torch.eye(C, dtype=phi.dtype)
+    return onehot[sample] - eye[other], sample
+
+
+def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max") -> GramTerms:
+    """`GramTerms` of a ReLU MLP in closed form (exact ReLU derivative), in float64.
+
+    w: the network (any scale); x (n, d): the centred training inputs; y (n,): +-1 (binary) or class
+    indices (C outputs). Memory: the acts (n, H) and signals (r, H) of every layer, and L Gram matrices
+    (r x r): at n = 500, H = 1000, L = 3, ~30 MB.
+    """
+    w = w.to(torch.float64)
+    x = torch.as_tensor(x, dtype=torch.float64)
+    acts, pre = [x], []
+    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
+    for mat in w.mats[1:]:
+        pre.append(h)
+        acts.append(torch.relu(h))
+        h = acts[-1] @ mat.T
+    u, sample = output_directions(h, y, pairs)
+    other = np.full(len(sample), -1) if h.shape[1] == 1 else _other_class(u)
+    s = torch.as_tensor(sample)
+    K, b, own = [], [], []
+    # last layer: J_L(r) = u_r a_{L-1}(x_r)^T
+    a_prev = acts[-1][s]
+    K.append((u @ u.T) * (a_prev @ a_prev.T))
+    b.append((u * h[s]).sum(-1))
+    g = u
+    for layer in range(w.depth - 2, -1, -1):  # hidden layers, top down: g_l = (g_{l+1} W_{l+1}) * 1[h_l > 0]
+        g = (g @ w.mats[layer + 1]) * (pre[layer][s] > 0).to(g.dtype)
+        a_prev = acts[layer][s]
+        k_prev = a_prev @ a_prev.T
+        if layer == 0 and w.bias is not None:
+            k_prev = k_prev + 1.0
+        K.append((g @ g.T) * k_prev)
+        b.append((g * pre[layer][s]).sum(-1))  # <W_l, g a^T> (+ <b_1, g>) = g . h_l
+    own = w.layer_sq_norms().to(torch.float64)
+    return GramTerms(torch.stack(K[::-1]), torch.stack(b[::-1]), own, sample, other)
+
+
+def _other_class(u: torch.Tensor) -> np.ndarray:
+    """The class j of each multiclass row's direction e_y - e_j."""
+    return u.argmin(-1).numpy()
+
+
+def layer_weights(own: torch.Tensor, norm: str = "layer", layers: tuple[int, ...] = ()) -> torch.Tensor:
+    """w_l (L,) with fit = sum_l w_l residual_l, as `bench.attack.kkt.fit_from_terms` combines them."""
+    chosen = torch.zeros_like(own, dtype=torch.bool)
+    chosen[[i - 1 for i in layers] if layers else slice(None)] = True
+    if norm == "layer":
+        return torch.where(chosen, 1.0 / (own * chosen.sum()), torch.zeros_like(own))
+    if norm == "theta":
+        return torch.where(chosen, 1.0 / own[chosen].sum(), torch.zeros_like(own))
+    raise ValueError(f"norm must be 'layer' or 'theta', not {norm!r}")
+
+
+def solve(terms: GramTerms, norm: str = "layer", layers: tuple[int, ...] = ()) -> TruthFit:
+    """The best multipliers lambda >= 0 for `terms` and the fit they reach (exact: NNLS, float64)."""
+    from scipy.optimize import nnls
+
+    start = time.perf_counter()
+    wl = layer_weights(terms.own, norm, layers)
+    Q = torch.einsum("l,lij->ij", wl, terms.K).numpy()
+    q = (wl @ terms.b).numpy()
+    Q = 0.5 * (Q + Q.T)
+    # Q = A^T A with A = diag(sqrt(e)) V^T over Q's non-negligible eigenvalues; q = A^T t (q lies in
+    # Q's range: b_l = J_l theta_l), so ||A lam - t||^2 = lam^T Q lam - 2 q . lam + const
+    e, V = np.linalg.eigh(Q)
+    keep = e > max(e.max(), 0.0) * 1e-13
+    A = np.sqrt(e[keep])[:, None] * V[:, keep].T
+    t = (V[:, keep].T @ q) / np.sqrt(e[keep])
+    lam = np.zeros(len(q)) if not keep.any() else nnls(A, t, maxiter=50 * len(q))[0]
+    lam_t = torch.as_tensor(lam, dtype=torch.float64)
+    quad = torch.einsum("i,lij,j->l", lam_t, terms.K, lam_t)
+    residual = (terms.own - 2.0 * (terms.b @ lam_t) + quad).clamp(min=0.0)
+    fit = float((wl * residual).sum())
+    support = int((lam > 1e-12 * max(lam.max(initial=0.0), 1e-300)).sum())
+    return TruthFit(
+        fit=fit,
+        layers=(residual / terms.own).numpy(),
+        lam=lam,
+        support=support,
+        rows=len(lam),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def truth_fit(
+    w: Weights,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray,
+    norm: str = "layer",
+    layers: tuple[int, ...] = (),
+    pairs: str = "max",
+) -> TruthFit:
+    """The truth's fit of an MLP: `solve(mlp_gram_terms(...))` (see the module docstring); seconds include
+    forming the Gram matrices."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        terms = mlp_gram_terms(w, torch.as_tensor(np.asarray(x)), y, pairs)
+    out = solve(terms, norm, layers)
+    return TruthFit(out.fit, out.layers, out.lam, out.support, out.rows, time.perf_counter() - start)
+
+
+def residual_at(
+    w: Weights, x: np.ndarray | torch.Tensor, y: np.ndarray, lam: np.ndarray, pairs: str = "max"
+) -> np.ndarray:
+    """||theta_l - sum_r lam_r J_l(r)||^2 per layer (L,), with the gradient sums formed explicitly by
+    autograd (exact ReLU; float64): the reference `mlp_gram_terms` is tested against."""
+    w = w.to(torch.float64)
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    params = [m.clone().requires_grad_() for m in w.mats]
+    bias = None if w.bias is None else w.bias.clone().requires_grad_()
+    with torch.enable_grad():
+        h = x @ params[0].T + (bias if bias is not None else 0.0)
+        for mat in params[1:]:
+            h = torch.relu(h) @ mat.T
+        u, sample = output_directions(h.detach(), y, pairs)
+        lam_t = torch.as_tensor(lam, dtype=torch.float64)
+        weighted = torch.zeros_like(h)
+        weighted.index_add_(0, torch.as_tensor(sample), lam_t[:, None] * u)
+        grads = torch.autograd.grad((weighted * h).sum(), params + ([bias] if bias is not None else []))
+    res = [((p.detach() - g) ** 2).sum() for p, g in zip(params, grads, strict=False)]
+    if bias is not None:
+        res[0] = res[0] + ((bias.detach() - grads[-1]) ** 2).sum()
+    return torch.stack(res).numpy()

@@ -1,0 +1,153 @@
+"""The truth's own KKT fit (bench.attack.truth): the Gram quadratic against the explicit autograd residual,
+the NNLS optimum's optimality conditions, and a network trained with weight decay to stationarity, which
+the KKT form describes exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.attack.kkt import Weights, kkt_fit, stationarity_residual, weight_decay_multipliers
+from bench.attack.truth import layer_weights, mlp_gram_terms, residual_at, solve, truth_fit
+
+
+def _net(d: int, widths: list[int], n_out: int, bias: bool, seed: int = 0) -> Weights:
+    g = torch.Generator().manual_seed(seed)
+    sizes = [d, *widths, n_out]
+    mats = tuple(
+        torch.randn(sizes[i + 1], sizes[i], generator=g, dtype=torch.float64) / sizes[i] ** 0.5
+        for i in range(len(sizes) - 1)
+    )
+    b = torch.randn(widths[0], generator=g, dtype=torch.float64) * 0.3 if bias else None
+    return Weights(mats, b)
+
+
+@pytest.mark.parametrize("widths", [[12], [12, 9]])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("kind", ["binary", "max", "all"])
+def test_gram_quadratic_equals_explicit_residual(widths: list[int], bias: bool, kind: str) -> None:
+    """At any lambda >= 0, ||theta_l||^2 - 2 lam.b_l + lam K_l lam equals the residual formed explicitly by
+    autograd (float64, 1e-10 relative), for every layer."""
+    n_out = 1 if kind == "binary" else 4
+    pairs = "max" if kind == "binary" else kind
+    w = _net(7, widths, n_out, bias)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 7))
+    y = np.where(rng.random(10) < 0.5, -1.0, 1.0) if n_out == 1 else rng.integers(0, n_out, 10)
+    terms = mlp_gram_terms(w, torch.as_tensor(x), y, pairs)
+    lam = rng.random(terms.K.shape[1])
+    lam_t = torch.as_tensor(lam)
+    quad = terms.own - 2 * terms.b @ lam_t + torch.einsum("i,lij,j->l", lam_t, terms.K, lam_t)
+    explicit = residual_at(w, x, y, lam, pairs)
+    np.testing.assert_allclose(quad.numpy(), explicit, rtol=1e-10)
+    assert terms.K.shape[1] == (10 * (n_out - 1) if kind == "all" else 10)
+
+
+def test_binary_residual_matches_the_attacks_fit_at_large_alpha() -> None:
+    """The truth's layer-normalised fit at its multipliers equals `kkt_fit` (the attack's fit) evaluated at
+    x = the training set, c = y lam and alpha -> infinity: the same quantity the attack minimises."""
+    w = _net(6, [11, 8], 1, True, seed=3)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((9, 6))
+    y = np.where(np.arange(9) % 2 == 0, -1.0, 1.0)
+    for norm, layers in (("layer", ()), ("theta", ()), ("layer", (1, 3))):
+        tf = truth_fit(w, x, y, norm, layers)
+        c = torch.as_tensor(tf.lam * y)
+        attack = kkt_fit(w, torch.as_tensor(x), c, 1e12, "explicit", norm=norm, layers=layers)
+        assert float(attack) == pytest.approx(tf.fit, rel=1e-9, abs=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["binary", "all"])
+def test_solution_satisfies_the_bounded_least_squares_optimality_conditions(kind: str) -> None:
+    """KKT of min lam^T Q lam - 2 q.lam over lam >= 0: gradient 0 where lam > 0, >= 0 where lam = 0."""
+    n_out = 1 if kind == "binary" else 3
+    w = _net(8, [15], n_out, False, seed=4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((12, 8))
+    y = np.where(rng.random(12) < 0.5, -1.0, 1.0) if n_out == 1 else rng.integers(0, n_out, 12)
+    terms = mlp_gram_terms(w, torch.as_tensor(x), y, "all" if kind == "all" else "max")
+    out = solve(terms, "layer")
+    wl = layer_weights(terms.own, "layer")
+    Q = torch.einsum("l,lij->ij", wl, terms.K).numpy()
+    grad = Q @ out.lam - (wl @ terms.b).numpy()
+    scale = np.abs(Q).max() * np.abs(out.lam).max() + 1e-300
+    active = out.lam > 0
+    assert active.any() and (~active).any(), "a degenerate instance tests nothing"
+    assert np.abs(grad[active]).max() < 1e-8 * scale
+    assert grad[~active].min() > -1e-8 * scale
+    assert out.support == int(active.sum())
+
+
+def test_weight_decay_stationary_network_fits_its_own_data() -> None:
+    """Trained with weight decay to a stationary point (L-BFGS, float64), the KKT form holds with
+    lam_i = sigmoid(-y_i Phi_i) / (n wd) for every sample: the truth's optimal fit is at most the analytic
+    multipliers' (the square of the stationarity residual) and both are tiny.
+
+    The instance is one where the minimiser is smooth: every sample lies in a cone that no hidden unit's
+    hyperplane cuts (x_0 = 4 for all). Weight decay's minimisers usually put some unit's hyperplane through
+    a training sample (a kink), where no gradient vanishes (docs/identifiability.md)."""
+    g = torch.Generator().manual_seed(0)
+    n, d, h, wd = 12, 6, 10, 1e-3
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x[:, 0] = 4.0
+    y = torch.where(x[:, 1] > 0, 1.0, -1.0).double()
+    W1 = torch.randn(h, d, generator=g, dtype=torch.float64) / d**0.5
+    W1[:, 0] = W1[:, 0].abs() + 1
+    W1.requires_grad_()
+    W2 = (torch.randn(1, h, generator=g, dtype=torch.float64) / h**0.5).requires_grad_()
+    params = [W1, W2]
+    opt = torch.optim.LBFGS(
+        params,
+        lr=1,
+        max_iter=5000,
+        tolerance_grad=1e-14,
+        tolerance_change=0,
+        history_size=100,
+        line_search_fn="strong_wolfe",
+    )
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        phi = (torch.relu(x @ W1.T) @ W2.T).squeeze(-1)
+        penalty = sum((p * p).sum() for p in params)
+        loss = torch.nn.functional.softplus(-y * phi).mean() + wd / 2 * penalty
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w = Weights((W1.detach(), W2.detach()))
+    lam_wd = weight_decay_multipliers(w, x, y, wd)
+    stationarity = stationarity_residual(w, x, y, lam_wd)
+    assert stationarity < 1e-4, "the instance did not reach its stationary point: it tests nothing"
+    tf = truth_fit(w, x.numpy(), y.numpy(), "theta")
+    assert tf.fit <= stationarity**2 * (1 + 1e-6) + 1e-15
+    assert tf.fit < 1e-8
+    assert tf.support == n  # with weight decay every sample carries a multiplier
+    np.testing.assert_allclose(tf.lam, lam_wd.numpy(), rtol=1e-2)
+
+
+def test_optimum_beats_the_weight_decay_multipliers_away_from_stationarity() -> None:
+    """A network trained with weight decay by a few hundred GD steps (far from stationary): the optimal
+    multipliers fit at least as well as the analytic ones, in both norms."""
+    g = torch.Generator().manual_seed(3)
+    n, wd = 14, 1e-2
+    x = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    y = torch.where(torch.arange(n) % 2 == 0, -1.0, 1.0).double()
+    params = [
+        (torch.randn(16, 5, generator=g, dtype=torch.float64) * 0.5).requires_grad_(),
+        torch.zeros(16, dtype=torch.float64, requires_grad=True),
+        (torch.randn(1, 16, generator=g, dtype=torch.float64) * 0.5).requires_grad_(),
+    ]
+    opt = torch.optim.SGD(params, lr=0.5, weight_decay=wd)
+    for _ in range(300):
+        opt.zero_grad()
+        phi = (torch.relu(x @ params[0].T + params[1]) @ params[2].T).squeeze(-1)
+        torch.nn.functional.softplus(-y * phi).mean().backward()
+        opt.step()
+    w = Weights((params[0].detach(), params[2].detach()), params[1].detach())
+    lam_wd = weight_decay_multipliers(w, x, y, wd)
+    analytic = float(torch.as_tensor(residual_at(w, x.numpy(), y.numpy(), lam_wd.numpy())).sum())
+    tf = truth_fit(w, x.numpy(), y.numpy(), "theta")
+    assert tf.fit * float(w.sq_norm()) <= analytic * (1 + 1e-9)
+    assert stationarity_residual(w, x, y, lam_wd) ** 2 == pytest.approx(analytic / float(w.sq_norm()))
