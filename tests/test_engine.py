@@ -3,6 +3,7 @@ per-sample-gradient sum on CNNs, and the refusal of networks that are not positi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ from bench.attack.engine import as_engine, autograd_attack_loss, closed_form, fr
 from bench.attack.kkt import Weights, attack_loss
 from bench.attack.multiclass import multiclass_attack_loss
 from bench.attack.reference import _ModifiedReLU
+from bench.attack.truth import mlp_gram_terms, module_gram_terms, truth_fit
 from bench.errors import BenchInputError
 
 F64 = torch.float64
@@ -193,3 +195,142 @@ def test_a_custom_block_and_the_closed_form_on_a_cnn_are_refused() -> None:
     with pytest.raises(BenchInputError, match="attack.engine=closed"):
         as_engine(cnn, "closed")
     assert as_engine(cnn, "auto") is cnn and closed_form(cnn) is None
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("kind", ["binary", "max", "all"])
+def test_the_truths_gram_terms_by_autograd_are_the_mlp_closed_form(bias: bool, kind: str) -> None:
+    n_out = 1 if kind == "binary" else 3
+    w = _weights(3, bias, n_out)
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.standard_normal((7, 12)))
+    y = np.where(np.arange(7) % 2 == 0, -1.0, 1.0) if n_out == 1 else np.arange(7) % 3
+    pairs = "max" if kind == "binary" else kind
+    ours = module_gram_terms(as_engine(w, "autograd"), x, y, pairs, chunk=3)
+    ref = mlp_gram_terms(w, x, y, pairs)
+    for a, b in ((ours.K, ref.K), (ours.b, ref.b), (ours.own, ref.own)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert (ours.sample == ref.sample).all() and (ours.other == ref.other).all()
+
+
+@pytest.mark.parametrize("pool,n_out,pairs", [("avg", 1, "max"), ("max", 1, "max"), ("max", 3, "all")])
+def test_a_cnn_truth_fit_is_its_explicit_per_sample_gradient_residual(
+    pool: str, n_out: int, pairs: str
+) -> None:
+    """The Gram quadratic at the NNLS multipliers (and at random ones) equals the residual formed from the
+    module's own forward by autograd (exact ReLU), and the fit is that residual in the attack's norm."""
+    module = _cnn(pool, True, n_out)
+    net = from_module(module, 36)
+    rng = np.random.default_rng(5)
+    x = torch.as_tensor(rng.standard_normal((6, 36)))
+    y = np.where(np.arange(6) % 2 == 0, -1.0, 1.0) if n_out == 1 else np.arange(6) % 3
+    terms = module_gram_terms(net, x, y, pairs)
+    fit = truth_fit(net, x, y, "layer", (), pairs)
+    params = [module[1].weight, module[4].weight, module[7].weight, module[1].bias]
+    for k, lam in enumerate((fit.lam, rng.random(len(fit.lam)))):
+        lam_t = torch.as_tensor(lam)
+        quad = terms.own - 2 * terms.b @ lam_t + torch.einsum("i,lij,j->l", lam_t, terms.K, lam_t)
+        out = module(x).view(6, -1)
+        u = torch.as_tensor(y).view(6, 1) if n_out == 1 else None
+        if n_out > 1:  # rows (i, j != y_i) with direction e_y - e_j
+            rows = [(i, j) for i in range(6) for j in range(3) if j != y[i]]
+            total = sum(lam[r] * (out[i, y[i]] - out[i, j]) for r, (i, j) in enumerate(rows))
+        else:
+            total = (lam_t.view(6, 1) * u * out).sum()
+        grads = torch.autograd.grad(total, params)
+        explicit = [((p.detach() - g) ** 2).sum() for p, g in zip(params, grads, strict=True)]
+        explicit = torch.stack([explicit[0] + explicit[3], explicit[1], explicit[2]])
+        torch.testing.assert_close(quad, explicit.detach(), rtol=1e-9, atol=1e-12)
+        if k == 0:  # at the NNLS optimum: the fit is the explicit residual in the layer norm
+            assert fit.fit == pytest.approx(float((explicit / terms.own).mean()), rel=1e-9)
+            assert fit.fit < 1.0  # the optimum explains part of theta: lambda = 0 would give 1
+
+
+def test_the_smooth_surrogate_that_torch_compile_traces_is_the_same_function(monkeypatch) -> None:
+    """Under torch.compile the engine's ReLU is `smooth_surrogate_relu`: the same residual and gradients
+    into x and lambda as the custom Function's (float64, 1e-10), where alpha h spans both signs and the
+    far tails (e^{alpha h} underflowing: no NaN)."""
+    import bench.attack.engine as engine
+
+    net = from_module(_cnn("max", True), 36)
+    g = torch.Generator().manual_seed(6)
+    x = (torch.randn(2, 5, 36, generator=g, dtype=F64) * 3).requires_grad_()
+    c = torch.randn(2, 5, generator=g, dtype=F64, requires_grad=True)
+    alpha = torch.tensor([2.0, 500.0], dtype=F64).view(2, 1, 1)
+    out = []
+    for form in (engine.surrogate_relu, engine.smooth_surrogate_relu):
+        monkeypatch.setattr(engine, "surrogate_relu", form)
+        terms = net.layer_residuals(x, torch.ones(5, dtype=F64), c, alpha)
+        out.append((terms, *torch.autograd.grad(terms.sum(), (x, c))))
+    for a, b in zip(*out, strict=True):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_cnn_attack_on_blobs_beats_the_mean_image_and_random_candidates() -> None:
+    """End to end on a CNN (one 16-channel convolution and a linear head, the smoke scale, blob size 1):
+    trained to the target, attacked through the autograd engine, and closer to the training images than the
+    mean image and the untrained candidates, with every training image memorised."""
+    from bench.experiment import resolve_config, run_experiment
+    from bench.tasks import get_task
+
+    sets = {"model.arch": "cnn", "model.channels": "16", "threads": 1}
+    res = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", sets, 1, seed=0))
+    m = res.settings[0].metrics
+    assert (
+        res.train_metrics["train/converged"] == 1.0 and res.train_metrics["model/params"] == 16 * 9 + 16 * 784
+    )
+    assert m["gain/mean/ncc_dist"] > 0.02 and m["gain/random/ncc_dist"] > 0.02, m
+    assert m["memorised/frac"] == 1.0 and m["attack/fit_check_failed"] == 0.0
+
+
+BAD_NET = """
+from torch import nn
+
+def build(d, n_out, image_shape):
+    h, w = image_shape
+    return nn.Sequential(
+        nn.Unflatten(1, (1, h, w)), nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * h * w, n_out, bias=False),
+    )
+
+def good(d, n_out, image_shape):
+    h, w = image_shape
+    return nn.Sequential(
+        nn.Unflatten(1, (1, h, w)), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(), nn.Linear(4 * (h // 2) * (w // 2), n_out, bias=False),
+    )
+"""
+
+
+def test_a_users_network_that_is_not_homogeneous_exits_2_naming_the_layer(tmp_path, tracking_uri) -> None:
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    (tmp_path / "nets.py").write_text(BAD_NET)
+    sets = ["--set", "model.arch=module", "--set", f"model.module={tmp_path / 'nets.py'}:build"]
+    out = CliRunner().invoke(
+        app, ["run", "blobs-rect", "--profile", "smoke", "--tracking-uri", tracking_uri, *sets]
+    )
+    assert out.exit_code == 2, out.output
+    assert (
+        "model layer '2' (BatchNorm2d) is a normalisation layer" in out.output
+        and "fix: remove it" in out.output
+    )
+
+
+def test_a_users_homogeneous_network_is_built_with_the_small_first_layer(tmp_path) -> None:
+    from bench.config import ModelConfig
+    from bench.models import make_model
+
+    (tmp_path / "nets.py").write_text(BAD_NET)
+    cfg = ModelConfig(arch="module", module=f"{tmp_path / 'nets.py'}:good")
+    model = make_model(cfg, 64, 1e-4, seed=0, dtype=F64, n_out=3, image_shape=(8, 8))
+    net = from_module(model, 64)
+    assert (net.depth, net.n_out) == (2, 3) and float(net.bias.abs().max()) == 0.0
+    assert 0.5e-4 < float(net.weights[0].std()) < 2e-4  # N(0, init_scale^2), as the MLP's first layer
+    assert model(torch.zeros(5, 64, dtype=F64)).shape == (5, 3)
+    with pytest.raises(BenchInputError, match="model.arch=cnn needs image data"):
+        make_model(ModelConfig(arch="cnn"), 10, 1e-4, seed=0, dtype=F64)

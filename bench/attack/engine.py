@@ -37,6 +37,7 @@ from torch import nn
 
 from bench.attack.kkt import (
     Weights,
+    _SurrogateReLU,
     fit_from_terms,
     layer_residuals,
     loss_function,
@@ -205,12 +206,19 @@ class ModuleNet(Homogeneous):
 
 
 def surrogate_relu(h: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
-    """relu(h) in value, with derivative sigmoid(alpha h) and second derivative alpha sigmoid'(alpha h): the
-    closed form's `_SurrogateReLU` (whose slope input is itself differentiated) without a custom
-    autograd.Function, which torch.compile cannot trace under vmap. q(h) = softplus(alpha h) / alpha has
-    q' = sigmoid(alpha h); q - q.detach() is exactly 0 in value and carries q's derivatives. softplus is
-    linear above its threshold, here 50: sigmoid(50) is 1 in float64 (torch.logaddexp's double backward
-    gives NaN where e^{alpha h} underflows; softplus's does not)."""
+    """relu(h) in value, derivative sigmoid(alpha h), second derivative alpha sigmoid'(alpha h): the closed
+    form's `_SurrogateReLU` (whose slope input is itself differentiated). Under torch.compile, which cannot
+    trace a custom autograd.Function under vmap, the same function as `smooth_surrogate_relu`."""
+    if torch.compiler.is_compiling():
+        return smooth_surrogate_relu(h, alpha)
+    return _SurrogateReLU.apply(h, torch.sigmoid(alpha * h))
+
+
+def smooth_surrogate_relu(h: torch.Tensor, alpha: torch.Tensor | float) -> torch.Tensor:
+    """`surrogate_relu` from plain operations: q(h) = softplus(alpha h) / alpha has q' = sigmoid(alpha h);
+    q - q.detach() is exactly 0 in value and carries q's derivatives. softplus is linear above its
+    threshold, here 50: sigmoid(50) is 1 in float64 (torch.logaddexp's double backward gives NaN where
+    e^{alpha h} underflows; softplus's does not). ~1.7x the eager cost of the custom Function (CNN step)."""
     q = F.softplus(alpha * h, threshold=50.0) / alpha
     return torch.relu(h).detach() + (q - q.detach())
 
