@@ -27,23 +27,29 @@ class ModelConfig:
     zero padding, stride 1) -> ReLU -> a 2x2 `pool` ("avg", "max" or "none"), then a bias-free linear
     head; len(channels) + 1 weight layers (`depth` and `width` unused). Average pooling is linear, max
     pooling positively homogeneous, so the network stays homogeneous of degree `n_layers`, and the attack
-    forms its residual by autograd (bench.attack.engine). `bias`: "none" makes the network exactly
-    homogeneous; "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
+    forms its residual by autograd (bench.attack.engine). `arch` "module": the network a function in a
+    Python file builds, `module` = "FILE.py:FUNCTION" with FUNCTION(d, n_out, image_shape) -> a torch
+    module from flat inputs (n, d) to logits (n, n_out) (e.g. an nn.Sequential starting with
+    nn.Unflatten); refused before training, naming the layer, unless positively homogeneous
+    (bench.attack.engine.from_module). `bias` (mlp, cnn): "none" makes the network exactly homogeneous;
+    "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
     homogeneous jointly in (W1, b1, W2, ...), and the KKT sums include the bias gradient).
     """
 
     depth: int = 3
     width: int = 1000
     bias: Literal["none", "first"] = "none"
-    arch: Literal["mlp", "cnn"] = "mlp"
-    channels: tuple[int, ...] = (32, 32)
+    arch: Literal["mlp", "cnn", "module"] = "mlp"
+    channels: tuple[int, ...] = (64,)
     kernel: int = 3
-    pool: Literal["avg", "max", "none"] = "avg"
+    pool: Literal["avg", "max", "none"] = "none"
+    module: str = ""
 
     @property
-    def n_layers(self) -> int:
-        """Weight layers L: the degree of homogeneity, and the layers `attack.fit_layers` numbers."""
-        return self.depth if self.arch == "mlp" else len(self.channels) + 1
+    def n_layers(self) -> int | None:
+        """Weight layers L: the degree of homogeneity, and the layers `attack.fit_layers` numbers (None
+        for `arch` "module": known once the network is built)."""
+        return {"mlp": self.depth, "cnn": len(self.channels) + 1}.get(self.arch)
 
     def check(self) -> None:
         require(self.depth >= 2, "model.depth", self.depth, "an integer >= 2 (weight layers)")
@@ -59,6 +65,12 @@ class ModelConfig:
             "model.kernel",
             self.kernel,
             "an odd kernel side >= 1 (same padding keeps the image size), e.g. 3",
+        )
+        require(
+            self.arch != "module" or ":" in self.module,
+            "model.module",
+            self.module,
+            "FILE.py:FUNCTION with model.arch=module, e.g. my_net.py:build",
         )
 
 
@@ -370,13 +382,15 @@ class RunConfig:
         require(primary_ok, "eval.primary", self.eval.primary, f"one of {sorted(PRIMARY_METRICS)}")
         require(valid_device_name(self.device), "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
-        layers = self.attack.fit_layers
+        layers, n_layers = (
+            self.attack.fit_layers,
+            self.model.n_layers or max(self.attack.fit_layers, default=1),
+        )
         require(
-            all(1 <= i <= self.model.n_layers for i in layers) and len(set(layers)) == len(layers),
+            all(1 <= i <= n_layers for i in layers) and len(set(layers)) == len(layers),
             "attack.fit_layers",
             layers,
-            f"distinct layer numbers in 1..{self.model.n_layers} (the model's weight layers), e.g. "
-            f"1,{self.model.n_layers}; empty = all",
+            f"distinct layer numbers in 1..{n_layers} (the model's weight layers), e.g. 1,{n_layers}; empty = all",
         )
         require(
             self.attack.engine != "closed" or self.model.arch == "mlp",

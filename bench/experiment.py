@@ -191,6 +191,13 @@ def attack_and_evaluate(
     from bench.attack.engine import as_engine
 
     weights = as_engine(prepared.weights, cfg.attack.engine)  # closed form or autograd (attack.engine)
+    if max(cfg.attack.fit_layers, default=0) > weights.depth:  # model.arch=module: known only now
+        from bench.errors import ConfigError
+
+        raise ConfigError(
+            f"bad value {cfg.attack.fit_layers!r} for 'attack.fit_layers': the network has {weights.depth} "
+            f"weight layers; fix: layer numbers in 1..{weights.depth}, or empty (all)"
+        )
     weights = weights.margin_normalized(q_min) if cfg.attack.normalize == "margin" else weights
     train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
 

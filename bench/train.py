@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import ModelConfig, TrainConfig
-from bench.models import CNN, MLP, make_model
+from bench.models import MLP, SequentialNet, make_model
 
 
 @dataclass
 class TrainResult:
     """The trained model and its record. curve: (epochs (T,), train loss (T,))."""
 
-    model: MLP | CNN
+    model: MLP | SequentialNet
     curve: tuple[np.ndarray, np.ndarray]
     epochs: int
     metrics: dict[str, float]
@@ -56,7 +56,7 @@ def margins_of(logits: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) 
     return f[rows, own] - others.max(axis=1)
 
 
-def evaluate_classifier(model: MLP | CNN, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate_classifier(model: MLP | SequentialNet, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(loss, accuracy) of `model` on centred inputs x (n, d) (computed on the model's device); labels y
     in {-1, +1} for a one-output model (logistic loss), class indices for a C-output one (cross-entropy)."""
     param = next(model.parameters())
@@ -68,7 +68,7 @@ def evaluate_classifier(model: MLP | CNN, x: np.ndarray, y: np.ndarray) -> tuple
         return float(classification_loss(logits, yt)), float(correct.double().mean())
 
 
-def _stationarity(model: MLP | CNN, wd: float) -> float:
+def _stationarity(model: MLP | SequentialNet, wd: float) -> float:
     """||grad L + wd theta|| / ||wd theta||: relative stationarity of the regularised objective, from the
     data-loss gradients in `.grad` (0 at a stationary point; bench.attack.kkt.stationarity_residual is the
     same quantity, written as the KKT condition)."""
@@ -187,7 +187,7 @@ def train_classifier(
 
 
 def _finish(
-    model: MLP | CNN,
+    model: MLP | SequentialNet,
     x: np.ndarray,
     y: np.ndarray,
     x_test: np.ndarray | None,
@@ -293,7 +293,9 @@ def check_dp(cfg: TrainConfig, n: int) -> float:
     return noise_multiplier(cfg)
 
 
-def per_sample_gradients(model: MLP | CNN, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+def per_sample_gradients(
+    model: MLP | SequentialNet, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """{parameter name: (n, *shape)} gradients of each sample's logistic loss log(1 + exp(-y_i f(x_i))),
     by torch.func (functional_call + vmap + grad). x (n, d), y (n,) in {-1, +1}."""
     from torch.func import functional_call, grad, vmap
@@ -307,7 +309,7 @@ def per_sample_gradients(model: MLP | CNN, x: torch.Tensor, y: torch.Tensor) -> 
 
 
 def dp_gradient(
-    model: MLP | CNN,
+    model: MLP | SequentialNet,
     x: torch.Tensor,
     y: torch.Tensor,
     clip: float,
@@ -333,7 +335,7 @@ def dp_gradient(
 
 
 def _train_dp(
-    model: MLP | CNN,
+    model: MLP | SequentialNet,
     xt: torch.Tensor,
     yt: torch.Tensor,
     opt: torch.optim.Optimizer,
