@@ -74,8 +74,16 @@ class Claim:
 
     def commands(self) -> list[str]:
         """The bench commands that produce this claim's runs."""
-        arch = "" if self.arch == "mlp" else f" --set model.arch={self.arch}"
-        return [f"bench run {t} --profile {self.profile}{arch}" for t in self.tasks]
+        from bench.tasks import all_tasks
+
+        tasks = all_tasks()
+
+        def arch(task: str) -> str:  # the architecture, unless the profile sets it
+            profile = tasks[task].profiles.get(self.profile) if task in tasks else None
+            sets = profile.overrides if profile is not None else {}
+            return "" if sets.get("model.arch", "mlp") == self.arch else f" --set model.arch={self.arch}"
+
+        return [f"bench run {t} --profile {self.profile}{arch(t)}" for t in self.tasks]
 
     def counted(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows this claim counts: with `converged_only`, those whose classifier and attack converged,
@@ -431,6 +439,20 @@ CLAIMS: tuple[Claim, ...] = (
         "Iurada et al., ICLR 2026 (arXiv 2509.22214)",
         "model.width",
         1,
+    ),
+    replace(
+        _factor_claim(
+            "channels-vs-dn-cnn",
+            "A convolutional network's training set becomes recoverable as its parameter count p grows past "
+            "d·n: at fixed n, leakage rises with its channels (p / (d n)).",
+            "Iurada et al., ICLR 2026 (arXiv 2509.22214), judged on a CNN",
+            "model/p_over_dn",
+            1,
+        ),
+        tasks=("blobs-rect",),
+        profile="channels",
+        any_profile=False,
+        arch="cnn",
     ),
     replace(
         _factor_claim(
