@@ -159,7 +159,7 @@ class TrainConfig:
 class AttackConfig:
     """Haim et al.'s reconstruction: candidates x and multipliers lambda fitted to the KKT condition.
 
-    `m_factor`: candidates per training sample (m = m_factor * n, labels balanced +-1). `init_scale`:
+    `m_factor`: candidates per training sample (m = round(m_factor * n), at least 2; labels balanced +-1). `init_scale`:
     std of the N(0, init_scale^2) init of x (centred data scale). `lam_min`: lower bound on the
     normalised multipliers l (lambda = s * l, s = ||theta||^2 / (L m), see bench.attack.kkt).
     `alpha`: slope of the sigmoid that replaces the ReLU derivative. `optimizer`: "adam" or "sgd"
@@ -183,7 +183,7 @@ class AttackConfig:
     The monitored error uses the training data: the rule is a benchmark's privilege, not an attacker's.
     `compile`: run the loss and the optimiser step through torch.compile (fused elementwise work; ~2x a
     bf16 step on a CPU at the paper's scale, after ~10-30 s of compilation per process; see
-    bench.attack.kkt.loss_function and bench.attack.reconstruct._Optimizer).
+    bench.attack.kkt.loss_function and bench.attack.optim.Optimizer).
     `fit_norm`: "layer" (default) averages every layer's residual divided by that layer's ||theta_l||^2;
     "theta" divides the summed residual by ||theta||^2 (Haim et al.; see bench.attack.kkt.kkt_fit).
     `fit_layers`: the layers (1-based, e.g. "1,3") the fit is made of; empty: all. `residual`: how the
@@ -220,10 +220,13 @@ class AttackConfig:
     bench.attack.kkt (MLPs only), "autograd" double backward through the network (any homogeneous network:
     CNNs; always the explicit residual, whatever `residual` says), "auto" the closed form where it applies.
     On an MLP the two agree to rounding (tests/test_engine.py).
+    `truth_probe`: > 0 also runs the attack for that many steps started AT the truth (candidates = the
+    training set, multipliers = the truth's optimal ones, m = n; bench.experiment.truth_probe), logging
+    `truth_probe/fit` and `truth_probe/drift`: whether the data is a stable point of the objective.
     """
 
     steps: int = 1000
-    m_factor: int = 2
+    m_factor: float = 2.0
     lr: float = 3e-2
     lr_lambda: float = 1e-2
     init_scale: float = 1e-3
@@ -256,6 +259,7 @@ class AttackConfig:
     pool_keep: int = 0
     pairs: Literal["max", "all"] = "all"
     engine: Literal["auto", "closed", "autograd"] = "auto"
+    truth_probe: int = 0
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -284,7 +288,12 @@ class AttackConfig:
             self.stop_floor,
             "a number >= 0: 1 (the objective's drop in units of ||theta||^2) or 0 (relative to itself); fix: --set attack.stop_floor=1",
         )
-        require(self.m_factor >= 1, "attack.m_factor", self.m_factor, "a positive integer")
+        require(
+            self.m_factor > 0,
+            "attack.m_factor",
+            self.m_factor,
+            "candidates per training sample, > 0 (m = round(m_factor * n), at least 2), e.g. 0.5, 1 or 2",
+        )
         for key in ("lr", "lr_lambda", "init_scale", "alpha"):
             require(getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive number")
         require(self.lam_min >= 0, "attack.lam_min", self.lam_min, "a number >= 0")
@@ -300,6 +309,12 @@ class AttackConfig:
             self.pool_keep,
             "0 (every setting) or a number of settings <= attack.pool",
         )
+        require(
+            self.truth_probe >= 0,
+            "attack.truth_probe",
+            self.truth_probe,
+            "0 (off) or the steps of the attack started at the truth, e.g. 1000",
+        )
         for key in ("fit_check_tol", "degrade_tol"):
             require(
                 getattr(self, key) > 0, f"attack.{key}", getattr(self, key), "a positive relative tolerance"
@@ -313,7 +328,9 @@ class EvalConfig:
     `rescale`: "minmax" maps every image to [0, 1] before comparison (Haim et al.); "clip" clips to the
     data range (tabular data). `ssim_window`: odd SSIM window side in pixels. `ssim_threshold`: a
     training sample counts as reconstructed when its best SSIM exceeds it. `primary`: the metric that
-    series summaries and tuning call "the error".
+    series summaries and tuning call "the error". `truth`: compute the truth's own KKT fit (the training
+    set's best multipliers, bench.attack.truth) for every run, the reference the attack's fit is read
+    against (`truth/kkt_fit`, `attack/fit_below_truth`); a few seconds at the paper's scale.
     """
 
     rescale: Literal["minmax", "clip"] = "minmax"
@@ -321,6 +338,7 @@ class EvalConfig:
     ssim_threshold: float = 0.4
     top_k: int = 10
     primary: str = "dssim_mean"
+    truth: bool = True
 
     def check(self) -> None:
         require(

@@ -166,21 +166,21 @@ def attack_and_evaluate(
     hooks: Hooks | None = None,
     post: Post | None = None,
 ) -> ExperimentResult:
-    """Attack a prepared classifier and evaluate the reconstructions against the baselines.
+    """Attack a prepared classifier and evaluate the reconstructions against the run's baselines.
 
-    Baselines (bench.analysis.baselines), scored exactly like the reconstructions: the training mean,
-    the untrained random candidates, and held-out samples as many as the candidates; memorisation and
-    membership (bench.analysis.memorisation) against the held-out and a further fresh set; per-sample
-    margins. `post`: the task's own analyses, run on every setting (their metrics join the setting's).
+    The run's references are built once (`bench.scoring.run_baselines`: the training mean, the untrained
+    random candidates and held-out samples as many as the candidates, scored exactly like the
+    reconstructions; fresh samples for memorisation and membership; per-sample margins; the truth's own
+    KKT fit); every setting's candidates, and a pool of them (`attack.pool`), go through the one scorer
+    `bench.scoring.score`. `post`: the task's own analyses, run on every setting (their metrics join the
+    setting's). With `attack.truth_probe` > 0 the attack is also started at the truth (`truth_probe`).
 
     `cfg` (default: the prepared one) may differ from `prepared.config` only in `attack.*` and `eval.*`,
     so one trained model can serve many attacks (`bench tune`). `prepared` is not modified.
     """
-    from bench.analysis.baselines import heldout_sets, mean_image, random_candidates
-    from bench.analysis.memorisation import memorisation, nearest_distance
     from bench.attack.reconstruct import reconstruct
-    from bench.data.split import drop_overlap, overlap_counts
     from bench.evaluate import Scorer
+    from bench.scoring import run_baselines
 
     cfg = cfg or prepared.config
     _check_same_classifier(prepared.config, cfg)
@@ -200,9 +200,7 @@ def attack_and_evaluate(
         )
     weights = weights.margin_normalized(q_min) if cfg.attack.normalize == "margin" else weights
     train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
-
-    lo = np.broadcast_to(np.asarray(data.lo, dtype=float), mean.shape)
-    hi = np.broadcast_to(np.asarray(data.hi, dtype=float), mean.shape)
+    lo, hi = _box(data, mean)
     scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, lo, hi)
 
     def monitor(step: int, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -228,27 +226,13 @@ def attack_and_evaluate(
     timings["attack_step_s"] = att.seconds / max(1, steps)
 
     t0 = time.perf_counter()
-    m = len(att.y)
-    rng = np.random.default_rng([cfg.seed, 2])
-    noise = rng.standard_normal((m, len(mean)))  # untrained candidates, scaled by each setting's init
-    # held-out samples equal to a training sample (after rescaling) never serve as "fresh" samples
-    x_test, y_test, dropped = drop_overlap(data.x_train, data.x_test, data.y_test, cfg.eval.rescale)
-    held = heldout_sets(x_test, y_test, m, n, rng)
-    data_counts = overlap_counts(data.x_train, np.concatenate([held.x, held.fresh_x]), cfg.eval.rescale)
-    data_counts |= {"data/n_fresh": float(len(held.fresh_x)), "data/heldout_dropped": float(dropped)}
-    shared = {"mean": scorer.scores(mean_image(mean))[0], "heldout": scorer.scores(held.x)[0]}
-
-    # memorisation and membership compare centred samples (x - training mean, the space the attack works
-    # in): the mean added back for viewing would otherwise give every candidate set a training statistic
-    def centred(x: np.ndarray) -> np.ndarray:
-        return x - mean
-
-    train_c, held_c, fresh_c = centred(data.x_train), centred(held.x), centred(held.fresh_x)
-    d_fresh = nearest_distance(train_c, held_c)  # the same for every candidate set
-    # the untrained candidates, centred, are init_scale * noise: NCC ignores the scale, so one value
-    # serves every setting
-    mem_random = memorisation(train_c, data.y_train, noise, held_c, fresh_c, d_fresh)
-    margins = prepared.margins / q_min if prepared.margins is not None and q_min > 0 else None
+    base = run_baselines(cfg, prepared, weights, len(att.y), scorer)
+    timings |= base.seconds
+    run_metrics = base.truth_metrics()
+    if cfg.attack.truth_probe > 0 and base.truth is not None:
+        t1 = time.perf_counter()
+        run_metrics |= truth_probe(weights, base, cfg, data, lo, hi)
+        timings["truth_probe_s"] = time.perf_counter() - t1
     result = ExperimentResult(
         cfg,
         data,
@@ -257,119 +241,197 @@ def attack_and_evaluate(
         prepared.train_curve,
         att.y,
         timings=timings,
-        heldout=held,
-        margins=margins,
+        heldout=base.held,
+        margins=base.margins,
     )
     for p, setting in enumerate(att.settings):
-        recon = att.x[p] + mean
-        random_x = random_candidates(mean, noise, setting["init_scale"])
-        random = scorer.scores(random_x)[0] | mem_random
-        mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c, d_fresh)
-        ev = scorer.evaluate(recon, shared | {"random": random}, mem)
-        metrics = {
-            **ev.metrics,
-            **data_counts,
-            "diverged": float(att.diverged[p]),
-            "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
-            "attack/converged": float(att.converged[p]),
-            "attack/converged_movement": float(att.converged_movement[p]),
-            "attack/degraded": float(att.degraded[p]),
-            "attack/best_step": float(att.best_step[p]),
-            "attack/objective_best": float(att.objective[p]),
-            "attack/objective_relu": float(att.objective_relu[p]),
-            "attack/fit_check_failed": float(att.fit_check_failed[p]),
-            "attack/fallback_step": float(att.fallback_step),
-            "attack/steps_run": float(att.steps_run[p]),
-            "attack/stop_rule": float(cfg.attack.stop != "none"),
-        }
-        if margins is not None:
-            metrics["margin/frac_near"] = float((margins <= 1.5).mean())
-            # Oz et al. 2024: per-sample quality tracks the distance to the margin (rho > 0: the samples
-            # far from the margin are reconstructed worse)
-            metrics["margin/spearman"] = _spearman(margins, 1.0 - ev.match.corr)
-        metrics["error"] = metrics[cfg.eval.primary]
-        curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
-        sr = SettingResult(
-            setting,
-            recon,
-            att.lam[p],
-            metrics,
-            curves,
-            ev.match.index,
-            ev.match.ssim,
-            ev.match.corr,
-            1.0 - ev.match.corr,
-        )
+        sr = _setting_result(base, att, p, setting, cfg, run_metrics)
         if post is not None:
             sr.metrics.update(post(result, sr))
         result.settings.append(sr)
     if cfg.attack.pool > 0:
-        from bench.attack.protocol import extraction_score, select
-
-        # the baselines as for one setting: m held-out samples and m random candidates (a pool of k m
-        # candidates gets more tries than they do: `pool/heldout_ratio` says by how much)
-        random = scorer.scores(random_candidates(mean, noise, att.settings[0]["init_scale"]))[0] | mem_random
-        scores = {
-            "kkt": att.objective_relu,
-            "oracle": np.array([extraction_score(sr.distance, cfg.eval.top_k) for sr in result.settings]),
-        }
-        pooled: dict[str, tuple[np.ndarray, np.ndarray, Any]] = {}
-        for mode, score in scores.items():
-            idx = select(score, cfg.attack.pool_keep)
-            recon = np.concatenate([result.settings[p].recon for p in idx])
-            mem = memorisation(train_c, data.y_train, centred(recon), held_c, fresh_c, d_fresh)
-            pooled[mode] = (idx, recon, scorer.evaluate(recon, shared | {"random": random}, mem))
-        idx, recon, ev = pooled[cfg.attack.pool_select]
-        flags = {
-            key: np.array([result.settings[p].metrics[key] for p in idx])
-            for key in (
-                "attack/converged",
-                "attack/converged_movement",
-                "attack/degraded",
-                "attack/fit_check_failed",
-                "diverged",
-            )
-        }
-        metrics = {
-            **ev.metrics,
-            **data_counts,
-            **{
-                key: float(v.all() if key.startswith("attack/converged") else v.any())
-                for key, v in flags.items()
-            },
-            "attack/stop_rule": float(cfg.attack.stop != "none"),
-            "attack/steps_run": float(max(att.steps_run[p] for p in idx)),
-            "attack/pool_size": float(len(recon)),
-            "attack/pool_settings": float(len(idx)),
-            "attack/pool_drawn": float(len(att.settings)),
-            "pool/heldout_ratio": float(len(held.x)) / len(recon),
-            "pool/converged_frac": float(flags["attack/converged"].mean()),
-        }
-        for mode, (_, _, mode_ev) in pooled.items():
-            metrics.update(
-                {f"pool/{mode}/{k}": mode_ev.metrics[k] for k in POOL_KEYS if k in mode_ev.metrics}
-            )
-        metrics["error"] = metrics[cfg.eval.primary]
-        lam = np.concatenate([att.lam[p] for p in idx])
-        match = ev.match
-        result.pooled = SettingResult(
-            {"pool_settings": float(len(idx))},
-            recon,
-            lam,
-            metrics,
-            {},
-            match.index,
-            match.ssim,
-            match.corr,
-            1.0 - match.corr,
-            np.tile(att.y, len(idx)),
-        )
-    timings["eval_s"] = time.perf_counter() - t0
+        result.pooled = _pooled_result(base, result.settings, att, cfg, run_metrics)
+    timings["eval_s"] = time.perf_counter() - t0 - timings.get("truth_probe_s", 0.0)
     return result
+
+
+def _box(data: Dataset, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The data range (lo, hi) broadcast to (d,)."""
+    lo = np.broadcast_to(np.asarray(data.lo, dtype=float), mean.shape)
+    hi = np.broadcast_to(np.asarray(data.hi, dtype=float), mean.shape)
+    return lo, hi
+
+
+def _attack_flags(att: Any, p: int, cfg: RunConfig) -> dict[str, float]:
+    """The attack's own record for setting p: convergence, degradation, float64 checks, objectives."""
+    return {
+        "diverged": float(att.diverged[p]),
+        "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
+        "attack/converged": float(att.converged[p]),
+        "attack/converged_movement": float(att.converged_movement[p]),
+        "attack/degraded": float(att.degraded[p]),
+        "attack/best_step": float(att.best_step[p]),
+        "attack/objective_best": float(att.objective[p]),
+        "attack/objective_relu": float(att.objective_relu[p]),
+        "attack/fit_check_failed": float(att.fit_check_failed[p]),
+        "attack/fallback_step": float(att.fallback_step),
+        "attack/steps_run": float(att.steps_run[p]),
+        "attack/stop_rule": float(cfg.attack.stop != "none"),
+    }
+
+
+def _setting_result(
+    base: Any, att: Any, p: int, setting: dict[str, float], cfg: RunConfig, run_metrics: dict[str, float]
+) -> SettingResult:
+    """Setting p's reconstructions scored (`bench.scoring.score`), with its attack record, its fit beside
+    the truth's, and the per-sample margin analysis."""
+    from bench.scoring import fit_against_truth, score
+
+    recon = att.x[p] + base.mean
+    ev, metrics = score(base, recon, setting["init_scale"])
+    metrics |= _attack_flags(att, p, cfg) | run_metrics | fit_against_truth(base, att.fit_relu[p])
+    metrics |= {f"attack/fit_relu_layer{i + 1}": float(v) for i, v in enumerate(att.fit_relu_layers[p])}
+    if base.margins is not None:
+        metrics["margin/frac_near"] = float((base.margins <= 1.5).mean())
+        # Oz et al. 2024: per-sample quality tracks the distance to the margin (rho > 0: the samples
+        # far from the margin are reconstructed worse)
+        metrics["margin/spearman"] = _spearman(base.margins, 1.0 - ev.match.corr)
+    metrics["error"] = metrics[cfg.eval.primary]
+    curves = {k: (steps, vals[p]) for k, (steps, vals) in att.curves.items()}
+    match = ev.match
+    return SettingResult(
+        setting, recon, att.lam[p], metrics, curves, match.index, match.ssim, match.corr, 1.0 - match.corr
+    )
 
 
 # The figures of each pooled selection (oracle, kkt) logged on a pooled run as pool/<mode>/<key>
 POOL_KEYS = ("ncc_dist_mean", "dssim_mean", "memorised/frac", "membership/auc", "gain/heldout/ncc_dist")
+
+# The attack flags of a pool's settings: "converged" flags hold for the pool when they hold for all of its
+# settings, the others (degraded, failed checks, diverged, below the truth) when they hold for any
+_POOL_FLAGS = (
+    "attack/converged",
+    "attack/converged_movement",
+    "attack/degraded",
+    "attack/fit_check_failed",
+    "diverged",
+    "attack/fit_below_truth",
+)
+
+
+def _pooled_result(
+    base: Any, settings: list[SettingResult], att: Any, cfg: RunConfig, run_metrics: dict[str, float]
+) -> SettingResult:
+    """The candidates of the settings chosen by `attack.pool_select` (bench.attack.protocol), pooled and
+    scored like one setting; both selections' figures logged as `pool/<mode>/<key>`. Its baselines are
+    as for one setting: m held-out samples and m random candidates (a pool of k m candidates gets more tries
+    than they do: `pool/heldout_ratio` says by how much)."""
+    from bench.attack.protocol import extraction_score, select
+    from bench.scoring import score
+
+    init = att.settings[0]["init_scale"]
+    criteria = {
+        "kkt": att.objective_relu,
+        "oracle": np.array([extraction_score(sr.distance, cfg.eval.top_k) for sr in settings]),
+    }
+    pooled = {}
+    for mode, criterion in criteria.items():
+        idx = select(criterion, cfg.attack.pool_keep)
+        recon = np.concatenate([settings[p].recon for p in idx])
+        pooled[mode] = (idx, recon, *score(base, recon, init))
+    idx, recon, ev, metrics = pooled[cfg.attack.pool_select]
+    flags = {k: np.array([settings[p].metrics.get(k, np.nan) for p in idx]) for k in _POOL_FLAGS}
+    metrics |= {
+        key: float(v.all() if key.startswith("attack/converged") else (v > 0.5).any())
+        for key, v in flags.items()
+        if not np.isnan(v).all()
+    }
+    metrics |= run_metrics | {
+        "attack/fit_relu": float(np.min(att.fit_relu[idx])),
+        "attack/stop_rule": float(cfg.attack.stop != "none"),
+        "attack/steps_run": float(max(att.steps_run[p] for p in idx)),
+        "attack/pool_size": float(len(recon)),
+        "attack/pool_settings": float(len(idx)),
+        "attack/pool_drawn": float(len(att.settings)),
+        "pool/heldout_ratio": float(len(base.held.x)) / len(recon),
+        "pool/converged_frac": float(flags["attack/converged"].mean()),
+    }
+    for mode, (_, _, mode_ev, _) in pooled.items():
+        metrics.update({f"pool/{mode}/{k}": mode_ev.metrics[k] for k in POOL_KEYS if k in mode_ev.metrics})
+    metrics["error"] = metrics[cfg.eval.primary]
+    lam = np.concatenate([att.lam[p] for p in idx])
+    match = ev.match
+    return SettingResult(
+        {"pool_settings": float(len(idx))},
+        recon,
+        lam,
+        metrics,
+        {},
+        match.index,
+        match.ssim,
+        match.corr,
+        1.0 - match.corr,
+        np.tile(att.y, len(idx)),
+    )
+
+
+def truth_probe(
+    weights: Any, base: Any, cfg: RunConfig, data: Dataset, lo: np.ndarray, hi: np.ndarray
+) -> dict[str, float]:
+    """The attack started at the truth: candidates = the centred training set, multipliers = the truth's
+    optimal ones (m = n), run `attack.truth_probe` steps with the attack's own optimiser, loss and schedule.
+
+    `truth_probe/fit`: the exact-ReLU fit of the state it returns (the truth's own is `truth/kkt_fit`);
+    `truth_probe/fit_start`: the fit it started from under the attack's surrogate slope;
+    `truth_probe/drift`: mean 1 - NCC of each candidate to the training image it started at (scored as
+    matching scores: rescaled, per-image standardised), beside `truth_probe/heldout_ncc_dist`, the same
+    distance from each training image to its nearest held-out sample: near 0 the data is a stable point
+    of the objective and a failed reconstruction is the search's; a drift like a fresh sample's says the
+    objective itself leads away from the data."""
+    import dataclasses
+
+    from bench.attack.kkt import lambda_scale
+    from bench.attack.reconstruct import Start, reconstruct
+    from bench.evaluate import correlation, rescale
+
+    truth = base.truth
+    n = len(base.train_c)
+    n_out = weights.n_out
+    scale = float(lambda_scale(weights, n))
+    lam = truth.lam / scale
+    y = np.asarray(data.y_train, dtype=float)
+    if n_out > 1 and cfg.attack.pairs == "all":  # one multiplier per (sample, other class)
+        l0 = np.zeros((n, n_out))  # the truth's rows are (i, j != y_i), i then j (bench.attack.truth)
+        rows = np.nonzero(np.arange(n_out)[None, :] != y.astype(int)[:, None])
+        l0[rows] = lam
+    else:
+        l0 = lam
+    probe = dataclasses.replace(cfg.attack, steps=cfg.attack.truth_probe, stop="none")
+    att = reconstruct(
+        weights,
+        n,
+        lo - base.mean,
+        hi - base.mean,
+        probe,
+        cfg.seed,
+        None,
+        None,
+        None,
+        cfg.device,
+        start=Start(base.train_c, l0, y),
+    )
+    scorer = base.scorer
+    moved = rescale(att.x[0] + base.mean, cfg.eval.rescale, scorer.lo, scorer.hi)
+    drift = 1.0 - np.diag(correlation(moved, scorer.train_s))
+    return {
+        "truth_probe/fit": float(att.fit_relu[0]),
+        "truth_probe/fit_start": float(att.curves["attack/kkt_fit"][1][0, 0]),
+        "truth_probe/drift": float(drift.mean()),
+        "truth_probe/heldout_ncc_dist": float(
+            1.0 - scorer.scores(base.held.x, per_class=False)[1].corr.mean()
+        ),
+        "truth_probe/steps": float(probe.steps),
+    }
 
 
 def _check_same_classifier(a: RunConfig, b: RunConfig) -> None:

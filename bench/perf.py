@@ -419,7 +419,7 @@ def time_to_quality(
     """
     import numpy as np
 
-    from bench.attack.reconstruct import reconstruct
+    from bench.attack.reconstruct import n_candidates, reconstruct
     from bench.attack.reference import haim_loss
     from bench.device import synchronize
     from bench.evaluate import Scorer
@@ -437,7 +437,7 @@ def time_to_quality(
         return scorer.scores(x + mean, per_class=False)[0]["dssim_topk"]
 
     rs = {"init_scale": 0.035, "lr": 0.0305, "lam_min": 0.447, "alpha": 149.9} | (reference_settings or {})
-    m = cfg.attack.m_factor * len(xc)
+    m = n_candidates(cfg.attack.m_factor, len(xc))
     g = torch.Generator().manual_seed(seed)
     x0 = torch.randn(m, xc.shape[1], generator=g, dtype=torch.float64) * rs["init_scale"]
     x = x0.to(dev).requires_grad_()

@@ -29,8 +29,9 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
 
     Runs whose classifier or attack did not converge are left out of the trends and counted
     (`runs/total`, `runs/used`, `runs/unconverged_train`, `runs/unconverged_attack`); attacks that ended
-    worse than their best (`runs/degraded_attack`) or whose fast path failed its float64 check
-    (`runs/fit_check_failed`) are counted too. Trends are computed
+    worse than their best (`runs/degraded_attack`), whose fast path failed its float64 check
+    (`runs/fit_check_failed`), or whose exact fit went below the truth's own (`runs/fit_below_truth`: the
+    objective preferred candidates that are not the data) are counted too. Trends are computed
     against the series axis and against the per-point mean Moran's I of class 1, for the primary metric
     (and its per-class values) and `TREND_METRICS`; for a grid with a blob-size key, per value of the
     other grid keys (e.g. per n). Keys: `trend/<metric>[_vs_moran][/<group>]/<stat>`.
@@ -52,6 +53,7 @@ def log_series_summary(parent: Any, table: pd.DataFrame, task: Task) -> dict[str
     for col, name in (
         ("attack/degraded", "degraded_attack"),
         ("attack/fit_check_failed", "fit_check_failed"),
+        ("attack/fit_below_truth", "fit_below_truth"),
     ):
         if col in table:  # returned at their best state; counted, as unconverged runs are
             counts[f"runs/{name}"] = float((table[col] > 0.5).sum())

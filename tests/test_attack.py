@@ -88,14 +88,14 @@ def test_the_population_optimiser_is_adam_and_freezes_stopped_settings(compiled:
     stay where they were."""
     import torch
 
-    from bench.attack.reconstruct import _Optimizer
+    from bench.attack.optim import Optimizer
 
     gen = torch.Generator().manual_seed(0)
     x0 = torch.randn(2, 6, 5, generator=gen, dtype=torch.float64)
     x = x0.clone().requires_grad_()
     ref = x0[0].clone().requires_grad_()
     lr = torch.tensor([0.03, 0.03], dtype=torch.float64).view(2, 1, 1)
-    opt = _Optimizer([x], [lr], "adam", 0.9, compiled, beta2)
+    opt = Optimizer([x], [lr], "adam", 0.9, compiled, beta2)
     torch_adam = torch.optim.Adam([ref], lr=0.03, betas=(0.9, beta2), eps=1e-8)
     kept = [x0.clone()]
     alive = torch.tensor([True, False])

@@ -151,3 +151,77 @@ def test_optimum_beats_the_weight_decay_multipliers_away_from_stationarity() -> 
     tf = truth_fit(w, x.numpy(), y.numpy(), "theta")
     assert tf.fit * float(w.sq_norm()) <= analytic * (1 + 1e-9)
     assert stationarity_residual(w, x, y, lam_wd) ** 2 == pytest.approx(analytic / float(w.sq_norm()))
+
+
+# --- the truth's fit in every run ----------------------------------------------------------------------
+
+
+def test_every_run_logs_the_truth_beside_the_attack() -> None:
+    """A binary run's metrics hold the truth's fit (equal to `truth_fit` on the run's own classifier and
+    data), its per-layer values and support, and the attack's exact fit with its comparison; the truth
+    probe starts the attack at the training set."""
+    from bench.experiment import attack_and_evaluate, prepare, resolve_config
+    from bench.tasks import get_task
+
+    over = {"data.n_per_class": 4, "model.width": 60, "attack.steps": 60, "attack.truth_probe": 40}
+    cfg = resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0)
+    prep = prepare(cfg)
+    result = attack_and_evaluate(prep)
+    m = result.settings[0].metrics
+    tf = truth_fit(prep.weights, prep.data.x_train - prep.mean, prep.data.y_train)
+    assert m["truth/kkt_fit"] == pytest.approx(tf.fit, rel=1e-9)
+    for layer in range(1, prep.weights.depth + 1):
+        assert 0 <= m[f"truth/kkt_fit_layer{layer}"] <= 1.0 + 1e-9
+    assert 1 <= m["truth/support"] <= 8
+    assert m["attack/fit_below_truth"] == float(m["attack/fit_relu"] < m["truth/kkt_fit"])
+    assert m["attack/fit_over_truth"] == pytest.approx(m["attack/fit_relu"] / m["truth/kkt_fit"])
+    # the probe: the attack started at the training set (it returns its best state by the objective)
+    assert m["truth_probe/steps"] == 40
+    assert -1e-12 <= m["truth_probe/drift"] < 2 and np.isfinite(m["truth_probe/fit"])
+    assert "truth_s" in result.timings and "truth_probe_s" in result.timings
+
+
+def test_truth_probe_with_zero_steps_left_at_the_data_does_not_drift() -> None:
+    """A probe of one step with a vanishing step size ends where it started: drift ~0, its exact fit the
+    truth's own (the candidates are the training set, the multipliers the truth's)."""
+    from bench.experiment import attack_and_evaluate, prepare, resolve_config
+    from bench.tasks import get_task
+
+    over = {
+        "data.n_per_class": 4,
+        "model.width": 60,
+        "attack.steps": 20,
+        "attack.truth_probe": 1,
+        "attack.lr": 1e-12,
+        "attack.lr_lambda": 1e-12,
+    }
+    cfg = resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=1)
+    m = attack_and_evaluate(prepare(cfg)).settings[0].metrics
+    assert m["truth_probe/drift"] < 1e-9
+    assert m["truth_probe/fit"] == pytest.approx(m["truth/kkt_fit"], rel=1e-6)
+
+
+def test_multiclass_runs_log_the_truth_in_buzaglos_form() -> None:
+    """A C-class run (pairs=all): one multiplier per (sample, other class); the fit equals `truth_fit`."""
+    from bench.experiment import attack_and_evaluate, prepare, resolve_config
+    from bench.tasks import get_task
+
+    cfg = resolve_config(get_task("digits-multiclass"), "smoke", {"attack.steps": 20}, None, seed=0)
+    prep = prepare(cfg)
+    m = attack_and_evaluate(prep).settings[0].metrics
+    x = prep.data.x_train - prep.mean
+    tf = truth_fit(prep.weights, x, prep.data.y_train, cfg.attack.fit_norm, (), "all")
+    C = prep.weights.mats[-1].shape[0]
+    assert tf.rows == len(x) * (C - 1)
+    assert m["truth/kkt_fit"] == pytest.approx(tf.fit, rel=1e-9)
+    assert "attack/fit_below_truth" in m
+
+
+def test_fewer_candidates_than_samples() -> None:
+    """attack.m_factor=0.5: m = n/2 candidates, scored like any set."""
+    from bench.experiment import resolve_config, run_experiment
+    from bench.tasks import get_task
+
+    over = {"data.n_per_class": 4, "model.width": 40, "attack.steps": 10, "attack.m_factor": 0.5}
+    result = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0))
+    assert result.settings[0].recon.shape[0] == 4

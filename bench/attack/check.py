@@ -1,10 +1,11 @@
 """The attack's float64 check at its monitor points (used by `bench.attack.reconstruct`).
 
 Every `attack.eval_every` steps the state is re-scored in float64 with the explicit residual (a sum of
-squares; by the network's own engine, closed form or autograd), whatever path the steps take: the objective, the fit, the per-layer residual fractions. The check
-keeps each setting's state to return (the latest within `attack.degrade_tol` of its best objective), says
-whether the fast path's fit of the same state is off by more than `attack.fit_check_tol`, and whether a run
-ended worse than its best (`degraded`).
+squares, by the network's own engine: closed form or autograd), whatever path the steps take: the
+objective, the fit, the per-layer residual fractions. The check keeps each setting's state to return (the
+latest within `attack.degrade_tol` of its best objective), says whether the fast path's fit of the same
+state is off by more than `attack.fit_check_tol`, and whether a run ended worse than its best
+(`degraded`).
 """
 
 from __future__ import annotations

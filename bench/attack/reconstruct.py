@@ -25,7 +25,6 @@ Knows nothing of MLflow: progress and monitoring go through callbacks.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from bench.attack.check import ExactCheck
 from bench.attack.engine import loss_function_for
 from bench.attack.kkt import lambda_scale
 from bench.attack.network import Network
+from bench.attack.optim import Optimizer
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -59,7 +59,9 @@ class AttackResult:
     best by more than that; fit_check_failed: (P,) the fast path's fit left the float64 one at some monitor
     point (the run then fell back to the exact path at `fallback_step`, -1 if never); objective: (P,) the
     float64 objective of the returned state; objective_relu: (P,) the same with the true ReLU derivative
-    (alpha -> infinity): one criterion for settings of different alpha (bench.attack.protocol)."""
+    (alpha -> infinity): one criterion for settings of different alpha (bench.attack.protocol); fit_relu:
+    (P,) its fit part alone, in the attack's norm (what `bench.attack.truth` computes for the training
+    set), and fit_relu_layers (P, L) the per-layer residual fractions."""
 
     x: np.ndarray
     y: np.ndarray
@@ -77,6 +79,25 @@ class AttackResult:
     fallback_step: int = -1
     objective: np.ndarray | None = None
     objective_relu: np.ndarray | None = None
+    fit_relu: np.ndarray | None = None
+    fit_relu_layers: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Start:
+    """A given starting point instead of the random draw (the truth probe: the attack started at the training
+    set). x (m, d): centred candidates; l (m,) or (m, C) for multiclass `pairs=all`: normalised multipliers
+    (lambda / `lambda_scale`(weights, m)); y (m,): their labels (+-1, or class indices). Every setting of the
+    population starts there (init_scale does not apply)."""
+
+    x: np.ndarray
+    l: np.ndarray
+    y: np.ndarray
+
+
+def n_candidates(m_factor: float, n_train: int) -> int:
+    """m = m_factor * n candidates, rounded, at least 2 (one per binary class)."""
+    return max(2, round(m_factor * n_train))
 
 
 def candidate_labels(m: int, n_outputs: int = 1) -> np.ndarray:
@@ -132,6 +153,7 @@ def reconstruct(
     on_step: Callable[[int, np.ndarray], None] | None = None,
     device: str | torch.device = "cpu",
     loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+    start: Start | None = None,
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
@@ -144,13 +166,14 @@ def reconstruct(
     rule). device: where to compute (a name as in bench.device); the random starting point is drawn on
     the CPU and moved, so every device starts from the same numbers. `loss_fn`: the fast path's loss
     (default: the network's engine's, `bench.attack.engine.loss_function_for`, for cfg's dtype and
-    compile); tests pass a corrupted one.
+    compile); tests pass a corrupted one. `start`: a given starting point (`Start`) instead of the random
+    one; m is then its size.
     """
     import time
 
     from bench.device import resolve_device
 
-    start = time.perf_counter()
+    began = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     n_out = weights.n_out  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
@@ -163,7 +186,9 @@ def reconstruct(
             raise ValueError(f"unknown population keys {sorted(unknown)}; allowed: {SETTING_KEYS}")
         for key in SETTING_KEYS:
             s.setdefault(key, float(getattr(cfg, key)))
-    P, m = len(settings), cfg.m_factor * n_train
+    P = len(settings)
+    m = n_candidates(cfg.m_factor, n_train) if start is None else len(start.x)
+    labels = candidate_labels(m, n_out) if start is None else np.asarray(start.y, dtype=float)
     d = weights.d
     w = weights.to(dtype, dev)
 
@@ -171,22 +196,27 @@ def reconstruct(
         return torch.tensor([s[key] for s in settings], dtype=dtype, device=dev)
 
     lr, sigma, lam_min, alpha = (col(k) for k in SETTING_KEYS)
-    gen = torch.Generator().manual_seed(seed)
-    # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
-    # population follows the path it follows alone with the same seed (bit for bit in float64; in float32
-    # the batched kernels round differently, and the attack may amplify that).
-    x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
     pairs = n_out > 1 and cfg.pairs == "all"  # one multiplier per (candidate, other class): l (P, m, C)
-    l0 = torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype).to(dev)
-    x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
+    if start is None:
+        gen = torch.Generator().manual_seed(seed)
+        # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
+        # population follows the path it follows alone with the same seed (bit for bit in float64; in
+        # float32 the batched kernels round differently, and the attack may amplify that).
+        x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
+        l0 = torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype).to(dev)
+        x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
+    else:
+        x0 = torch.as_tensor(start.x, dtype=dtype).to(dev)
+        l0 = torch.as_tensor(start.l, dtype=dtype).to(dev)
+        x = x0.repeat(P, 1, 1).requires_grad_()
     l = l0.repeat(P, *[1] * l0.dim()).requires_grad_()
-    y = torch.tensor(candidate_labels(m, n_out), dtype=dtype, device=dev)
+    y = torch.tensor(labels, dtype=dtype, device=dev)
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
     lam_lr = torch.full((P, *[1] * l0.dim()), cfg.lr_lambda, dtype=dtype, device=dev)
     base_lrs = [lr.view(P, 1, 1), lam_lr]
-    opt = _Optimizer(
+    opt = Optimizer(
         [x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum, cfg.compile, cfg.beta2
     )
     alive = torch.ones(P, dtype=torch.bool, device=dev)
@@ -195,7 +225,7 @@ def reconstruct(
     steps_run = np.full(P, cfg.steps)
     recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
-    exact = ExactCheck(weights, candidate_labels(m, n_out), lo, hi, cfg, settings, dev)
+    exact = ExactCheck(weights, labels, lo, hi, cfg, settings, dev)
 
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
     mon_steps: list[int] = []
@@ -330,14 +360,15 @@ def reconstruct(
     for key, values in mon_vals.items():
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
     best_x, best_l = exact.best_state(dtype, dev)
+    objective_relu, fit_relu, layers_relu = exact.evaluate(best_x, best_l, torch.full((P,), 1e9))
     return AttackResult(
         x=best_x.cpu().numpy().copy(),
-        y=candidate_labels(m, n_out),
+        y=labels,
         lam=(best_l * scale).cpu().numpy().copy(),
         settings=settings,
         curves=curves,
         diverged=(~alive).cpu().numpy(),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - began,
         converged=converged,
         converged_movement=converged_movement,
         steps_run=steps_run,
@@ -346,7 +377,9 @@ def reconstruct(
         fit_check_failed=exact.failed.copy(),
         fallback_step=exact.fallback_step,
         objective=exact.kept_objective.copy(),
-        objective_relu=exact.evaluate(best_x, best_l, torch.full((P,), 1e9))[0].cpu().numpy(),
+        objective_relu=objective_relu.cpu().numpy(),
+        fit_relu=fit_relu.cpu().numpy(),
+        fit_relu_layers=layers_relu.cpu().numpy(),
     )
 
 
@@ -391,91 +424,3 @@ def plateau(
     if errors is not None and len(errors[0]):
         ok &= drop(errors[1], errors[0], 1e-30) < tol
     return ok
-
-
-class _Optimizer:
-    """Adam or SGD-momentum over tensors with a leading population dimension and per-setting step sizes.
-
-    `step` also copies the moving settings' new state into `keep` (the attack's last good state). With
-    `compiled`, the whole update (for x: ~10 passes over m x d floats) runs as one torch.compile'd
-    kernel per tensor, ~1 ms a step less at the paper's scale on one CPU thread; the same arithmetic in
-    another order of rounding (tests/test_attack.py checks both against torch.optim.Adam).
-    """
-
-    def __init__(
-        self,
-        params: list[torch.Tensor],
-        lrs: list[torch.Tensor],
-        kind: str,
-        momentum: float,
-        compiled: bool,
-        beta2: float,
-    ):
-        self.params, self.lrs, self.kind, self.momentum, self.beta2 = params, lrs, kind, momentum, beta2
-        self.m1 = [torch.zeros_like(p) for p in params]
-        self.m2 = [torch.zeros_like(p) for p in params]
-        self.t = 0
-        self.update = _compiled_update() if compiled else _update
-
-    def reset(self) -> None:
-        """Forget the moments (after the parameters were set back)."""
-        for m in (*self.m1, *self.m2):
-            m.zero_()
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, alive: torch.Tensor, keep: list[torch.Tensor]) -> None:
-        """One update of the settings where `alive` (P,) holds; then keep[i] <- params[i] there."""
-        self.t += 1
-        # bias corrections as tensors: a Python float would be a constant to torch.compile, and the fused
-        # update would be recompiled at every step
-        corr = [
-            torch.tensor(1 - b**self.t, dtype=self.params[0].dtype, device=alive.device)
-            for b in (_BETA1, self.beta2)
-        ]
-        for p, lr, m1, m2, good in zip(self.params, self.lrs, self.m1, self.m2, keep, strict=True):
-            self.update(
-                self.kind, self.momentum, self.beta2, p.detach(), p.grad, m1, m2, lr, alive, *corr, good
-            )
-            p.grad = None
-
-
-_BETA1 = 0.9
-
-
-def _update(
-    kind: str,
-    momentum: float,
-    b2: float,
-    p: torch.Tensor,
-    grad: torch.Tensor,
-    m1: torch.Tensor,
-    m2: torch.Tensor,
-    lr: torch.Tensor,
-    alive: torch.Tensor,
-    corr1: torch.Tensor,
-    corr2: torch.Tensor,
-    good: torch.Tensor,
-) -> None:
-    """In place: the moments m1, m2 and p (where `alive`, leading dimension) from `grad` (NaN/inf -> 0);
-    Adam (second-moment decay `b2`) with bias corrections corr1 = 1 - beta1^t, corr2 = 1 - b2^t, or SGD
-    with `momentum`; then good <- p where alive (no boolean indexing: no device sync)."""
-    b1 = _BETA1
-    grad = torch.nan_to_num(grad)
-    shape = (-1, *([1] * (p.dim() - 1)))
-    mask = alive.view(shape).to(p.dtype)
-    if kind == "adam":
-        m1.mul_(b1).add_(grad, alpha=1 - b1)
-        m2.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (m2 / corr2).sqrt_().add_(1e-8)
-        p.sub_(mask * lr * (m1 / corr1) / denom)
-    else:
-        m1.mul_(momentum).add_(grad)
-        p.sub_(mask * lr * m1)
-    good.copy_(torch.where(alive.view(shape), p, good))
-
-
-@functools.cache
-def _compiled_update() -> Callable[..., None]:
-    """`_update` through torch.compile (one compiled function per process, specialised per shape)."""
-    return torch.compile(_update, dynamic=False)

@@ -79,9 +79,7 @@ class TruthFit:
         """`truth/kkt_fit`, `truth/kkt_fit_layer<l>`, `truth/support` (and its fraction of the rows)."""
         out = {"truth/kkt_fit": self.fit, "truth/support": float(self.support)}
         out["truth/support_frac"] = self.support / max(1, self.rows)
-        out |= {f"truth/kkt_fit_layer{i + 1}": float(v) for i, v in enumerate(self.layers)}
-        out["truth/seconds"] = self.seconds
-        return out
+        return out | {f"truth/kkt_fit_layer{i + 1}": float(v) for i, v in enumerate(self.layers)}
 
 
 def output_directions(
