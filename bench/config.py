@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -79,7 +77,7 @@ class TrainConfig:
     """Full-batch gradient descent on the logistic loss, from a small first-layer init.
 
     `init_scale`: std of the N(0, init_scale^2) init of the first layer; deeper layers keep PyTorch's
-    default (Kaiming-uniform) init, as in Haim et al. Training stops at `target_loss` or `max_epochs`.
+    default (Kaiming-uniform) init, as in Haim et al., times `init_hidden` (1: as Haim et al.). Training stops at `target_loss` or `max_epochs`.
     `weight_decay`: L2 coefficient wd on every parameter (biases too): gradient descent on
     mean logistic loss + (wd/2) ||theta||^2 (the logged loss is the data term alone). With wd > 0 the data
     loss may never reach `target_loss`; the target also counts as reached once the regularised objective
@@ -99,6 +97,7 @@ class TrainConfig:
 
     lr: float = 1.0
     init_scale: float = 1e-4
+    init_hidden: float = 1.0
     target_loss: float = 1e-4
     max_epochs: int = 20000
     dtype: Literal["float32", "float64"] = "float64"
@@ -116,6 +115,12 @@ class TrainConfig:
     def check(self) -> None:
         require(self.lr > 0, "train.lr", self.lr, "a positive learning rate")
         require(self.init_scale > 0, "train.init_scale", self.init_scale, "a positive std, e.g. 1e-4")
+        require(
+            self.init_hidden > 0,
+            "train.init_hidden",
+            self.init_hidden,
+            "a positive factor on PyTorch's default init of the layers after the first, e.g. 1 or 0.01",
+        )
         require(self.target_loss > 0, "train.target_loss", self.target_loss, "a positive loss")
         require(self.max_epochs >= 1, "train.max_epochs", self.max_epochs, "a positive integer")
         require(self.log_every >= 1, "train.log_every", self.log_every, "a positive integer")
@@ -223,6 +228,10 @@ class AttackConfig:
     `truth_probe`: > 0 also runs the attack for that many steps started AT the truth (candidates = the
     training set, multipliers = the truth's optimal ones, m = n; bench.experiment.truth_probe), logging
     `truth_probe/fit` and `truth_probe/drift`: whether the data is a stable point of the objective.
+    `restarts`: random starts per setting, the one with the lowest float64 objective kept (an attacker's
+    criterion). Priors an attacker has (bench.attack.priors; weights, 0 = off): `tv` total variation of the
+    image, `floor` an L1 pull of every pixel towards the data's floor, `repel` a penalty on candidates of one
+    label that nearly coincide (cosine > 0.9).
     """
 
     steps: int = 1000
@@ -260,6 +269,10 @@ class AttackConfig:
     pairs: Literal["max", "all"] = "all"
     engine: Literal["auto", "closed", "autograd"] = "auto"
     truth_probe: int = 0
+    restarts: int = 1
+    tv: float = 0.0
+    floor: float = 0.0
+    repel: float = 0.0
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -309,6 +322,9 @@ class AttackConfig:
             self.pool_keep,
             "0 (every setting) or a number of settings <= attack.pool",
         )
+        require(self.restarts >= 1, "attack.restarts", self.restarts, "a positive number of random starts")
+        for key in ("tv", "floor", "repel"):
+            require(getattr(self, key) >= 0, f"attack.{key}", getattr(self, key), "a weight >= 0 (0: off)")
         require(
             self.truth_probe >= 0,
             "attack.truth_probe",
@@ -331,6 +347,9 @@ class EvalConfig:
     series summaries and tuning call "the error". `truth`: compute the truth's own KKT fit (the training
     set's best multipliers, bench.attack.truth) for every run, the reference the attack's fit is read
     against (`truth/kkt_fit`, `attack/fit_below_truth`); a few seconds at the paper's scale.
+    `truth_clarke`: also the truth's fit with the first hidden layer's derivative free in [0, 1] where a
+    training sample sits on a unit's kink (`truth/kkt_fit_clarke`, `truth/kinks_layer1`; the KKT conditions'
+    Clarke form, bench.attack.truth.clarke_truth; seconds to a minute).
     """
 
     rescale: Literal["minmax", "clip"] = "minmax"
@@ -339,6 +358,7 @@ class EvalConfig:
     top_k: int = 10
     primary: str = "dssim_mean"
     truth: bool = True
+    truth_clarke: bool = False
 
     def check(self) -> None:
         require(
@@ -411,6 +431,12 @@ class RunConfig:
             f"distinct layer numbers in 1..{n_layers} (the model's weight layers), e.g. 1,{n_layers}; empty = all",
         )
         require(
+            not self.eval.truth_clarke or self.model.arch == "mlp",
+            "eval.truth_clarke",
+            self.eval.truth_clarke,
+            f"false for model.arch={self.model.arch} (the Clarke form of the truth is written for MLPs)",
+        )
+        require(
             self.attack.engine != "closed" or self.model.arch == "mlp",
             "attack.engine",
             self.attack.engine,
@@ -441,98 +467,5 @@ def to_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def parse_assignment(text: str) -> tuple[str, str]:
-    """Split 'a.b=value' into ('a.b', 'value'), with a clear error for anything else."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"bad --set {text!r}: expected KEY=VALUE, e.g. --set attack.lr=0.05")
-    return key.strip(), value.strip()
-
-
-def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """Return a copy of `cfg` with dotted overrides applied (values may be strings or typed), checked."""
-    cfg = _deepcopy(cfg)
-    for key, value in overrides.items():
-        _set(cfg, key, value)
-    cfg.check()
-    return cfg
-
-
-def _deepcopy(cfg: Any) -> Any:
-    changes = {
-        f.name: _deepcopy(getattr(cfg, f.name))
-        for f in dataclasses.fields(cfg)
-        if dataclasses.is_dataclass(getattr(cfg, f.name))
-    }
-    return dataclasses.replace(cfg, **changes)
-
-
-def _set(cfg: Any, key: str, value: Any) -> None:
-    *path, leaf = key.split(".")
-    node = cfg
-    for i, part in enumerate(path):
-        node = getattr(node, part, None) if dataclasses.is_dataclass(node) else None
-        if node is None or not dataclasses.is_dataclass(node):
-            raise ConfigError(f"unknown config key '{key}': '{'.'.join(path[: i + 1])}' is not a section")
-    fields = {f.name: f for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else {}
-    if leaf not in fields or dataclasses.is_dataclass(getattr(node, leaf)):
-        section = ".".join(path)
-        names = [n for n, f in fields.items() if not dataclasses.is_dataclass(getattr(node, n))]
-        where = f"section '{section}'" if section else "the top level"
-        raise ConfigError(f"unknown config key '{key}': {where} has {', '.join(sorted(names))}")
-    hints = typing.get_type_hints(type(node))
-    setattr(node, leaf, coerce(value, hints[leaf], key))
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Parse `value` (a string from the command line, or a typed value) as type `tp`."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is Literal:
-        text = value if not isinstance(value, str) else value.strip()
-        for allowed in args:
-            if text == allowed or str(allowed) == str(text):
-                return allowed
-        raise ConfigError(f"bad value {value!r} for '{key}': expected one of {', '.join(map(str, args))}")
-    if origin in (typing.Union, types.UnionType):
-        if isinstance(value, str) and value.lower() in ("none", "null", "") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"bad value {value!r} for '{key}'")
-    if origin in (tuple, list):
-        items = value
-        if isinstance(value, str):
-            items = [v for v in value.strip("()[] ").split(",") if v.strip()]
-        inner = args[0] if args else str
-        return tuple(coerce(v, inner, key) for v in items)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"bad value {value!r} for '{key}': expected true or false")
-    if tp in (int, float, str):
-        try:
-            if tp is int and isinstance(value, str):
-                as_float = float(value)
-                if not as_float.is_integer():
-                    raise ValueError
-                return int(as_float)
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"bad value {value!r} for '{key}': expected {tp.__name__}") from None
-    raise ConfigError(f"'{key}' has a type bench cannot parse from the command line ({tp})")
+# dotted overrides (`--set key=value`) live in bench.overrides; re-exported here, where callers look
+from bench.overrides import apply_overrides, coerce, parse_assignment  # noqa: E402, F401

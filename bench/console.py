@@ -12,8 +12,9 @@ import types
 import typing
 from typing import Any, Literal
 
-from bench.config import RunConfig, _set, apply_overrides, to_dict
+from bench.config import RunConfig, apply_overrides, to_dict
 from bench.errors import ConfigError
+from bench.overrides import _set
 from bench.registry import Task
 
 # Series-table columns shown by `bench run` and their headers; PRIMARY stands for the task's primary

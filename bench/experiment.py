@@ -217,7 +217,17 @@ def attack_and_evaluate(
     if hooks.on_phase:
         hooks.on_phase("attack", cfg.attack.steps)
     att = reconstruct(
-        weights, n, lo - mean, hi - mean, cfg.attack, cfg.seed, settings, monitor, hooks.on_step, cfg.device
+        weights,
+        n,
+        lo - mean,
+        hi - mean,
+        cfg.attack,
+        cfg.seed,
+        settings,
+        monitor,
+        hooks.on_step,
+        cfg.device,
+        shape=data.image_shape,
     )
     timings["attack_s"] = att.seconds
     # seconds per step as this run saw them (compilation and monitoring included): the host's speed, which
@@ -277,7 +287,7 @@ def _attack_flags(att: Any, p: int, cfg: RunConfig) -> dict[str, float]:
         "attack/fallback_step": float(att.fallback_step),
         "attack/steps_run": float(att.steps_run[p]),
         "attack/stop_rule": float(cfg.attack.stop != "none"),
-    }
+    } | ({} if att.restart is None else {"attack/restart": float(att.restart[p])})
 
 
 def _setting_result(
@@ -289,7 +299,9 @@ def _setting_result(
 
     recon = att.x[p] + base.mean
     ev, metrics = score(base, recon, setting["init_scale"])
-    metrics |= _attack_flags(att, p, cfg) | run_metrics | fit_against_truth(base, att.fit_relu[p])
+    alpha = setting["alpha"] if cfg.attack.alpha_final <= 0 else cfg.attack.alpha_final
+    metrics |= _attack_flags(att, p, cfg) | run_metrics
+    metrics |= fit_against_truth(base, att.fit_relu[p], att.fit_best[p], alpha)
     metrics |= {f"attack/fit_relu_layer{i + 1}": float(v) for i, v in enumerate(att.fit_relu_layers[p])}
     if base.margins is not None:
         metrics["margin/frac_near"] = float((base.margins <= 1.5).mean())
@@ -419,6 +431,7 @@ def truth_probe(
         None,
         cfg.device,
         start=Start(base.train_c, l0, y),
+        shape=data.image_shape,
     )
     scorer = base.scorer
     moved = rescale(att.x[0] + base.mean, cfg.eval.rescale, scorer.lo, scorer.hi)

@@ -155,9 +155,12 @@ def make_mlp(
     seed: int,
     dtype: torch.dtype,
     n_out: int = 1,
+    init_hidden: float = 1.0,
 ) -> MLP:
-    """Build the MLP with the small first-layer init, deterministically for `seed` (n_out: see `MLP`)."""
-    return make_model(ModelConfig(depth=depth, width=width, bias=bias), d, init_scale, seed, dtype, n_out)
+    """Build the MLP with the small first-layer init, deterministically for `seed` (n_out: see `MLP`;
+    init_hidden: see `make_model`)."""
+    cfg = ModelConfig(depth=depth, width=width, bias=bias)
+    return make_model(cfg, d, init_scale, seed, dtype, n_out, init_hidden=init_hidden)
 
 
 def make_model(
@@ -168,10 +171,13 @@ def make_model(
     dtype: torch.dtype,
     n_out: int = 1,
     image_shape: tuple[int, int] | None = None,
+    init_hidden: float = 1.0,
 ) -> nn.Module:
     """The network `cfg.arch` calls for, deterministically for `seed`, its first weight layer drawn
-    N(0, init_scale^2) and its bias (if any) zero. d: input features; image_shape: (h, w) of the
-    flattened images (needed by a CNN; BenchInputError for data without one).
+    N(0, init_scale^2) and its bias (if any) zero, every later weight layer PyTorch's default init times
+    `init_hidden` (1: Haim et al.; the same draws, scaled, so a smaller factor changes nothing but the
+    scale). d: input features; image_shape: (h, w) of the flattened images (needed by a CNN;
+    BenchInputError for data without one).
 
     `cfg.arch` "module": the network `build(d, n_out, image_shape)` of `cfg.module` ("FILE.py:build")
     returns, a torch module from flat inputs (n, d) to (n, n_out), checked to be positively homogeneous
@@ -197,8 +203,10 @@ def make_model(
                 )
             from_module(built, d)  # positively homogeneous, or BenchInputError naming the layer
             model = SequentialNet(built)
-        first = next(leaf for _, leaf in leaves(model) if isinstance(leaf, WEIGHT_LAYERS))
+        first, *later = [leaf for _, leaf in leaves(model) if isinstance(leaf, WEIGHT_LAYERS)]
         with torch.no_grad():
+            for layer in later:
+                layer.weight.mul_(init_hidden)
             first.weight.normal_(0.0, init_scale)
             if first.bias is not None:
                 first.bias.zero_()

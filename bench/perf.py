@@ -19,8 +19,6 @@ are drawn on the CPU and moved.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import resource
 import statistics
 import time
@@ -34,6 +32,24 @@ from bench.attack.kkt import Weights, flops_per_step, lambda_scale
 from bench.attack.multiclass import multiclass_flops_per_step
 from bench.attack.network import Network
 from bench.attack.reference import reference_fit, reference_multiclass_fit
+
+# the values `bench perf`'s options take (`check_choices`)
+CHOICES = {
+    "dtype": ("float32", "float64", "bfloat16"),
+    "residual": ("explicit", "gram", "auto"),
+    "arch": ("mlp", "cnn"),
+    "engine": ("auto", "closed", "autograd"),
+    "pool": ("avg", "max", "none"),
+}
+
+
+def check_choices(**values: str) -> None:
+    """BenchInputError naming the option (`--dtype` ...) whose value is not one of `CHOICES`."""
+    from bench.errors import BenchInputError
+
+    for name, value in values.items():
+        if value not in CHOICES[name]:
+            raise BenchInputError(f"bad --{name} '{value}': use {', '.join(CHOICES[name])}")
 
 
 @dataclass
@@ -226,18 +242,26 @@ def measure(
     classes: int = 1,
     arch: str = "mlp",
     engine: str = "auto",
-    channels: tuple[int, ...] = (32, 32),
+    channels: tuple[int, ...] | str = (64,),
     kernel: int = 3,
-    pool: str = "avg",
+    pool: str = "none",
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
     (the reference step needs float64 and is skipped on MPS, which has none, and for a CNN). `classes`:
     1 times the binary attack; C >= 2 the multiclass one (pairs "max") on a C-output network. `arch`:
     "mlp" (`depth`, `width`) or "cnn" (`channels`, `kernel`, `pool`, on sqrt(d) x sqrt(d) images);
-    `engine`: "auto" | "closed" | "autograd" (as attack.engine)."""
+    `engine`: "auto" | "closed" | "autograd" (as attack.engine); `channels` also as text ("32,32").
+    Bad choices raise BenchInputError naming the option."""
     from bench.attack.reconstruct import candidate_labels
     from bench.device import device_model, resolve_device
+    from bench.errors import BenchInputError
 
+    check_choices(dtype=dtype, residual=method, arch=arch, engine=engine, pool=pool)
+    if isinstance(channels, str):
+        try:
+            channels = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            raise BenchInputError(f"bad --channels '{channels}': use positive integers, e.g. 32,32") from None
     dev = resolve_device(device)
     torch.set_num_threads(threads)
     tdtype = torch.float64 if dtype == "float64" else torch.float32
@@ -376,125 +400,3 @@ def format_report(r: PerfReport) -> str:
         )
     lines.append(f"peak memory   {r.peak_rss_mb:.0f} MB resident (process peak after bench's step)")
     return "\n".join(lines)
-
-
-@dataclass
-class QualityRace:
-    """Wall time (s, evaluation excluded) for each procedure to reach the reference's best quality."""
-
-    metric: str
-    target: float
-    reference_steps: int
-    reference_s_to_target: float
-    reference_s_total: float
-    bench_steps_to_target: int | None
-    bench_s_to_target: float | None
-    speedup: float | None
-    reference_curve: list[tuple[int, float, float]]  # (step, seconds, quality)
-    bench_curve: list[tuple[int, float, float]]
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def time_to_quality(
-    task: str = "blobs-rect",
-    profile: str = "quick",
-    series_value: int = 25,
-    seed: int = 0,
-    reference_steps: int = 5000,
-    reference_settings: dict[str, float] | None = None,
-    eval_every: int = 250,
-    bench_eval_every: int = 25,
-    threads: int = 1,
-    device: str = "cpu",
-) -> QualityRace:
-    """Race bench's default attack against the reference procedure on one trained blob model.
-
-    Reference: Haim et al.'s loss (`bench.attack.reference.haim_loss`, weights as trained, float64 double
-    backward), SGD momentum 0.9 for x and lambda (lambda lr 1e-4), at their published MNIST winners
-    (init 0.035, lr 0.0305, lam_min 0.447, alpha 149.9) unless `reference_settings` says otherwise, for
-    `reference_steps` steps. Target: the best `dssim_topk` (mean of the 10 best DSSIMs) it reaches. bench:
-    the task's attack config until it reaches the target (or its own step budget runs out).
-    """
-    import numpy as np
-
-    from bench.attack.reconstruct import n_candidates, reconstruct
-    from bench.attack.reference import haim_loss
-    from bench.device import synchronize
-    from bench.evaluate import Scorer
-    from bench.experiment import prepare, resolve_config
-    from bench.tasks import get_task
-
-    cfg = resolve_config(get_task(task), profile, {"device": device, "threads": threads}, series_value, seed)
-    prep = prepare(cfg)  # sets the thread count
-    dev = prep.weights.mats[0].device
-    data, mean, w = prep.data, prep.mean, prep.weights
-    xc = data.x_train - mean
-    scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, data.lo, data.hi)
-
-    def quality(x: np.ndarray) -> float:
-        return scorer.scores(x + mean, per_class=False)[0]["dssim_topk"]
-
-    rs = {"init_scale": 0.035, "lr": 0.0305, "lam_min": 0.447, "alpha": 149.9} | (reference_settings or {})
-    m = n_candidates(cfg.attack.m_factor, len(xc))
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.randn(m, xc.shape[1], generator=g, dtype=torch.float64) * rs["init_scale"]
-    x = x0.to(dev).requires_grad_()
-    lam = torch.rand(m, generator=g, dtype=torch.float64).to(dev).requires_grad_()
-    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, torch.float64)
-    w64 = w.to(torch.float64)
-    opt = torch.optim.SGD([{"params": [x], "lr": rs["lr"]}, {"params": [lam], "lr": 1e-4}], momentum=0.9)
-    ref_curve, elapsed = [], 0.0
-    for step in range(reference_steps + 1):
-        if step % eval_every == 0 or step == reference_steps:
-            ref_curve.append((step, elapsed, quality(x.detach().cpu().numpy())))
-        if step == reference_steps:
-            break
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        haim_loss(w64, x, lam, y, rs["alpha"], rs["lam_min"]).backward()
-        opt.step()
-        synchronize(dev)
-        elapsed += time.perf_counter() - t0
-    finite = [c for c in ref_curve if np.isfinite(c[2])]
-    target = min(q for _, _, q in finite)
-    ref_s_to_target = next(s for _, s, q in finite if q <= target)
-
-    # bench: normalised weights and its own defaults; the monitor's time is excluded from the clock.
-    wn = w.margin_normalized(prep.min_margin)
-    bench_curve: list[tuple[int, float, float]] = []
-    clock = {"start": time.perf_counter(), "eval": 0.0}
-
-    class _Reached(Exception):
-        pass
-
-    def monitor(step: int, xs: np.ndarray) -> dict[str, np.ndarray]:
-        t0 = time.perf_counter()
-        attack_seconds = t0 - clock["start"] - clock["eval"]
-        q = quality(xs[0])
-        clock["eval"] += time.perf_counter() - t0
-        bench_curve.append((step, attack_seconds, q))
-        if q <= target:
-            raise _Reached
-        return {"dssim_topk": np.array([q])}
-
-    acfg = dataclasses.replace(
-        cfg.attack, eval_every=bench_eval_every, steps=max(cfg.attack.steps, reference_steps)
-    )
-    lo, hi = -mean, 1.0 - mean
-    with contextlib.suppress(_Reached):
-        reconstruct(wn, len(xc), lo, hi, acfg, seed, monitor=monitor, device=dev)
-    hit = next(((s, t) for s, t, q in bench_curve if q <= target), None)
-    return QualityRace(
-        metric="dssim_topk",
-        target=float(target),
-        reference_steps=reference_steps,
-        reference_s_to_target=ref_s_to_target,
-        reference_s_total=elapsed,
-        bench_steps_to_target=hit[0] if hit else None,
-        bench_s_to_target=hit[1] if hit else None,
-        speedup=(ref_s_to_target / hit[1]) if hit and hit[1] > 0 else None,
-        reference_curve=ref_curve,
-        bench_curve=bench_curve,
-    )

@@ -47,6 +47,9 @@ class RunBaselines:
     truth_note: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     _random: dict[float, dict[str, float]] = field(default_factory=dict, repr=False)
+    _truth_at: dict[float, Any] = field(default_factory=dict, repr=False)
+    clarke: dict[str, float] = field(default_factory=dict)
+    _truth_fn: Any = field(default=None, repr=False)
 
     def centred(self, x: np.ndarray) -> np.ndarray:
         return x - self.mean
@@ -63,7 +66,16 @@ class RunBaselines:
 
     def truth_metrics(self) -> dict[str, float]:
         """`truth/*` of the run (empty when the truth's fit was not computed)."""
-        return {} if self.truth is None else self.truth.metrics()
+        return {} if self.truth is None else self.truth.metrics() | self.clarke
+
+    def truth_at(self, alpha: float) -> Any:
+        """The truth's fit under the attack's surrogate slope `alpha` (the objective's own view of the
+        training set), computed once per slope; None where the exact one was not computed."""
+        if self.truth is None:
+            return None
+        if alpha not in self._truth_at:
+            self._truth_at[alpha] = self._truth_fn(alpha)
+        return self._truth_at[alpha]
 
 
 def run_baselines(cfg: RunConfig, prepared: Any, weights: Any, m: int, scorer: Scorer) -> RunBaselines:
@@ -97,6 +109,11 @@ def run_baselines(cfg: RunConfig, prepared: Any, weights: Any, m: int, scorer: S
         t0 = time.perf_counter()
         base.truth, base.truth_note = truth_or_reason(cfg, weights, train_c, data.y_train)
         base.seconds["truth_s"] = time.perf_counter() - t0
+        base._truth_fn = lambda alpha: truth_or_reason(cfg, weights, train_c, data.y_train, alpha)[0]
+        if cfg.eval.truth_clarke and base.truth is not None:
+            t1 = time.perf_counter()
+            base.clarke = clarke_metrics(cfg, weights, train_c, data.y_train)
+            base.seconds["truth_clarke_s"] = time.perf_counter() - t1
     else:
         base.truth_note = "eval.truth=false"
     return base
@@ -107,10 +124,12 @@ def run_baselines(cfg: RunConfig, prepared: Any, weights: Any, m: int, scorer: S
 TRUTH_MAX_ROWS = 5000
 
 
-def truth_or_reason(cfg: RunConfig, weights: Any, x_c: np.ndarray, y: np.ndarray) -> tuple[Any, str]:
-    """The truth's fit of the trained network on the centred training set, or (None, why not): a problem
-    larger than `TRUTH_MAX_ROWS` rows, or one that runs out of memory, is reported, not fatal (the attack
-    still runs and is scored)."""
+def truth_or_reason(
+    cfg: RunConfig, weights: Any, x_c: np.ndarray, y: np.ndarray, alpha: float | None = None
+) -> tuple[Any, str]:
+    """The truth's fit of the trained network on the centred training set (exact ReLU derivative, or the
+    surrogate's at `alpha`), or (None, why not): a problem larger than `TRUTH_MAX_ROWS` rows, or one that
+    runs out of memory, is reported, not fatal (the attack still runs and is scored)."""
     from bench.attack.truth import truth_fit
 
     n_out = weights.n_out
@@ -118,10 +137,22 @@ def truth_or_reason(cfg: RunConfig, weights: Any, x_c: np.ndarray, y: np.ndarray
     if rows > TRUTH_MAX_ROWS:
         return None, f"truth fit skipped: {rows} rows > {TRUTH_MAX_ROWS} (Gram matrices of {rows}^2 floats)"
     try:
-        fit = truth_fit(weights, x_c, y, cfg.attack.fit_norm, cfg.attack.fit_layers, cfg.attack.pairs)
+        fit = truth_fit(weights, x_c, y, cfg.attack.fit_norm, cfg.attack.fit_layers, cfg.attack.pairs, alpha)
     except (MemoryError, RuntimeError) as e:  # torch reports allocation failures as RuntimeError
         return None, f"truth fit failed: {type(e).__name__}: {e}"[:300]
     return fit, ""
+
+
+def clarke_metrics(cfg: RunConfig, weights: Any, x_c: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """`truth/kkt_fit_clarke` (and per layer) and `truth/kinks_layer1`: the truth's fit with the first hidden
+    layer's derivative free in [0, 1] at the (sample, unit) pairs on a kink (`bench.attack.truth.clarke_truth`,
+    the KKT conditions' own Clarke form)."""
+    from bench.attack.truth import clarke_truth
+
+    fit, kinks = clarke_truth(weights, x_c, y, cfg.attack.fit_norm, cfg.attack.fit_layers, cfg.attack.pairs)
+    out = {"truth/kkt_fit_clarke": fit.fit, "truth/kinks_layer1": float(kinks)}
+    out["truth/kinks_layer1_frac"] = kinks / (len(x_c) * weights.mats[0].shape[0])
+    return out | {f"truth/kkt_fit_clarke_layer{i + 1}": float(v) for i, v in enumerate(fit.layers)}
 
 
 def score(base: RunBaselines, recon: np.ndarray, init_scale: float) -> tuple[Evaluation, dict[str, float]]:
@@ -141,12 +172,18 @@ def score(base: RunBaselines, recon: np.ndarray, init_scale: float) -> tuple[Eva
     return ev, {**ev.metrics, **base.data_counts}
 
 
-def fit_against_truth(base: RunBaselines, fit_relu: float) -> dict[str, float]:
-    """The attack's exact-ReLU fit beside the truth's: `attack/fit_relu`, `attack/fit_over_truth` (ratio)
-    and `attack/fit_below_truth` (1: the attack explains the weights better than the training set does, so
-    the objective's minimum is not the data) and the truth's own metrics."""
-    out = {"attack/fit_relu": float(fit_relu)} | base.truth_metrics()
+def fit_against_truth(base: RunBaselines, fit_relu: float, fit: float, alpha: float) -> dict[str, float]:
+    """The attack's fit beside the truth's, both with the exact ReLU derivative: `attack/fit_relu`,
+    `attack/fit_over_truth` (ratio) and `attack/fit_below_truth` (1: the attack explains the weights better
+    than the training set does, so the objective's minimum is not the data); and both under the surrogate
+    slope `alpha` the attack ended with (its objective's own view): `attack/fit_surrogate`,
+    `truth/kkt_fit_surrogate`, `attack/fit_below_truth_surrogate`."""
+    out = {"attack/fit_relu": float(fit_relu), "attack/fit_surrogate": float(fit)}
     if base.truth is not None:
         out["attack/fit_below_truth"] = float(fit_relu < base.truth.fit)
         out["attack/fit_over_truth"] = float(fit_relu / max(base.truth.fit, 1e-300))
+        surrogate = base.truth_at(alpha)
+        if surrogate is not None:
+            out["truth/kkt_fit_surrogate"] = surrogate.fit
+            out["attack/fit_below_truth_surrogate"] = float(fit < surrogate.fit)
     return out

@@ -119,7 +119,9 @@ def train_classifier(
             "train.dtype=float64 on device mps: MPS has no float64; fix: --set train.dtype=float32"
         )
     n_out = 1 if n_classes is None else n_classes
-    model = make_model(model_cfg, x.shape[1], cfg.init_scale, seed, dtype, n_out, image_shape).to(dev)
+    model = make_model(
+        model_cfg, x.shape[1], cfg.init_scale, seed, dtype, n_out, image_shape, cfg.init_hidden
+    ).to(dev)
     xt = torch.as_tensor(x, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=dtype, device=dev)
     wd = cfg.weight_decay  # SGD's weight_decay adds wd * theta to every gradient: (wd/2)||theta||^2

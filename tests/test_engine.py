@@ -197,17 +197,18 @@ def test_a_custom_block_and_the_closed_form_on_a_cnn_are_refused() -> None:
     assert as_engine(cnn, "auto") is cnn and closed_form(cnn) is None
 
 
-@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("bias,alpha", [(False, None), (True, None), (True, 7.0)])
 @pytest.mark.parametrize("kind", ["binary", "max", "all"])
-def test_the_truths_gram_terms_by_autograd_are_the_mlp_closed_form(bias: bool, kind: str) -> None:
+def test_the_truths_gram_terms_by_autograd_are_the_mlp_closed_form(bias: bool, alpha, kind: str) -> None:
+    """Exact ReLU (alpha None) and the attack's surrogate slope alike."""
     n_out = 1 if kind == "binary" else 3
     w = _weights(3, bias, n_out)
     rng = np.random.default_rng(4)
     x = torch.as_tensor(rng.standard_normal((7, 12)))
     y = np.where(np.arange(7) % 2 == 0, -1.0, 1.0) if n_out == 1 else np.arange(7) % 3
     pairs = "max" if kind == "binary" else kind
-    ours = module_gram_terms(as_engine(w, "autograd"), x, y, pairs, chunk=3)
-    ref = mlp_gram_terms(w, x, y, pairs)
+    ours = module_gram_terms(as_engine(w, "autograd"), x, y, pairs, chunk=3, alpha=alpha)
+    ref = mlp_gram_terms(w, x, y, pairs, alpha)
     for a, b in ((ours.K, ref.K), (ours.b, ref.b), (ours.own, ref.own)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert (ours.sample == ref.sample).all() and (ours.other == ref.other).all()

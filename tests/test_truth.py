@@ -225,3 +225,89 @@ def test_fewer_candidates_than_samples() -> None:
     over = {"data.n_per_class": 4, "model.width": 40, "attack.steps": 10, "attack.m_factor": 0.5}
     result = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0))
     assert result.settings[0].recon.shape[0] == 4
+
+
+def test_surrogate_truth_equals_the_attacks_fit_at_its_slope() -> None:
+    """At a finite alpha the truth's quadratic is the attack's own fit (`kkt_fit`, surrogate slope
+    sigmoid(alpha h)) at x = the training set, for the optimal multipliers."""
+    w = _net(6, [11, 8], 1, True, seed=5)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((9, 6))
+    y = np.where(np.arange(9) % 3 == 0, -1.0, 1.0)
+    tf = truth_fit(w, x, y, "layer", (), "max", alpha=7.0)
+    attack = kkt_fit(w, torch.as_tensor(x), torch.as_tensor(tf.lam * y), 7.0, "explicit", norm="layer")
+    assert float(attack) == pytest.approx(tf.fit, rel=1e-9)
+
+
+def test_report_notes_state_the_truth_and_say_how_to_read_the_verdict() -> None:
+    """The claim note gives the truth's fit (median, range), the below-truth count, and the two warnings."""
+    import pandas as pd
+
+    from bench.analysis.notes import truth_counts
+
+    rows = pd.DataFrame(
+        {
+            "truth/kkt_fit": [0.10, 0.12, 0.14],
+            "truth/kkt_fit_layer1": [0.20, 0.22, 0.25],
+            "attack/fit_below_truth": [1.0, 1.0, 0.0],
+        }
+    )
+    note = truth_counts(rows)
+    assert "median 0.12 (0.1-0.14)" in note and "first layer median 0.22 (0.2-0.25)" in note
+    assert "went below it in 2 of 3 runs" in note
+    assert "outside the regime" in note and "not the data" in note
+    good = rows.assign(**{"truth/kkt_fit_layer1": [0.02, 0.03, 0.04], "attack/fit_below_truth": [0.0, 0, 1]})
+    quiet = truth_counts(good)
+    assert "went below it in 1 of 3 runs" in quiet
+    assert "outside the regime" not in quiet and "not the data" not in quiet
+    assert truth_counts(rows.drop(columns=["truth/kkt_fit"])) == ""
+
+
+def test_clarke_truth_relaxes_only_kink_pairs_and_never_fits_worse() -> None:
+    """clarke_truth: no kink within tol 0, so the exact truth; with a tolerance, never above it."""
+    from bench.attack.truth import clarke_truth
+
+    w = _net(6, [40], 1, True, seed=7)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((20, 6))
+    y = np.where(np.arange(20) % 2 == 0, -1.0, 1.0)
+    exact = truth_fit(w, x, y)
+    none, kinks0 = clarke_truth(w, x, y, tol=0.0)
+    assert kinks0 == 0 and none.fit == pytest.approx(exact.fit, rel=1e-12)
+    relaxed, kinks = clarke_truth(w, x, y, tol=0.05)
+    assert kinks > 0 and relaxed.fit <= exact.fit * (1 + 1e-9)
+    assert relaxed.layers[1] == pytest.approx(relaxed.layers[1])  # finite
+
+
+def test_kink_slopes_solve_each_units_box_least_squares() -> None:
+    """The batched coordinate descent of `_kink_slopes` reaches scipy's bounded least squares per unit."""
+    from scipy.optimize import lsq_linear
+
+    from bench.attack.truth import _kink_slopes
+
+    g = torch.Generator().manual_seed(2)
+    n, H, d = 12, 5, 7
+    xa = torch.randn(n, d, generator=g, dtype=torch.float64)
+    coef = torch.randn(n, H, generator=g, dtype=torch.float64)
+    kink = torch.rand(n, H, generator=g) < 0.4
+    target = torch.randn(H, d, generator=g, dtype=torch.float64)
+    out = _kink_slopes(target, coef, xa, kink, torch.full((n, H), 0.5, dtype=torch.float64), sweeps=500)
+    for k in range(H):
+        idx = torch.nonzero(kink[:, k]).flatten()
+        if len(idx) == 0:
+            assert torch.all(out[:, k] == 0.5)
+            continue
+        cols = (coef[idx, k][:, None] * xa[idx]).T.numpy()
+        ref = lsq_linear(cols, target[k].numpy(), bounds=(0.0, 1.0), tol=1e-12).x
+        np.testing.assert_allclose(out[idx, k].numpy(), ref, atol=1e-5)
+        assert torch.all(out[~kink[:, k], k] == 0.5)
+
+
+def test_a_run_can_log_the_clarke_truth() -> None:
+    from bench.experiment import resolve_config, run_experiment
+    from bench.tasks import get_task
+
+    over = {"data.n_per_class": 4, "model.width": 60, "attack.steps": 10, "eval.truth_clarke": True}
+    m = run_experiment(resolve_config(get_task("blobs-rect"), "smoke", over, 25, seed=0)).settings[0].metrics
+    assert m["truth/kkt_fit_clarke"] <= m["truth/kkt_fit"] * (1 + 1e-9)
+    assert m["truth/kinks_layer1"] >= 0 and 0 <= m["truth/kinks_layer1_frac"] <= 1

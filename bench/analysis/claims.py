@@ -15,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-import numpy as np
 import pandas as pd
 
 from bench.analysis import defences as dfn
 from bench.analysis import judges as j
+from bench.analysis.notes import attack_counts, budget_check, truth_counts
 from bench.analysis.verdicts import Verdict
-from bench.tracking import classifier_keys
 
 PAPER = "Hüseyinoglu et al."
 TREND_RULE = (
@@ -107,7 +106,7 @@ class Claim:
         used = self.counted(sub)
         if len(used) < len(sub):
             note += f" {len(sub) - len(used)} of {len(sub)} runs left out (classifier or attack unconverged)."
-        note += attack_counts(sub)
+        note += attack_counts(sub) + truth_counts(used)
         empty = Verdict(self.id, "inconclusive", self.rule, self.paper)
         base, alt, why = budget_check(runs, used, self.tasks, self.counted, self.metric)
         v = empty if base.empty else self.judge(self, base)
@@ -146,95 +145,6 @@ def of_arch(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
     MLPs)."""
     logged = runs["model.arch"] if "model.arch" in runs else pd.Series("mlp", index=runs.index)
     return runs[logged.fillna("mlp").astype(str) == arch]
-
-
-# A profile's budget check: the same points re-run with a longer attack (profile "<name>-budget")
-BUDGET_SUFFIX = "-budget"
-
-
-def attack_counts(rows: pd.DataFrame) -> str:
-    """' Attacks converged: c of N (s of N over the last fifth of the step-size integral) (d degraded).'
-    for the rows that carry the flags, else ''."""
-    from bench.analysis.verdicts import num
-
-    if "attack/converged" not in rows or rows.empty:
-        return ""
-    conv = num(rows, "attack/converged")
-    text = f" Attacks converged: {int((conv > 0.5).sum())} of {int(conv.notna().sum())}"
-    if "attack/converged_movement" in rows:  # logged since 2026-12-05
-        strict = num(rows, "attack/converged_movement")
-        if strict.notna().any():
-            n, k = int(strict.notna().sum()), int((strict > 0.5).sum())
-            text += f" ({k} of {n} over the last fifth of the step-size integral)"
-    if "attack/degraded" in rows:
-        text += f" ({int((num(rows, 'attack/degraded') > 0.5).sum())} degraded)"
-    return text + "."
-
-
-def budget_check(
-    runs: pd.DataFrame,
-    used: pd.DataFrame,
-    tasks: tuple[str, ...],
-    counted: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-    metric: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
-    """(rows at the main attack budget, the same rows with every point that was re-run with a longer attack
-    replaced by that run (None if none was), a phrase saying what was compared and, given `metric`, how far
-    each re-run attack moved it: the range of (longer − main budget) over the re-run points, and the median
-    of its absolute value. A verdict can survive a budget check while single attacks still move; the range
-    says by how much, in the metric's own units).
-
-    The main budget is the most common `attack.steps` of `used`; the longer runs are the rows of the same
-    tasks, at the same profiles or their "<profile>-budget" profiles, with more steps, that the claim
-    counts (`counted`, default: the usable ones, whose classifier and attack converged; the defence claim
-    counts every run), matched on the classifier they attacked (task, seed, and every data.*, model.* and
-    train.* parameter). A claim whose verdict differs between the two is inconclusive (`Claim.evaluate`).
-    """
-    from bench.analysis.trends import usable
-    from bench.analysis.verdicts import num
-
-    if used.empty or "attack.steps" not in used:
-        return used, None, "No budget check (no attack budget logged)"
-    steps = num(used, "attack.steps")
-    main = float(steps.mode().iloc[0])
-    base = used[steps == main]
-    profiles = set(map(str, used["profile"])) if "profile" in used else set()
-    pool = runs[runs["task"].isin(tasks)] if "task" in runs else runs.iloc[0:0]
-    if profiles and "profile" in pool:
-        pool = pool[pool["profile"].isin(profiles | {p + BUDGET_SUFFIX for p in profiles})]
-    longer = (
-        (counted or usable)(pool[num(pool, "attack.steps") > main])
-        if "attack.steps" in pool
-        else pool.iloc[0:0]
-    )
-    if longer.empty:
-        return base, None, f"No budget check (one attack budget, {main:.0f} steps)"
-    # the same classifier: task, seed and every data, model and training parameter
-    keys = [k for k in classifier_keys(base) if k in longer]
-    longer = longer.assign(_steps=num(longer, "attack.steps")).sort_values("_steps")
-    last = longer.drop_duplicates(keys, keep="last").drop(columns="_steps")
-    index = pd.MultiIndex.from_frame(base[keys].astype(str))
-    replace = pd.MultiIndex.from_frame(last[keys].astype(str))
-    hit = index.isin(replace)
-    if not hit.any():
-        return base, None, f"No budget check (no point of the {main:.0f}-step runs was re-run longer)"
-    matched = last[replace.isin(index)]
-    if "profile" in base:  # a re-run stands in for its point: it joins that point's profile (trend groups)
-        where = dict(zip(index, base["profile"], strict=True))
-        matched = matched.assign(profile=[where[k] for k in replace[replace.isin(index)]])
-    alt = pd.concat([base[~hit], matched], ignore_index=True)
-    budgets = "/".join(f"{s:.0f}" for s in sorted(num(matched, "attack.steps").unique()))
-    why = f"{len(matched)} of {len(base)} runs re-run at {budgets} steps instead of {main:.0f}"
-    if metric and metric in base and metric in matched and index.is_unique:
-        before = pd.Series(num(base, metric).to_numpy(), index=index)
-        shift = num(matched, metric).to_numpy() - before.loc[replace[replace.isin(index)]].to_numpy()
-        shift = shift[np.isfinite(shift)]
-        if shift.size:
-            why += (
-                f" ({metric} moved by {shift.min():+.3g} to {shift.max():+.3g}, median |change| "
-                f"{np.median(np.abs(shift)):.3g})"
-            )
-    return base, alt, why
 
 
 def _blob_claim(shape: str, fig: str, numbers: tuple[float, ...], arch: str = "mlp") -> Claim:

@@ -17,6 +17,7 @@ from bench.attack.engine import layer_terms
 from bench.attack.kkt import fit_from_terms, lambda_scale, penalties
 from bench.attack.multiclass import multiclass_penalties
 from bench.attack.network import Network
+from bench.attack.priors import prior_terms
 from bench.config import AttackConfig
 
 
@@ -34,6 +35,7 @@ class ExactCheck:
         cfg: AttackConfig,
         settings: list[dict[str, float]],
         dev: torch.device,
+        shape: tuple[int, int] | None = None,
     ) -> None:
         self.dev = dev if dev.type != "mps" else torch.device("cpu")  # no float64 on MPS
         self.cfg = cfg
@@ -44,6 +46,7 @@ class ExactCheck:
         self.n_out = weights.n_out
         self.pairs = cfg.pairs if self.n_out > 1 else "max"
         self.lo, self.hi = torch.as_tensor(lo, **f64), torch.as_tensor(hi, **f64)
+        self.shape = shape
         self.lam_min = torch.tensor([s["lam_min"] for s in settings], **f64).view(-1, 1)
         P = len(settings)
         self.best_objective = np.full(P, np.inf)  # the lowest objective seen
@@ -73,6 +76,7 @@ class ExactCheck:
                     x, l, self.y, self.lam_min, self.lo, self.hi, cfg.lam_penalty, cfg.box_penalty, self.pairs
                 )
             fit = fit_from_terms(terms, self.w, cfg.fit_norm, layers=cfg.fit_layers)
+            pen = pen + prior_terms(x, self.y, self.lo, cfg, self.shape)
         return fit + pen, fit, terms / self.w.layer_sq_norms()
 
     def check(

@@ -25,6 +25,7 @@ Knows nothing of MLflow: progress and monitoring go through callbacks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from bench.attack.engine import loss_function_for
 from bench.attack.kkt import lambda_scale
 from bench.attack.network import Network
 from bench.attack.optim import Optimizer
+from bench.attack.priors import prior_terms
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -61,7 +63,9 @@ class AttackResult:
     float64 objective of the returned state; objective_relu: (P,) the same with the true ReLU derivative
     (alpha -> infinity): one criterion for settings of different alpha (bench.attack.protocol); fit_relu:
     (P,) its fit part alone, in the attack's norm (what `bench.attack.truth` computes for the training
-    set), and fit_relu_layers (P, L) the per-layer residual fractions."""
+    set), and fit_relu_layers (P, L) the per-layer residual fractions; fit_best: (P,) the fit of the
+    returned state at the surrogate slope the attack ended with (what its objective saw); restart: (P,) the
+    random start kept of `attack.restarts` (None for one)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -81,6 +85,8 @@ class AttackResult:
     objective_relu: np.ndarray | None = None
     fit_relu: np.ndarray | None = None
     fit_relu_layers: np.ndarray | None = None
+    fit_best: np.ndarray | None = None
+    restart: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -154,12 +160,13 @@ def reconstruct(
     device: str | torch.device = "cpu",
     loss_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
     start: Start | None = None,
+    shape: tuple[int, int] | None = None,
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
     weights: the trained (and normalised) network, `bench.attack.kkt.Weights` (an MLP: the closed form)
-    or `bench.attack.engine.ModuleNet` (any homogeneous network: autograd); n_train: assumed training-set size (m = m_factor n);
-    lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
+    or `bench.attack.engine.ModuleNet` (any homogeneous network: autograd); n_train: assumed
+    training-set size (m = m_factor n); lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
     of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` for every step, delivered in
     order at the monitor points (where losses reach the host); `monitor` every `cfg.eval_every` steps
     and at the end (on the current state; reporting only, except that `attack/error` joins the plateau
@@ -167,7 +174,10 @@ def reconstruct(
     the CPU and moved, so every device starts from the same numbers. `loss_fn`: the fast path's loss
     (default: the network's engine's, `bench.attack.engine.loss_function_for`, for cfg's dtype and
     compile); tests pass a corrupted one. `start`: a given starting point (`Start`) instead of the random
-    one; m is then its size.
+    one; m is then its size. `shape`: the image shape (H, W) of a sample, for the total-variation prior
+    (`bench.attack.priors`). With `attack.restarts` R > 1 every setting runs from R random starts (one
+    population of P R members) and keeps the one whose float64 objective is lowest (an attacker's
+    criterion; `restart` says which).
     """
     import time
 
@@ -186,6 +196,8 @@ def reconstruct(
             raise ValueError(f"unknown population keys {sorted(unknown)}; allowed: {SETTING_KEYS}")
         for key in SETTING_KEYS:
             s.setdefault(key, float(getattr(cfg, key)))
+    R = cfg.restarts if start is None else 1
+    chosen_settings, settings = settings, [s for s in settings for _ in range(R)]  # member p = s R + r
     P = len(settings)
     m = n_candidates(cfg.m_factor, n_train) if start is None else len(start.x)
     labels = candidate_labels(m, n_out) if start is None else np.asarray(start.y, dtype=float)
@@ -202,19 +214,28 @@ def reconstruct(
         # Every setting starts from the same draws (x scaled by its own sigma): a setting run inside a
         # population follows the path it follows alone with the same seed (bit for bit in float64; in
         # float32 the batched kernels round differently, and the attack may amplify that).
-        x0 = torch.randn(m, d, generator=gen, dtype=dtype).to(dev)
-        l0 = torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype).to(dev)
-        x = (x0 * sigma.view(P, 1, 1)).requires_grad_()
+        # Restarts: R draws of (x, l) in turn, the first the one a single start (R = 1) takes.
+        draws = [
+            (
+                torch.randn(m, d, generator=gen, dtype=dtype),
+                torch.rand((m, n_out) if pairs else (m,), generator=gen, dtype=dtype),
+            )
+            for _ in range(R)
+        ]
+        x0 = torch.stack([a for a, _ in draws]).to(dev)
+        l0 = torch.stack([b for _, b in draws]).to(dev)
     else:
-        x0 = torch.as_tensor(start.x, dtype=dtype).to(dev)
-        l0 = torch.as_tensor(start.l, dtype=dtype).to(dev)
-        x = x0.repeat(P, 1, 1).requires_grad_()
-    l = l0.repeat(P, *[1] * l0.dim()).requires_grad_()
+        x0 = torch.as_tensor(start.x, dtype=dtype).to(dev)[None]
+        l0 = torch.as_tensor(start.l, dtype=dtype).to(dev)[None]
+        sigma = torch.ones_like(sigma)
+    reps = P // R
+    x = (x0.repeat(reps, 1, 1) * sigma.view(P, 1, 1)).requires_grad_()
+    l = l0.repeat(reps, *[1] * (l0.dim() - 1)).requires_grad_()
     y = torch.tensor(labels, dtype=dtype, device=dev)
     lo_t = torch.as_tensor(lo, dtype=dtype, device=dev)
     hi_t = torch.as_tensor(hi, dtype=dtype, device=dev)
     scale = lambda_scale(w, m)
-    lam_lr = torch.full((P, *[1] * l0.dim()), cfg.lr_lambda, dtype=dtype, device=dev)
+    lam_lr = torch.full((P, *[1] * (l.dim() - 1)), cfg.lr_lambda, dtype=dtype, device=dev)
     base_lrs = [lr.view(P, 1, 1), lam_lr]
     opt = Optimizer(
         [x, l], [b.clone() for b in base_lrs], cfg.optimizer, cfg.momentum, cfg.compile, cfg.beta2
@@ -225,7 +246,7 @@ def reconstruct(
     steps_run = np.full(P, cfg.steps)
     recorded = taken = 0  # loss values recorded, optimisation steps taken
     last_good = [x.detach().clone(), l.detach().clone()]
-    exact = ExactCheck(weights, labels, lo, hi, cfg, settings, dev)
+    exact = ExactCheck(weights, labels, lo, hi, cfg, settings, dev, shape)
 
     loss_hist, fit_hist = np.zeros((P, cfg.steps)), np.zeros((P, cfg.steps))
     mon_steps: list[int] = []
@@ -293,7 +314,7 @@ def reconstruct(
     residual = {} if cfg.residual == "auto" else {"method": cfg.residual}
 
     def step_loss(step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return fast(
+        loss, fit = fast(
             w,
             x,
             l,
@@ -310,6 +331,7 @@ def reconstruct(
             **({"method": "explicit"} if exact.fallback_step >= 0 else residual),
             **({"pairs": "all"} if pairs else {}),
         )
+        return loss + prior_terms(x, y, lo_t, cfg, shape), fit
 
     for step in range(cfg.steps):
         checked = step % cfg.eval_every == 0
@@ -361,7 +383,8 @@ def reconstruct(
         curves[key] = (np.asarray(mon_steps), np.stack(values, axis=1))
     best_x, best_l = exact.best_state(dtype, dev)
     objective_relu, fit_relu, layers_relu = exact.evaluate(best_x, best_l, torch.full((P,), 1e9))
-    return AttackResult(
+    fit_best = exact.evaluate(best_x, best_l, alpha_factor(cfg, alpha, taken))[1]
+    result = AttackResult(
         x=best_x.cpu().numpy().copy(),
         y=labels,
         lam=(best_l * scale).cpu().numpy().copy(),
@@ -379,8 +402,28 @@ def reconstruct(
         objective=exact.kept_objective.copy(),
         objective_relu=objective_relu.cpu().numpy(),
         fit_relu=fit_relu.cpu().numpy(),
+        fit_best=fit_best.cpu().numpy(),
         fit_relu_layers=layers_relu.cpu().numpy(),
     )
+    return result if R == 1 else best_restarts(result, chosen_settings, R)
+
+
+def best_restarts(result: AttackResult, settings: list[dict[str, float]], R: int) -> AttackResult:
+    """Of each setting's R restarts (population members s R .. s R + R - 1) the one with the lowest
+    float64 objective; every per-member array of `result` cut to those."""
+    objective = result.objective.reshape(len(settings), R)
+    restart = np.argmin(np.where(np.isfinite(objective), objective, np.inf), axis=1)
+    idx = np.arange(len(settings)) * R + restart
+    changes = {
+        "settings": settings,
+        "restart": restart,
+        "curves": {k: (t, v[idx]) for k, (t, v) in result.curves.items()},
+    }
+    for f in dataclasses.fields(result):
+        value = getattr(result, f.name)
+        if f.name not in changes and isinstance(value, np.ndarray) and f.name != "y":
+            changes[f.name] = value[idx]
+    return dataclasses.replace(result, **changes)
 
 
 def plateau(

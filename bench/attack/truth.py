@@ -102,12 +102,22 @@ def output_directions(
     return onehot[sample] - eye[other], sample
 
 
-def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max") -> GramTerms:
-    """`GramTerms` of a ReLU MLP in closed form (exact ReLU derivative), in float64.
+def mlp_gram_terms(
+    w: Weights,
+    x: torch.Tensor,
+    y: np.ndarray,
+    pairs: str = "max",
+    alpha: float | None = None,
+    slopes1: torch.Tensor | None = None,
+) -> GramTerms:
+    """`GramTerms` of a ReLU MLP in closed form, in float64.
 
     w: the network (any scale); x (n, d): the centred training inputs; y (n,): +-1 (binary) or class
-    indices (C outputs). Memory: the acts (n, H) and signals (r, H) of every layer, and L Gram matrices
-    (r x r): at n = 500, H = 1000, L = 3, ~30 MB.
+    indices (C outputs). alpha: None for the exact ReLU derivative 1[h > 0]; a slope for the attack's
+    surrogate sigmoid(alpha h) (`bench.attack.kkt.forward_signals`: the fit the attack's objective sees
+    at the training set). slopes1: (n, H_1) the first hidden layer's derivative at every sample, in place
+    of the rule (`clarke_truth`). Memory: the acts (n, H) and signals (r, H) of every layer, and L Gram
+    matrices (r x r): at n = 500, H = 1000, L = 3, ~30 MB.
     """
     w = w.to(torch.float64)
     x = torch.as_tensor(x, dtype=torch.float64)
@@ -127,7 +137,11 @@ def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max
     b.append((u * h[s]).sum(-1))
     g = u
     for layer in range(w.depth - 2, -1, -1):  # hidden layers, top down: g_l = (g_{l+1} W_{l+1}) * 1[h_l > 0]
-        g = (g @ w.mats[layer + 1]) * (pre[layer][s] > 0).to(g.dtype)
+        h_l = pre[layer][s]
+        slope = (h_l > 0).to(g.dtype) if alpha is None else torch.sigmoid(alpha * h_l)
+        if layer == 0 and slopes1 is not None:
+            slope = slopes1[s]
+        g = (g @ w.mats[layer + 1]) * slope
         a_prev = acts[layer][s]
         k_prev = a_prev @ a_prev.T
         if layer == 0 and w.bias is not None:
@@ -139,10 +153,16 @@ def mlp_gram_terms(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str = "max
 
 
 def module_gram_terms(
-    net: ModuleNet, x: torch.Tensor, y: np.ndarray, pairs: str = "max", chunk: int = 256
+    net: ModuleNet,
+    x: torch.Tensor,
+    y: np.ndarray,
+    pairs: str = "max",
+    chunk: int = 256,
+    alpha: float | None = None,
 ) -> GramTerms:
     """`GramTerms` of any homogeneous network from its per-row gradients J_r = grad_theta (u_r . Phi(x_r))
-    by autograd (torch.func: vmap over rows of grad; exact ReLU derivative), in float64.
+    by autograd (torch.func: vmap over rows of grad), in float64; alpha: None for the exact ReLU
+    derivative, else the attack's surrogate sigmoid(alpha h) (as `mlp_gram_terms`).
 
     net: the network (any scale); x (n, d): the centred training inputs; y (n,): +-1 or class indices.
     Memory: the r x p per-row gradients in float64 (p parameters; r rows: n, or n (C - 1) with
@@ -158,7 +178,7 @@ def module_gram_terms(
     params = net.params()
 
     def row(p: list[torch.Tensor], xi: torch.Tensor, ui: torch.Tensor) -> torch.Tensor:
-        return (ui * net.phi(xi.unsqueeze(0), None, p)[0]).sum()
+        return (ui * net.phi(xi.unsqueeze(0), alpha, p)[0]).sum()
 
     per_row = torch.func.vmap(torch.func.grad(row), in_dims=(None, 0, 0))
     s = torch.as_tensor(sample)
@@ -230,19 +250,126 @@ def truth_fit(
     norm: str = "layer",
     layers: tuple[int, ...] = (),
     pairs: str = "max",
+    alpha: float | None = None,
 ) -> TruthFit:
     """The truth's fit of a network: `solve` of `mlp_gram_terms` (closed-form `Weights`) or of
-    `module_gram_terms` (a `ModuleNet`, by autograd); see the module docstring. Seconds include forming
-    the Gram matrices."""
+    `module_gram_terms` (a `ModuleNet`, by autograd); see the module docstring. `alpha`: None for the
+    exact ReLU derivative, else the surrogate's slope. Seconds include forming the Gram matrices."""
     start = time.perf_counter()
     x_t = torch.as_tensor(np.asarray(x))
     if isinstance(w, Weights):
         with torch.no_grad():
-            terms = mlp_gram_terms(w, x_t, y, pairs)
+            terms = mlp_gram_terms(w, x_t, y, pairs, alpha)
     else:
-        terms = module_gram_terms(w, x_t, y, pairs)
+        terms = module_gram_terms(w, x_t, y, pairs, alpha=alpha)
     out = solve(terms, norm, layers)
     return TruthFit(out.fit, out.layers, out.lam, out.support, out.rows, time.perf_counter() - start)
+
+
+def clarke_truth(
+    w: Weights,
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray,
+    norm: str = "layer",
+    layers: tuple[int, ...] = (),
+    pairs: str = "max",
+    tol: float = 1e-3,
+    rounds: int = 20,
+) -> tuple[TruthFit, int]:
+    """The truth's fit with the first hidden layer's ReLU derivative free in [0, 1] where a sample sits on a
+    unit's kink (its Clarke subdifferential), and the number of such (sample, unit) pairs.
+
+    The KKT conditions a non-smooth homogeneous network converges to (Lyu & Li 2020) hold with Clarke
+    subgradients: where a training sample lies on a hidden unit's hyperplane (h = 0), the unit's derivative
+    may take any value in [0, 1]. Minimisers of weight decay put many samples there (and gradient descent
+    oscillates around them, so |h| stays at the step size's scale), so the exact-derivative truth
+    (`truth_fit`) can leave much of the first layer unexplained at a point that satisfies the conditions.
+    A pair (i, k) counts as on the kink when |h_ik| <= tol ||w_k|| ||x~_i|| (x~ = [x, 1] with a bias): the
+    sample lies within an angle ~tol of the hyperplane. Only the first hidden layer is relaxed (the problem
+    then stays convex in (lambda, lambda * slope)); it is solved by alternating the exact NNLS in lambda
+    with, per unit, the bounded least squares of its kink slopes (`_kink_slopes`), `rounds` times: an
+    upper bound on the relaxed optimum that never exceeds `truth_fit`."""
+    start = time.perf_counter()
+    w = w.to(torch.float64)
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    xa = torch.cat([xt, torch.ones(len(xt), 1, dtype=xt.dtype)], 1) if w.bias is not None else xt
+    h1 = xt @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)  # (n, H_1)
+    w1 = torch.cat([w.mats[0], w.bias[:, None]], 1) if w.bias is not None else w.mats[0]
+    scale = w1.norm(dim=1)[None, :] * xa.norm(dim=1)[:, None]
+    kink = h1.abs() <= tol * scale  # (n, H_1)
+    slopes = (h1 > 0).to(torch.float64)
+    with torch.no_grad():
+        best = solve(mlp_gram_terms(w, xt, y, pairs, None, slopes), norm, layers)
+        if not kink.any() or w.depth < 2:
+            return _timed(best, start), 0
+        up = _upstream(w, xt, y, pairs)  # (r, H_1): dPhi_u / d a_1 per row, and the rows' samples
+        signal, sample = up
+        for _ in range(rounds):
+            lam = torch.as_tensor(best.lam)
+            # per sample: sum over its rows of lambda_r * upstream signal (n, H_1)
+            coef = torch.zeros_like(h1).index_add_(0, torch.as_tensor(sample), lam[:, None] * signal)
+            fixed = (coef * slopes * ~kink).T @ xa  # (H_1, d~): the non-kink part of G_1
+            slopes = _kink_slopes(w1 - fixed, coef, xa, kink, slopes)
+            new = solve(mlp_gram_terms(w, xt, y, pairs, None, slopes), norm, layers)
+            if new.fit >= best.fit * (1 - 1e-6):
+                best = new if new.fit < best.fit else best
+                break
+            best = new
+    return _timed(best, start), int(kink.sum())
+
+
+def _kink_slopes(
+    target: torch.Tensor,
+    coef: torch.Tensor,
+    xa: torch.Tensor,
+    kink: torch.Tensor,
+    slopes: torch.Tensor,
+    sweeps: int = 50,
+) -> torch.Tensor:
+    """Per unit k, the slopes s_ik in [0, 1] of its kink samples i minimising
+    ||target_k - sum_i s_ik coef_ik x~_i||^2: a small box-constrained least squares per unit, solved for all
+    units at once by projected coordinate descent on its Gram matrix (padded to the most kinks of a unit).
+    target (H, d~); coef, kink, slopes (n, H); xa (n, d~). Returns the slopes with the kink entries updated."""
+    units = torch.nonzero(kink.any(0)).flatten()
+    counts = kink[:, units].sum(0)
+    width = int(counts.max())
+    # order[u, j]: the j-th kink sample of unit u (padded with other samples, masked out by `valid`)
+    order = torch.argsort((~kink[:, units]).to(torch.int8), dim=0, stable=True)[:width].T  # (U, width)
+    valid = torch.arange(width)[None, :] < counts[:, None]
+    cols = coef[order, units[:, None]][..., None] * xa[order] * valid[..., None]  # (U, width, d~)
+    gram = cols @ cols.transpose(1, 2)  # (U, width, width)
+    rhs = (cols @ target[units][..., None]).squeeze(-1)  # (U, width)
+    s = slopes[order, units[:, None]] * valid
+    diag = torch.diagonal(gram, dim1=1, dim2=2)
+    for _ in range(sweeps):
+        for j in range(width):
+            rest = (gram[:, j, :] * s).sum(-1) - diag[:, j] * s[:, j]
+            step = torch.where(diag[:, j] > 0, (rhs[:, j] - rest) / diag[:, j].clamp(min=1e-300), s[:, j])
+            s[:, j] = torch.where(valid[:, j], step.clamp(0.0, 1.0), s[:, j])
+    out = slopes.clone()
+    out[order[valid], units[:, None].expand_as(order)[valid]] = s[valid]
+    return out
+
+
+def _timed(fit: TruthFit, start: float) -> TruthFit:
+    return TruthFit(fit.fit, fit.layers, fit.lam, fit.support, fit.rows, time.perf_counter() - start)
+
+
+def _upstream(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Each row's back-propagated signal at the first hidden layer's output, before that layer's own ReLU
+    derivative: (r, H_1), and the rows' samples (exact derivatives above the first layer)."""
+    acts, pre = [x], []
+    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
+    for mat in w.mats[1:]:
+        pre.append(h)
+        acts.append(torch.relu(h))
+        h = acts[-1] @ mat.T
+    u, sample = output_directions(h, y, pairs)
+    s = torch.as_tensor(sample)
+    g = u
+    for layer in range(w.depth - 2, 0, -1):
+        g = (g @ w.mats[layer + 1]) * (pre[layer][s] > 0).to(g.dtype)
+    return g @ w.mats[1], sample
 
 
 def residual_at(
