@@ -231,7 +231,10 @@ class AttackConfig:
     `restarts`: random starts per setting, the one with the lowest float64 objective kept (an attacker's
     criterion). Priors an attacker has (bench.attack.priors; weights, 0 = off): `tv` total variation of the
     image, `floor` an L1 pull of every pixel towards the data's floor, `repel` a penalty on candidates of one
-    label that nearly coincide (cosine > 0.9).
+    label that nearly coincide (cosine > 0.9). Sample splitting (Shen et al. 2026; bench.attack.splitting):
+    every `split_every` steps (0: off) the `split_frac` share of candidates whose split most lowers the fit
+    (top eigenvalue of their curvature block, by `split_iters` power iterations) are split at +-`split_eps`
+    ||x_i||, each into the slot of the same-label candidate with the smallest multiplier.
     """
 
     steps: int = 1000
@@ -273,6 +276,10 @@ class AttackConfig:
     tv: float = 0.0
     floor: float = 0.0
     repel: float = 0.0
+    split_every: int = 0
+    split_frac: float = 0.05
+    split_eps: float = 0.05
+    split_iters: int = 10
 
     def plateau_window(self) -> int:
         """The plateau rule's window in steps: `stop_window`, or a fifth of `steps` where it is 0."""
@@ -323,6 +330,19 @@ class AttackConfig:
             "0 (every setting) or a number of settings <= attack.pool",
         )
         require(self.restarts >= 1, "attack.restarts", self.restarts, "a positive number of random starts")
+        require(
+            self.split_every >= 0, "attack.split_every", self.split_every, "0 (off) or steps between splits"
+        )
+        require(
+            0 < self.split_frac <= 0.5,
+            "attack.split_frac",
+            self.split_frac,
+            "a share of candidates in (0, 0.5]",
+        )
+        require(self.split_eps > 0, "attack.split_eps", self.split_eps, "a positive relative step, e.g. 0.05")
+        require(
+            self.split_iters >= 1, "attack.split_iters", self.split_iters, "a positive number of iterations"
+        )
         for key in ("tv", "floor", "repel"):
             require(getattr(self, key) >= 0, f"attack.{key}", getattr(self, key), "a weight >= 0 (0: off)")
         require(

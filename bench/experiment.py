@@ -274,20 +274,24 @@ def _box(data: Dataset, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _attack_flags(att: Any, p: int, cfg: RunConfig) -> dict[str, float]:
     """The attack's own record for setting p: convergence, degradation, float64 checks, objectives."""
-    return {
-        "diverged": float(att.diverged[p]),
-        "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
-        "attack/converged": float(att.converged[p]),
-        "attack/converged_movement": float(att.converged_movement[p]),
-        "attack/degraded": float(att.degraded[p]),
-        "attack/best_step": float(att.best_step[p]),
-        "attack/objective_best": float(att.objective[p]),
-        "attack/objective_relu": float(att.objective_relu[p]),
-        "attack/fit_check_failed": float(att.fit_check_failed[p]),
-        "attack/fallback_step": float(att.fallback_step),
-        "attack/steps_run": float(att.steps_run[p]),
-        "attack/stop_rule": float(cfg.attack.stop != "none"),
-    } | ({} if att.restart is None else {"attack/restart": float(att.restart[p])})
+    return (
+        {
+            "diverged": float(att.diverged[p]),
+            "kkt_fit_final": float(att.curves["attack/kkt_fit"][1][p, -1]),
+            "attack/converged": float(att.converged[p]),
+            "attack/converged_movement": float(att.converged_movement[p]),
+            "attack/degraded": float(att.degraded[p]),
+            "attack/best_step": float(att.best_step[p]),
+            "attack/objective_best": float(att.objective[p]),
+            "attack/objective_relu": float(att.objective_relu[p]),
+            "attack/fit_check_failed": float(att.fit_check_failed[p]),
+            "attack/fallback_step": float(att.fallback_step),
+            "attack/steps_run": float(att.steps_run[p]),
+            "attack/stop_rule": float(cfg.attack.stop != "none"),
+        }
+        | ({} if att.restart is None else {"attack/restart": float(att.restart[p])})
+        | ({} if att.split_count is None else {"attack/split_count": float(att.split_count[p])})
+    )
 
 
 def _setting_result(

@@ -39,6 +39,7 @@ from bench.attack.kkt import lambda_scale
 from bench.attack.network import Network
 from bench.attack.optim import Optimizer
 from bench.attack.priors import prior_terms
+from bench.attack.splitting import split
 from bench.config import AttackConfig
 
 # (step, x (P, m, d) centred, tensor) -> {metric name: values (P,)}
@@ -65,7 +66,8 @@ class AttackResult:
     (P,) its fit part alone, in the attack's norm (what `bench.attack.truth` computes for the training
     set), and fit_relu_layers (P, L) the per-layer residual fractions; fit_best: (P,) the fit of the
     returned state at the surrogate slope the attack ended with (what its objective saw); restart: (P,) the
-    random start kept of `attack.restarts` (None for one)."""
+    random start kept of `attack.restarts` (None for one); split_count: (P,) candidates split by
+    `attack.split_every` (bench.attack.splitting; None when off)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -87,6 +89,7 @@ class AttackResult:
     fit_relu_layers: np.ndarray | None = None
     fit_best: np.ndarray | None = None
     restart: np.ndarray | None = None
+    split_count: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,29 @@ def reconstruct(
         )
         return loss + prior_terms(x, y, lo_t, cfg, shape), fit
 
+    splitting = cfg.split_every > 0 and start is None
+    if splitting and n_out > 1:
+        from bench.errors import BenchInputError
+
+        raise BenchInputError(
+            "attack.split_every needs a binary network (one output); fix: --set attack.split_every=0"
+        )
+    split_count = np.zeros(P, dtype=int)
+
+    def split_step(step: int) -> np.ndarray:
+        """Sample splitting at `step` (bench.attack.splitting), from the state just checked."""
+        a = alpha_factor(cfg, alpha, step).view(P, 1, 1)
+
+        def objective(xs: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+            return exact.evaluate(xs, ls, a.view(-1))[0].cpu()
+
+        done = split(w, x.data, l.data, y, scale, a, cfg, objective)
+        with torch.no_grad():
+            for good, t in zip(last_good, (x, l), strict=True):
+                good.copy_(t)
+        opt.reset()
+        return done.cpu().numpy()
+
     for step in range(cfg.steps):
         checked = step % cfg.eval_every == 0
         if checked:
@@ -345,6 +371,8 @@ def reconstruct(
                 steps_run[newly.cpu().numpy()] = step
                 if not (alive & ~stopped).any():
                     break
+            if splitting and 0 < step < 0.8 * cfg.steps and step % cfg.split_every == 0:
+                split_count += split_step(step)
         loss, fit = step_loss(step)
         if checked and exact.fallback_step < 0 and exact.gap_too_large(fit, alive & ~stopped):
             fall_back(step)
@@ -405,6 +433,7 @@ def reconstruct(
         fit_best=fit_best.cpu().numpy(),
         fit_relu_layers=layers_relu.cpu().numpy(),
     )
+    result.split_count = split_count if splitting else None
     return result if R == 1 else best_restarts(result, chosen_settings, R)
 
 
