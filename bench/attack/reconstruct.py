@@ -35,7 +35,7 @@ import torch
 
 from bench.attack.check import ExactCheck
 from bench.attack.engine import loss_function_for
-from bench.attack.kkt import lambda_scale
+from bench.attack.kkt import Weights, lambda_scale
 from bench.attack.network import Network
 from bench.attack.optim import Optimizer
 from bench.attack.priors import prior_terms
@@ -337,11 +337,11 @@ def reconstruct(
         return loss + prior_terms(x, y, lo_t, cfg, shape), fit
 
     splitting = cfg.split_every > 0 and start is None
-    if splitting and n_out > 1:
+    if splitting and (n_out > 1 or not isinstance(weights, Weights)):
         from bench.errors import BenchInputError
 
         raise BenchInputError(
-            "attack.split_every needs a binary network (one output); fix: --set attack.split_every=0"
+            "attack.split_every needs a binary MLP (one output, the closed form); fix: --set attack.split_every=0"
         )
     split_count = np.zeros(P, dtype=int)
 
