@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bench.analysis.trends import mean_ci
-from bench.analysis.verdicts import num
+from bench.analysis.verdicts import metric_range, num
 from bench.tracking import load_runs
 
 FIGURES = {
@@ -47,7 +47,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
             row["p/(dn)"] = f"{per_seed['model/p_over_dn'].mean():.2f}"
         for col, name in FIGURES.items():
             if col in per_seed:
-                m, lo, hi = mean_ci(per_seed[col].to_numpy())
+                m, lo, hi = mean_ci(per_seed[col].to_numpy(), metric_range(col))
                 row[name] = f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if lo == lo else f"{m:.3f}"
         rows.append(row)
     return pd.DataFrame(rows)
