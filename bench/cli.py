@@ -271,9 +271,6 @@ def summarise(
     print_summary(spec, summary, tracking_uri)
 
 
-PERF_DTYPES, PERF_RESIDUALS = ("float32", "float64", "bfloat16"), ("explicit", "gram", "auto")
-
-
 @app.command()
 def perf(
     depth: Annotated[int, typer.Option(min=2, help="weight layers")] = 3,
@@ -297,6 +294,11 @@ def perf(
         ),
     ] = "auto",
     classes: Annotated[int, typer.Option(min=1, help="network outputs (C >= 2: multiclass attack)")] = 1,
+    arch: Annotated[str, typer.Option(help="mlp | cnn (--channels, --kernel, --pool)")] = "mlp",
+    engine: Annotated[str, typer.Option(help="auto | closed | autograd (attack.engine)")] = "auto",
+    channels: Annotated[str, typer.Option(help="CNN: channels per convolution, e.g. 32,32")] = "64",
+    kernel: Annotated[int, typer.Option(min=1, help="CNN: kernel side")] = 3,
+    pool: Annotated[str, typer.Option(help="CNN: 2x2 avg | max | none after each convolution")] = "none",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     time_to_quality: Annotated[
         int | None,
@@ -322,32 +324,17 @@ def perf(
     from bench.perf import format_report, log_report, measure
 
     if time_to_quality is not None:
-        from bench.perf import time_to_quality as race
+        from bench.race import time_to_quality as race
 
         result = race(reference_steps=time_to_quality, threads=threads, device=str(dev))
         out = result.as_dict()
         typer.echo(json.dumps(out if as_json else {k: v for k, v in out.items() if "curve" not in k}))
         return
-    for name, value, allowed in (("dtype", dtype, PERF_DTYPES), ("residual", residual, PERF_RESIDUALS)):
-        if value not in allowed:
-            _fail_input(BenchInputError(f"bad --{name} '{value}': use {', '.join(allowed)}"))
     try:
-        report = measure(
-            depth,
-            width,
-            d,
-            n,
-            m,
-            dtype,
-            threads,
-            population,
-            repeats,
-            reference=reference,
-            method=residual,
-            device=str(dev),
-            compiled=compile_step,
-            classes=classes,
-        )
+        opts = {"reference": reference, "method": residual, "device": str(dev), "compiled": compile_step}
+        opts |= {"classes": classes, "arch": arch, "engine": engine, "channels": channels}
+        opts |= {"kernel": kernel, "pool": pool}
+        report = measure(depth, width, d, n, m, dtype, threads, population, repeats, **opts)
         log_report(report, tracking_uri)
     except BenchInputError as e:
         _fail_input(e)

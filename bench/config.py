@@ -18,20 +18,58 @@ from bench.errors import ConfigError
 
 @dataclass
 class ModelConfig:
-    """Homogeneous ReLU MLP d -> width^(depth-1) -> 1.
+    """The attacked network: a homogeneous ReLU MLP or CNN with 1 output (binary) or C (multiclass).
 
-    `depth` counts weight layers (2 = one hidden layer). `bias`: "none" makes the network exactly
-    homogeneous; "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
+    `arch` "mlp": d -> width^(depth-1) -> n_out; `depth` counts weight layers (2 = one hidden layer).
+    `arch` "cnn" (image data only): per entry of `channels`, a `kernel` x `kernel` convolution ("same"
+    zero padding, stride 1) -> ReLU -> a 2x2 `pool` ("avg", "max" or "none"), then a bias-free linear
+    head; len(channels) + 1 weight layers (`depth` and `width` unused). Average pooling is linear, max
+    pooling positively homogeneous, so the network stays homogeneous of degree `n_layers`, and the attack
+    forms its residual by autograd (bench.attack.engine). `arch` "module": the network a function in a
+    Python file builds, `module` = "FILE.py:FUNCTION" with FUNCTION(d, n_out, image_shape) -> a torch
+    module from flat inputs (n, d) to logits (n, n_out) (e.g. an nn.Sequential starting with
+    nn.Unflatten); refused before training, naming the layer, unless positively homogeneous
+    (bench.attack.engine.from_module). `bias` (mlp, cnn): "none" makes the network exactly homogeneous;
+    "first" keeps a bias on the first layer only, as in Haim et al.'s code (the network stays
     homogeneous jointly in (W1, b1, W2, ...), and the KKT sums include the bias gradient).
     """
 
     depth: int = 3
     width: int = 1000
     bias: Literal["none", "first"] = "none"
+    arch: Literal["mlp", "cnn", "module"] = "mlp"
+    channels: tuple[int, ...] = (64,)
+    kernel: int = 3
+    pool: Literal["avg", "max", "none"] = "none"
+    module: str = ""
+
+    @property
+    def n_layers(self) -> int | None:
+        """Weight layers L: the degree of homogeneity, and the layers `attack.fit_layers` numbers (None
+        for `arch` "module": known once the network is built)."""
+        return {"mlp": self.depth, "cnn": len(self.channels) + 1}.get(self.arch)
 
     def check(self) -> None:
         require(self.depth >= 2, "model.depth", self.depth, "an integer >= 2 (weight layers)")
         require(self.width >= 1, "model.width", self.width, "a positive integer")
+        require(
+            len(self.channels) >= 1 and all(c >= 1 for c in self.channels),
+            "model.channels",
+            self.channels,
+            "one or more positive channel counts, one per convolution, e.g. 32,32",
+        )
+        require(
+            self.kernel >= 1 and self.kernel % 2 == 1,
+            "model.kernel",
+            self.kernel,
+            "an odd kernel side >= 1 (same padding keeps the image size), e.g. 3",
+        )
+        require(
+            self.arch != "module" or ":" in self.module,
+            "model.module",
+            self.module,
+            "FILE.py:FUNCTION with model.arch=module, e.g. my_net.py:build",
+        )
 
 
 @dataclass
@@ -207,6 +245,10 @@ class AttackConfig:
     KKT sum over every other class j, one multiplier per (candidate, j): the default, since it is a
     smooth objective ("max" switches j* between near-tied classes) and reconstructs more on real MNIST
     (docs/multiclass.md). The two are the same problem at C = 2.
+    `engine`: how the residual is formed (bench.attack.engine): "closed" the closed form of
+    bench.attack.kkt (MLPs only), "autograd" double backward through the network (any homogeneous network:
+    CNNs; always the explicit residual, whatever `residual` says), "auto" the closed form where it applies.
+    On an MLP the two agree to rounding (tests/test_engine.py).
     `truth_probe`: > 0 also runs the attack for that many steps started AT the truth (candidates = the
     training set, multipliers = the truth's optimal ones, m = n; bench.experiment.truth_probe), logging
     `truth_probe/fit` and `truth_probe/drift`: whether the data is a stable point of the objective.
@@ -252,6 +294,7 @@ class AttackConfig:
     pool_select: Literal["kkt", "oracle"] = "kkt"
     pool_keep: int = 0
     pairs: Literal["max", "all"] = "all"
+    engine: Literal["auto", "closed", "autograd"] = "auto"
     truth_probe: int = 0
     restarts: int = 1
     tv: float = 0.0
@@ -362,12 +405,8 @@ class EvalConfig:
     truth_clarke: bool = False
 
     def check(self) -> None:
-        require(
-            self.ssim_window >= 3 and self.ssim_window % 2 == 1,
-            "eval.ssim_window",
-            self.ssim_window,
-            "an odd integer >= 3",
-        )
+        odd = self.ssim_window >= 3 and self.ssim_window % 2 == 1
+        require(odd, "eval.ssim_window", self.ssim_window, "an odd integer >= 3")
         require(0 < self.ssim_threshold < 1, "eval.ssim_threshold", self.ssim_threshold, "in (0, 1)")
         require(self.top_k >= 1, "eval.top_k", self.top_k, "a positive integer")
 
@@ -422,11 +461,19 @@ class RunConfig:
         require(valid_device_name(self.device), "device", self.device, "auto, cpu, cuda, cuda:N or mps")
         require(self.threads >= 0, "threads", self.threads, "an integer >= 0 (0 = chosen from the machine)")
         layers = self.attack.fit_layers
+        n_layers = self.model.n_layers or max(layers, default=1)
+        ok = all(1 <= i <= n_layers for i in layers) and len(set(layers)) == len(layers)
+        expected = f"distinct layer numbers in 1..{n_layers} (the model's weight layers), e.g. 1,{n_layers}"
+        require(ok, "attack.fit_layers", layers, expected + "; empty = all")
+        arch, mlp = self.model.arch, self.model.arch == "mlp"
+        why = f"for model.arch={arch} (the {{}} is written for MLPs only)"
+        clarke, engine = self.eval.truth_clarke, self.attack.engine
+        require(not clarke or mlp, "eval.truth_clarke", clarke, "false " + why.format("Clarke truth"))
         require(
-            all(1 <= i <= self.model.depth for i in layers) and len(set(layers)) == len(layers),
-            "attack.fit_layers",
-            layers,
-            f"distinct layer numbers in 1..model.depth ({self.model.depth}), e.g. 1,{self.model.depth}; empty = all",
+            engine != "closed" or mlp,
+            "attack.engine",
+            engine,
+            "auto or autograd " + why.format("closed form"),
         )
         require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
 

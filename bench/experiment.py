@@ -82,7 +82,8 @@ class Prepared:
     """Data and trained classifier of one (series point, seed): what every attack on them shares.
 
     `mean`: (d,) per-feature training mean (the model sees x - mean); `weights`: the trained network as
-    `bench.attack.kkt.Weights`, not yet margin-normalised; `min_margin`: smallest y f(x) on the training set.
+    the attack sees it (`bench.attack.engine.network_of`: closed-form `Weights` for an MLP, a `ModuleNet`
+    otherwise), not yet margin-normalised; `min_margin`: smallest y f(x) on the training set.
     """
 
     config: RunConfig
@@ -130,8 +131,9 @@ def _prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
     """`prepare` without the cache."""
     import torch
 
-    from bench.attack.kkt import Weights
+    from bench.attack.engine import network_of
     from bench.device import configure
+    from bench.resnet import count_parameters
     from bench.train import margins_of, train_classifier
 
     hooks = hooks or Hooks()
@@ -156,16 +158,20 @@ def _prepare(cfg: RunConfig, hooks: Hooks | None = None) -> Prepared:
         hooks.on_epoch,
         device=device,
         n_classes=data.n_classes,
+        image_shape=data.image_shape,
     )
     timings["train_s"] = tr.seconds
 
-    weights = Weights(tuple(tr.model.weights()), tr.model.first_bias())
+    weights = network_of(tr.model, xc.shape[1])
     with torch.no_grad():
-        xt = torch.as_tensor(xc, dtype=weights.mats[0].dtype, device=device)
+        xt = torch.as_tensor(xc, dtype=next(tr.model.parameters()).dtype, device=device)
         margins = margins_of(tr.model(xt), data.y_train)  # y f(x); multiclass: Phi_y - max_{j!=y} Phi_j
     q_min = float(margins.min())
     converged = tr.metrics["train_accuracy"] == 1.0 and q_min > 0 and tr.metrics["reached_target"] == 1.0
     train_metrics = {**tr.metrics, "min_margin": q_min, "train/converged": float(converged)}
+    # the parameter count against d n (Iurada et al. 2026: the training set is recoverable once p >> d n)
+    p = count_parameters(tr.model)
+    train_metrics |= {"model/params": float(p), "model/p_over_dn": p / xc.size}
     return Prepared(cfg, data, mean, tr.model, train_metrics, tr.curve, weights, q_min, timings, margins)
 
 
@@ -198,9 +204,17 @@ def attack_and_evaluate(
     data, mean, q_min = prepared.data, prepared.mean, prepared.min_margin
     timings = dict(prepared.timings)
     train_metrics = dict(prepared.train_metrics)
-    weights = (
-        prepared.weights.margin_normalized(q_min) if cfg.attack.normalize == "margin" else prepared.weights
-    )
+    from bench.attack.engine import as_engine
+
+    weights = as_engine(prepared.weights, cfg.attack.engine)  # closed form or autograd (attack.engine)
+    if max(cfg.attack.fit_layers, default=0) > weights.depth:  # model.arch=module: known only now
+        from bench.errors import ConfigError
+
+        raise ConfigError(
+            f"bad value {cfg.attack.fit_layers!r} for 'attack.fit_layers': the network has {weights.depth} "
+            f"weight layers; fix: layer numbers in 1..{weights.depth}, or empty (all)"
+        )
+    weights = weights.margin_normalized(q_min) if cfg.attack.normalize == "margin" else weights
     train_metrics["normalized"] = float(cfg.attack.normalize == "margin" and q_min > 0)
     lo, hi = _box(data, mean)
     scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, lo, hi)
@@ -414,7 +428,7 @@ def truth_probe(
 
     truth = base.truth
     n = len(base.train_c)
-    n_out = weights.mats[-1].shape[0]
+    n_out = weights.n_out
     scale = float(lambda_scale(weights, n))
     lam = truth.lam / scale
     y = np.asarray(data.y_train, dtype=float)

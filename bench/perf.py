@@ -1,24 +1,25 @@
 """`bench perf`: the attack step's speed against the reference formulation and the machine's GEMM peak.
 
-On identical inputs (a random MLP d -> H^(depth-1) -> 1, candidates x (P, m, d), multipliers l (P, m)):
-- bench's step: `attack_loss` forward + backward into x and l only (closed form; each layer's residual
-  by the route `attack.residual` gives it in that dtype, printed per layer: the attack's default "auto"
-  is the Gram expansion where it needs fewer FLOPs, explicit in bfloat16), in the chosen dtype, for a
-  population of P settings at once;
+On identical inputs (a random MLP d -> H^(depth-1) -> 1, or with `arch="cnn"` a random CNN on sqrt(d) x
+sqrt(d) images; candidates x (P, m, d), multipliers l (P, m)):
+- bench's step: the attack loss forward + backward into x and l only, in the chosen dtype, for a
+  population of P settings at once, by the chosen engine (`engine`, as `attack.engine`: "closed" the
+  closed form, each layer's residual by the route `attack.residual` gives it in that dtype, printed per
+  layer: the attack's default "auto" is the Gram expansion where it needs fewer FLOPs, explicit in
+  bfloat16; "autograd" bench.attack.engine's double backward; "auto" the closed form for an MLP);
 - the reference formulation (Haim et al.'s code): autograd double backward of the same loss in float64,
   with the parameters as leaves that require grad, so the outer backward fills their (unused) gradients;
   for P > 1 it runs the P settings one after another;
 - a plain (m, H) @ (H, H) matmul in the same dtype: the machine's GEMM rate at this shape ("peak").
 FLOPs per step come from `bench.attack.kkt.flops_per_step` (checked against torch's FLOP counter in the
-tests). Times are medians over `repeats` after `warmup` steps. Everything runs on `device` (`--device`;
+tests) for the closed form, and from torch's FLOP counter on one step for the autograd engine. The
+reference is timed on MLPs only. Times are medians over `repeats` after `warmup` steps. Everything runs on `device` (`--device`;
 on a GPU the peak is the GPU's GEMM rate and each timing waits for the GPU to finish); the random inputs
 are drawn on the CPU and moved.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import resource
 import statistics
 import time
@@ -27,16 +28,29 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from bench.attack.kkt import (
-    Weights,
-    flops_per_step,
-    lambda_scale,
-    loss_function,
-    residual_routes,
-    step_method,
-)
-from bench.attack.multiclass import multiclass_flops_per_step, multiclass_loss_function
+from bench.attack.engine import as_engine, from_module, loss_function_for
+from bench.attack.kkt import Weights, flops_per_step, lambda_scale, residual_routes, step_method
+from bench.attack.multiclass import multiclass_flops_per_step
+from bench.attack.network import Network
 from bench.attack.reference import reference_fit, reference_multiclass_fit
+
+# the values `bench perf`'s options take (`check_choices`)
+CHOICES = {
+    "dtype": ("float32", "float64", "bfloat16"),
+    "residual": ("explicit", "gram", "auto"),
+    "arch": ("mlp", "cnn"),
+    "engine": ("auto", "closed", "autograd"),
+    "pool": ("avg", "max", "none"),
+}
+
+
+def check_choices(**values: str) -> None:
+    """BenchInputError naming the option (`--dtype` ...) whose value is not one of `CHOICES`."""
+    from bench.errors import BenchInputError
+
+    for name, value in values.items():
+        if value not in CHOICES[name]:
+            raise BenchInputError(f"bad --{name} '{value}': use {', '.join(CHOICES[name])}")
 
 
 @dataclass
@@ -66,6 +80,9 @@ class PerfReport:
     classes: int = 1  # network outputs: 1 binary (Haim et al.), C >= 2 multiclass (Buzaglo et al.)
     residual: str = "auto"  # attack.residual asked for
     routes: str = ""  # the route each layer's residual took, comma-separated (layer 1 first)
+    arch: str = "mlp"  # "mlp" (depth, width) or "cnn" (`model`)
+    engine: str = "closed"  # the engine that formed the residual: "closed" or "autograd"
+    model: str = ""  # the network in words
 
     def as_dict(self) -> dict[str, float | int | str | None]:
         return asdict(self)
@@ -110,6 +127,29 @@ def random_weights(
     return Weights(mats)
 
 
+def random_cnn(
+    d: int,
+    channels: tuple[int, ...],
+    kernel: int,
+    pool: str,
+    dtype: torch.dtype,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    n_out: int = 1,
+) -> Network:
+    """A PyTorch-default-initialised `bench.models.CNN` on sqrt(d) x sqrt(d) images, as the engine sees it."""
+    from bench.config import ModelConfig
+    from bench.errors import BenchInputError
+    from bench.models import make_model
+
+    side = round(d**0.5)
+    if side * side != d:
+        raise BenchInputError(f"--arch cnn: --d {d} is not a square image; fix: e.g. --d 784 (28x28)")
+    cfg = ModelConfig(arch="cnn", channels=channels, kernel=kernel, pool=pool)
+    model = make_model(cfg, d, 0.1, seed, dtype, n_out, (side, side)).to(device)
+    return from_module(model, d)
+
+
 def reference_flops(d: int, widths: list[int], m: int, classes: int = 1) -> int:
     """FLOPs of the reference step as its autograd computes it (after facts.md's count for d -> H -> H -> 1,
     2m(6dH + 9H^2 + 7H)): 6 per first-layer weight, 9 per hidden-to-hidden weight, 7 per output weight
@@ -121,7 +161,7 @@ def reference_flops(d: int, widths: list[int], m: int, classes: int = 1) -> int:
 
 
 def step_fn(
-    w: Weights,
+    w: Network,
     x: torch.Tensor,
     l: torch.Tensor,
     y: torch.Tensor,
@@ -130,16 +170,17 @@ def step_fn(
     mixed: bool = False,
     compiled: bool = False,
 ) -> Callable[[], None]:
-    """One bench step (loss + backward into x and l) on fixed inputs; `mixed`: bf16 matrix products;
-    `compiled`: through torch.compile (see bench.attack.kkt.loss_function)."""
+    """One bench step (loss + backward into x and l) on fixed inputs, by `w`'s engine (closed-form
+    `Weights` or a `ModuleNet`); `mixed`: bf16 matrix products; `compiled`: through torch.compile (see
+    bench.attack.kkt.loss_function)."""
     scale = lambda_scale(w, x.shape[-2])
     d = x.shape[-1]
     lo = -torch.ones(d, dtype=x.dtype, device=x.device)
     hi = torch.ones(d, dtype=x.dtype, device=x.device)
 
-    binary = w.mats[-1].shape[0] == 1
-    loss_fn = (loss_function if binary else multiclass_loss_function)(mixed, compiled)
-    extra = {"method": method} if binary else {}  # the multiclass residual has one (explicit) route
+    loss_fn = loss_function_for(w)(mixed, compiled)
+    # the binary closed form has two routes; the multiclass one and the engine are explicit
+    extra = {"method": method} if isinstance(w, Weights) and w.n_out == 1 else {}
 
     def step() -> None:
         loss, _ = loss_fn(w, x, l, y, lam_scale=scale, lam_min=0.1, alpha=alpha, lo=lo, hi=hi, **extra)
@@ -148,6 +189,15 @@ def step_fn(
         l.grad = None
 
     return step
+
+
+def _counted_flops(step: Callable[[], None]) -> int:
+    """FLOPs of one call of `step`, by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
 
 
 def reference_step_fn(
@@ -193,33 +243,59 @@ def measure(
     device: str | torch.device = "cpu",
     compiled: bool = False,
     classes: int = 1,
+    arch: str = "mlp",
+    engine: str = "auto",
+    channels: tuple[int, ...] | str = (64,),
+    kernel: int = 3,
+    pool: str = "none",
 ) -> PerfReport:
     """Time bench's step, the reference step and the GEMM peak on one configuration, on `device`
-    (the reference step needs float64 and is skipped on MPS, which has none). `classes`: 1 times the
-    binary attack; C >= 2 the multiclass one (`multiclass_attack_loss`, pairs "max") on a C-output MLP.
+    (the reference step needs float64 and is skipped on MPS, which has none, and for a CNN). `classes`:
+    1 times the binary attack; C >= 2 the multiclass one (pairs "max") on a C-output network. `arch`:
+    "mlp" (`depth`, `width`) or "cnn" (`channels`, `kernel`, `pool`, on sqrt(d) x sqrt(d) images);
+    `engine`: "auto" | "closed" | "autograd" (as attack.engine); `channels` also as text ("32,32").
     `method`: `attack.residual` (the attack's default "auto"), applied as the attack applies it
-    (`bench.attack.kkt.step_method`: explicit under bfloat16 unless "gram" is asked for)."""
+    (`bench.attack.kkt.step_method`: explicit under bfloat16 unless "gram" is asked for).
+    Bad choices raise BenchInputError naming the option."""
     from bench.attack.reconstruct import candidate_labels
     from bench.device import device_model, resolve_device
+    from bench.errors import BenchInputError
 
+    check_choices(dtype=dtype, residual=method, arch=arch, engine=engine, pool=pool)
+    if isinstance(channels, str):
+        try:
+            channels = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            raise BenchInputError(f"bad --channels '{channels}': use positive integers, e.g. 32,32") from None
     dev = resolve_device(device)
     torch.set_num_threads(threads)
     tdtype = torch.float64 if dtype == "float64" else torch.float32
     gemm_dtype = torch.bfloat16 if dtype == "bfloat16" else tdtype  # bfloat16: mixed, as the attack runs it
     m = m or 2 * n
-    route = step_method(method, dtype == "bfloat16")
-    w = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
+    mixed = dtype == "bfloat16"
+    route = step_method(method, mixed)
+    if arch == "cnn":
+        w = as_engine(random_cnn(d, channels, kernel, pool, tdtype, device=dev, n_out=classes), engine)
+        model = f"cnn {','.join(map(str, channels))} k{kernel} pool {pool}"
+    else:
+        mlp = random_weights(d, depth, width, tdtype, device=dev, n_out=classes)
+        w = as_engine(mlp, engine)
+        model = f"mlp {d}-{width}x{depth - 1}-{classes}"
+    closed = isinstance(w, Weights)
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(population, m, d, generator=g, dtype=tdtype) * 0.1).to(dev).requires_grad_()
     l = torch.rand(population, m, generator=g, dtype=tdtype).to(dev).requires_grad_()
     y = torch.as_tensor(candidate_labels(m, classes)).to(dev, tdtype)
     alpha = 100.0
 
-    step = step_fn(w, x, l, y, alpha, route, mixed=dtype == "bfloat16", compiled=compiled)
+    step = step_fn(w, x, l, y, alpha, route, mixed=mixed, compiled=compiled)
     s_step = _median_time(step, repeats, warmup, dev)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     widths = [width] * (depth - 1)
-    if classes == 1:
+    routes: list[str] = []  # the closed form's routes per layer (the autograd engine's residual is explicit)
+    if not closed:  # counted on the eager step (the counter does not see inside a compiled one)
+        flops = _counted_flops(step_fn(w, x, l, y, alpha, route, mixed=mixed))
+    elif classes == 1:
         flops = flops_per_step(d, widths, m, population, route)
         routes = residual_routes([tuple(mat.shape) for mat in w.mats], m, route)
     else:
@@ -235,17 +311,17 @@ def measure(
     if sequential and population > 1:
         x1 = x[:1].detach().clone().requires_grad_()
         l1 = l[:1].detach().clone().requires_grad_()
-        one = step_fn(w, x1, l1, y, alpha, route, mixed=dtype == "bfloat16", compiled=compiled)
+        one = step_fn(w, x1, l1, y, alpha, route, mixed=mixed, compiled=compiled)
         seq_s = population * _median_time(one, repeats, warmup, dev)
 
     ref_s = None
-    if reference and dev.type != "mps":
-        ref_fn = reference_step_fn(w, x[0], l[0], y, alpha)
+    if reference and dev.type != "mps" and arch == "mlp":
+        ref_fn = reference_step_fn(mlp, x[0], l[0], y, alpha)
         ref_s = population * _median_time(ref_fn, max(2, repeats // 2), 1, dev)
     gflops = flops / s_step / 1e9
     return PerfReport(
-        depth=depth,
-        width=width,
+        depth=w.depth,
+        width=width if arch == "mlp" else max(channels),
         d=d,
         n=n,
         m=m,
@@ -258,7 +334,7 @@ def measure(
         gemm_gflops=gemm_gflops,
         fraction_of_peak=gflops / gemm_gflops,
         reference_s_per_step=ref_s,
-        reference_flops_per_step=population * reference_flops(d, widths, m, classes),
+        reference_flops_per_step=population * reference_flops(d, widths, m, classes) if arch == "mlp" else 0,
         speedup_vs_reference=(ref_s / s_step) if ref_s else None,
         sequential_s_per_step=seq_s,
         population_speedup=(seq_s / s_step) if seq_s else None,
@@ -269,6 +345,9 @@ def measure(
         classes=classes,
         residual=method,
         routes=",".join(routes),
+        arch=arch,
+        engine="closed" if closed else "autograd",
+        model=model,
     )
 
 
@@ -293,9 +372,12 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
         "compiled",
         "residual",
         "routes",
+        "arch",
+        "engine",
+        "model",
     )
     params = {k: values[k] for k in keys}
-    name = f"perf {report.d}-{report.width}x{report.depth - 1}-1 m={report.m} P={report.population} {report.dtype}"
+    name = f"perf {report.model or report.arch} m={report.m} P={report.population} {report.dtype} {report.engine}"
     with tracker.run(exp, name, {"bench.kind": "perf"}) as log:
         log.params(params)
         log.metrics({k: float(v) for k, v in values.items() if k not in params and v is not None})
@@ -304,17 +386,29 @@ def log_report(report: PerfReport, tracking_uri: str | None = None) -> str:
 
 def format_report(r: PerfReport) -> str:
     lines = [
+        f"network       {r.model} ({r.engine} engine)",
         f"config        d={r.d} width={r.width} depth={r.depth} n={r.n} m={r.m} population={r.population} "
         f"{r.dtype}{' compiled' if r.compiled else ''} threads={r.threads} device={r.device}"
         + (f" classes={r.classes}" if r.classes > 1 else "")
         + (f" ({r.device_model})" if r.device_model else ""),
-        "routes        "
-        + ", ".join(
-            f"layer {i} ({shape}) {route}"
-            for i, (shape, route) in enumerate(zip(_shapes(r), r.routes.split(","), strict=True), 1)
-        )
-        + f"   (attack.residual={r.residual})",
-        f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   {r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)",
+        *(
+            [
+                "routes        "
+                + ", ".join(
+                    f"layer {i} ({shape}) {route}"
+                    for i, (shape, route) in enumerate(zip(_shapes(r), r.routes.split(","), strict=True), 1)
+                )
+                + f"   (attack.residual={r.residual})"
+            ]
+            if r.routes
+            else []
+        ),
+        f"FLOPs/step    {r.flops_per_step / 1e9:.3f} GFLOP (bench)   "
+        + (
+            f"{r.reference_flops_per_step / 1e9:.3f} GFLOP (reference)"
+            if r.arch == "mlp"
+            else "(no reference: MLPs only)"
+        ),
         f"bench step    {r.s_per_step * 1e3:.2f} ms   {r.gflops:.1f} GFLOP/s   {100 * r.fraction_of_peak:.0f}% of GEMM peak",
         f"GEMM peak     {r.gemm_gflops:.1f} GFLOP/s  ({r.m} x {r.width}) @ ({r.width} x {r.width}) {r.dtype} "
         f"on {r.device}",
@@ -337,125 +431,3 @@ def _shapes(r: PerfReport) -> list[str]:
     """The weight matrices' shapes "H_l x H_{l-1}" of a report's network, layer 1 first."""
     sizes = [r.d] + [r.width] * (r.depth - 1) + [r.classes]
     return [f"{sizes[i + 1]}x{sizes[i]}" for i in range(r.depth)]
-
-
-@dataclass
-class QualityRace:
-    """Wall time (s, evaluation excluded) for each procedure to reach the reference's best quality."""
-
-    metric: str
-    target: float
-    reference_steps: int
-    reference_s_to_target: float
-    reference_s_total: float
-    bench_steps_to_target: int | None
-    bench_s_to_target: float | None
-    speedup: float | None
-    reference_curve: list[tuple[int, float, float]]  # (step, seconds, quality)
-    bench_curve: list[tuple[int, float, float]]
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-def time_to_quality(
-    task: str = "blobs-rect",
-    profile: str = "quick",
-    series_value: int = 25,
-    seed: int = 0,
-    reference_steps: int = 5000,
-    reference_settings: dict[str, float] | None = None,
-    eval_every: int = 250,
-    bench_eval_every: int = 25,
-    threads: int = 1,
-    device: str = "cpu",
-) -> QualityRace:
-    """Race bench's default attack against the reference procedure on one trained blob model.
-
-    Reference: Haim et al.'s loss (`bench.attack.reference.haim_loss`, weights as trained, float64 double
-    backward), SGD momentum 0.9 for x and lambda (lambda lr 1e-4), at their published MNIST winners
-    (init 0.035, lr 0.0305, lam_min 0.447, alpha 149.9) unless `reference_settings` says otherwise, for
-    `reference_steps` steps. Target: the best `dssim_topk` (mean of the 10 best DSSIMs) it reaches. bench:
-    the task's attack config until it reaches the target (or its own step budget runs out).
-    """
-    import numpy as np
-
-    from bench.attack.reconstruct import n_candidates, reconstruct
-    from bench.attack.reference import haim_loss
-    from bench.device import synchronize
-    from bench.evaluate import Scorer
-    from bench.experiment import prepare, resolve_config
-    from bench.tasks import get_task
-
-    cfg = resolve_config(get_task(task), profile, {"device": device, "threads": threads}, series_value, seed)
-    prep = prepare(cfg)  # sets the thread count
-    dev = prep.weights.mats[0].device
-    data, mean, w = prep.data, prep.mean, prep.weights
-    xc = data.x_train - mean
-    scorer = Scorer(data.x_train, data.y_train, data.image_shape, cfg.eval, data.lo, data.hi)
-
-    def quality(x: np.ndarray) -> float:
-        return scorer.scores(x + mean, per_class=False)[0]["dssim_topk"]
-
-    rs = {"init_scale": 0.035, "lr": 0.0305, "lam_min": 0.447, "alpha": 149.9} | (reference_settings or {})
-    m = n_candidates(cfg.attack.m_factor, len(xc))
-    g = torch.Generator().manual_seed(seed)
-    x0 = torch.randn(m, xc.shape[1], generator=g, dtype=torch.float64) * rs["init_scale"]
-    x = x0.to(dev).requires_grad_()
-    lam = torch.rand(m, generator=g, dtype=torch.float64).to(dev).requires_grad_()
-    y = torch.where(torch.arange(m) < m // 2, -1.0, 1.0).to(dev, torch.float64)
-    w64 = w.to(torch.float64)
-    opt = torch.optim.SGD([{"params": [x], "lr": rs["lr"]}, {"params": [lam], "lr": 1e-4}], momentum=0.9)
-    ref_curve, elapsed = [], 0.0
-    for step in range(reference_steps + 1):
-        if step % eval_every == 0 or step == reference_steps:
-            ref_curve.append((step, elapsed, quality(x.detach().cpu().numpy())))
-        if step == reference_steps:
-            break
-        t0 = time.perf_counter()
-        opt.zero_grad()
-        haim_loss(w64, x, lam, y, rs["alpha"], rs["lam_min"]).backward()
-        opt.step()
-        synchronize(dev)
-        elapsed += time.perf_counter() - t0
-    finite = [c for c in ref_curve if np.isfinite(c[2])]
-    target = min(q for _, _, q in finite)
-    ref_s_to_target = next(s for _, s, q in finite if q <= target)
-
-    # bench: normalised weights and its own defaults; the monitor's time is excluded from the clock.
-    wn = w.margin_normalized(prep.min_margin)
-    bench_curve: list[tuple[int, float, float]] = []
-    clock = {"start": time.perf_counter(), "eval": 0.0}
-
-    class _Reached(Exception):
-        pass
-
-    def monitor(step: int, xs: np.ndarray) -> dict[str, np.ndarray]:
-        t0 = time.perf_counter()
-        attack_seconds = t0 - clock["start"] - clock["eval"]
-        q = quality(xs[0])
-        clock["eval"] += time.perf_counter() - t0
-        bench_curve.append((step, attack_seconds, q))
-        if q <= target:
-            raise _Reached
-        return {"dssim_topk": np.array([q])}
-
-    acfg = dataclasses.replace(
-        cfg.attack, eval_every=bench_eval_every, steps=max(cfg.attack.steps, reference_steps)
-    )
-    lo, hi = -mean, 1.0 - mean
-    with contextlib.suppress(_Reached):
-        reconstruct(wn, len(xc), lo, hi, acfg, seed, monitor=monitor, device=dev)
-    hit = next(((s, t) for s, t, q in bench_curve if q <= target), None)
-    return QualityRace(
-        metric="dssim_topk",
-        target=float(target),
-        reference_steps=reference_steps,
-        reference_s_to_target=ref_s_to_target,
-        reference_s_total=elapsed,
-        bench_steps_to_target=hit[0] if hit else None,
-        bench_s_to_target=hit[1] if hit else None,
-        speedup=(ref_s_to_target / hit[1]) if hit and hit[1] > 0 else None,
-        reference_curve=ref_curve,
-        bench_curve=bench_curve,
-    )

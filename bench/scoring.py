@@ -132,7 +132,7 @@ def truth_or_reason(
     runs out of memory, is reported, not fatal (the attack still runs and is scored)."""
     from bench.attack.truth import truth_fit
 
-    n_out = weights.mats[-1].shape[0]
+    n_out = weights.n_out
     rows = len(x_c) * (n_out - 1 if n_out > 1 and cfg.attack.pairs == "all" else 1)
     if rows > TRUTH_MAX_ROWS:
         return None, f"truth fit skipped: {rows} rows > {TRUTH_MAX_ROWS} (Gram matrices of {rows}^2 floats)"

@@ -477,19 +477,6 @@ def _row(run: Any) -> dict[str, Any]:
     return row
 
 
-# the param prefixes that decide the trained classifier (not the attack's): runs that agree on them and on
-# task and seed attacked the same model (budget checks, paired comparisons of stores)
-CLASSIFIER_PARAMS = ("data.", "model.", "train.")
-
-
-def classifier_keys(runs: pd.DataFrame) -> list[str]:
-    """The columns of a runs table (`load_runs`) that decide the trained classifier: task, seed and every
-    `CLASSIFIER_PARAMS` parameter present. Rows equal on them attacked the same model."""
-    return [k for k in ("task", "seed") if k in runs] + sorted(
-        c for c in runs if c.startswith(CLASSIFIER_PARAMS)
-    )
-
-
 def series_order(series_value: Any, seed: Any) -> tuple:
     """Sort key for a child run's (series value, seed): numeric series values in numeric order, a two-axis
     sweep's "25/100" by each axis in turn, then any other (a task without a series logs None) as text."""

@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 
 from bench.config import ModelConfig, TrainConfig
-from bench.models import MLP, make_mlp
+from bench.models import MLP, SequentialNet, make_model
 
 
 @dataclass
 class TrainResult:
     """The trained model and its record. curve: (epochs (T,), train loss (T,))."""
 
-    model: MLP
+    model: MLP | SequentialNet
     curve: tuple[np.ndarray, np.ndarray]
     epochs: int
     metrics: dict[str, float]
@@ -56,7 +56,7 @@ def margins_of(logits: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) 
     return f[rows, own] - others.max(axis=1)
 
 
-def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate_classifier(model: MLP | SequentialNet, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(loss, accuracy) of `model` on centred inputs x (n, d) (computed on the model's device); labels y
     in {-1, +1} for a one-output model (logistic loss), class indices for a C-output one (cross-entropy)."""
     param = next(model.parameters())
@@ -68,7 +68,7 @@ def evaluate_classifier(model: MLP, x: np.ndarray, y: np.ndarray) -> tuple[float
         return float(classification_loss(logits, yt)), float(correct.double().mean())
 
 
-def _stationarity(model: MLP, wd: float) -> float:
+def _stationarity(model: MLP | SequentialNet, wd: float) -> float:
     """||grad L + wd theta|| / ||wd theta||: relative stationarity of the regularised objective, from the
     data-loss gradients in `.grad` (0 at a stationary point; bench.attack.kkt.stationarity_residual is the
     same quantity, written as the KKT condition)."""
@@ -91,9 +91,11 @@ def train_classifier(
     on_epoch: Callable[[int, float], None] | None = None,
     device: str | torch.device = "cpu",
     n_classes: int | None = None,
+    image_shape: tuple[int, int] | None = None,
 ) -> TrainResult:
-    """Train a fresh MLP on centred inputs x (n, d) with labels y (n,) in {-1, +1} (`n_classes` None: one
-    output, logistic loss) or, given `n_classes` = C, class indices 0..C-1 (C outputs, cross-entropy).
+    """Train a fresh network (`model_cfg.arch`: an MLP, or a CNN on images of `image_shape`) on centred
+    inputs x (n, d) with labels y (n,) in {-1, +1} (`n_classes` None: one output, logistic loss) or, given
+    `n_classes` = C, class indices 0..C-1 (C outputs, cross-entropy).
 
     Runs until the training loss is below `cfg.target_loss` (or, with `cfg.weight_decay` > 0, the
     regularised objective is stationary) and then `cfg.extra_epochs` more, or for `cfg.max_epochs`
@@ -116,16 +118,9 @@ def train_classifier(
         raise BenchInputError(
             "train.dtype=float64 on device mps: MPS has no float64; fix: --set train.dtype=float32"
         )
-    model = make_mlp(
-        x.shape[1],
-        model_cfg.depth,
-        model_cfg.width,
-        model_cfg.bias,
-        cfg.init_scale,
-        seed,
-        dtype,
-        n_out=1 if n_classes is None else n_classes,
-        init_hidden=cfg.init_hidden,
+    n_out = 1 if n_classes is None else n_classes
+    model = make_model(
+        model_cfg, x.shape[1], cfg.init_scale, seed, dtype, n_out, image_shape, cfg.init_hidden
     ).to(dev)
     xt = torch.as_tensor(x, dtype=dtype, device=dev)
     yt = torch.as_tensor(y, dtype=dtype, device=dev)
@@ -194,7 +189,7 @@ def train_classifier(
 
 
 def _finish(
-    model: MLP,
+    model: MLP | SequentialNet,
     x: np.ndarray,
     y: np.ndarray,
     x_test: np.ndarray | None,
@@ -316,7 +311,9 @@ def check_dp(cfg: TrainConfig, n: int) -> float:
     return noise_multiplier(cfg)
 
 
-def per_sample_gradients(model: MLP, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+def per_sample_gradients(
+    model: MLP | SequentialNet, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """{parameter name: (n, *shape)} gradients of each sample's logistic loss log(1 + exp(-y_i f(x_i))),
     by torch.func (functional_call + vmap + grad). x (n, d), y (n,) in {-1, +1}."""
     from torch.func import functional_call, grad, vmap
@@ -330,7 +327,7 @@ def per_sample_gradients(model: MLP, x: torch.Tensor, y: torch.Tensor) -> dict[s
 
 
 def dp_gradient(
-    model: MLP,
+    model: MLP | SequentialNet,
     x: torch.Tensor,
     y: torch.Tensor,
     clip: float,
@@ -356,7 +353,7 @@ def dp_gradient(
 
 
 def _train_dp(
-    model: MLP,
+    model: MLP | SequentialNet,
     xt: torch.Tensor,
     yt: torch.Tensor,
     opt: torch.optim.Optimizer,

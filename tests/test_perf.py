@@ -88,3 +88,26 @@ def test_perf_times_and_prints_the_route_each_layer_takes(tracking_uri: str, dty
     assert report["routes"] == routes and report["residual"] == residual
     method = "gram" if routes.startswith("gram") else "explicit"
     assert report["flops_per_step"] == flops_per_step(784, [300, 300], 40, method=method)
+
+
+@pytest.mark.parametrize("arch,engine", [("mlp", "autograd"), ("cnn", "auto")])
+def test_perf_times_the_autograd_engine_on_an_mlp_and_a_cnn(
+    tracking_uri: str, arch: str, engine: str
+) -> None:
+    args = ["perf", "--arch", arch, "--engine", engine, "--d", "64", "--width", "32", "--n", "4"]
+    args += ["--channels", "4", "--pool", "max", "--repeats", "2", "--json", "--tracking-uri", tracking_uri]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output.strip().splitlines()[-1])
+    assert report["engine"] == "autograd" and report["arch"] == arch and report["s_per_step"] > 0
+    assert report["flops_per_step"] > 0  # counted by torch on one step
+    if arch == "mlp":  # the same network as the closed form's: about its FLOPs, and the reference timed
+        assert report["flops_per_step"] == pytest.approx(
+            flops_per_step(64, [32, 32], 8, 1, "explicit"), rel=0.05
+        )
+        assert report["reference_s_per_step"] > 0
+    else:
+        assert report["model"] == "cnn 4 k3 pool max" and report["depth"] == 2
+        assert report["reference_s_per_step"] is None
+    bad = CliRunner().invoke(app, ["perf", "--arch", "cnn", "--d", "50", "--tracking-uri", tracking_uri])
+    assert bad.exit_code == 2 and "not a square image" in bad.output

@@ -534,3 +534,26 @@ def test_the_end_of_bench_run_says_each_trend_of_the_claims_in_words() -> None:
     assert line.startswith("error (ncc_dist) falls with blob size: ")
     assert line.endswith("inconclusive: 2 seeds, a verdict needs 3 (--seeds 3) (blob-error-falls-rect)")
     assert findings("blobs-walk", runs) == []  # no claim of blobs-walk has these runs
+
+
+def test_each_architecture_is_judged_by_its_own_claim() -> None:
+    """CNN runs (model.arch=cnn) count for blob-error-falls-rect-cnn only; MLP runs, and runs logged before
+    model.arch existed, for blob-error-falls-rect only: a mixed store gives each claim its own verdict."""
+    mlp = blob_runs(-0.002) + blob_runs(0.0, task="blobs-rect-shuffled")
+    for r in mlp[:10]:
+        r["model.arch"] = "mlp"  # the rest logged before the key existed
+    cnn = [
+        r | {"run_id": r["run_id"] + "-cnn", "profile": "quick", "model.arch": "cnn"}
+        for r in blob_runs(0.002) + blob_runs(0.0, task="blobs-rect-shuffled")
+    ]
+    runs = pd.DataFrame(mlp + cnn)
+    v_mlp = get_claim("blob-error-falls-rect").evaluate(runs)
+    v_cnn = get_claim("blob-error-falls-rect-cnn").evaluate(runs)
+    assert (v_mlp.verdict, v_cnn.verdict) == ("reproduced", "opposite")
+    assert set(v_mlp.run_ids) == {r["run_id"] for r in mlp} and set(v_cnn.run_ids) == {
+        r["run_id"] for r in cnn
+    }
+    assert get_claim("blob-error-falls-rect-cnn").evaluate(pd.DataFrame(mlp)).verdict == "no runs"
+    assert (
+        get_claim("blob-error-falls-rect-cnn").commands()[0].endswith("--profile quick --set model.arch=cnn")
+    )

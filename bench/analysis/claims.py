@@ -69,10 +69,20 @@ class Claim:
     converged_only: bool = True  # leave out runs whose classifier or attack did not converge
     # profiles whose runs count converged or not (the defence grid: an unconverged DP model is the defence)
     keep_unconverged: tuple[str, ...] = ()
+    arch: str = "mlp"  # the runs of this architecture (model.arch) count; the others are another claim's
 
     def commands(self) -> list[str]:
         """The bench commands that produce this claim's runs."""
-        return [f"bench run {t} --profile {self.profile}" for t in self.tasks]
+        from bench.tasks import all_tasks
+
+        tasks = all_tasks()
+
+        def arch(task: str) -> str:  # the architecture, unless the profile sets it
+            profile = tasks[task].profiles.get(self.profile) if task in tasks else None
+            sets = profile.overrides if profile is not None else {}
+            return "" if sets.get("model.arch", "mlp") == self.arch else f" --set model.arch={self.arch}"
+
+        return [f"bench run {t} --profile {self.profile}{arch(t)}" for t in self.tasks]
 
     def counted(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The rows this claim counts: with `converged_only`, those whose classifier and attack converged,
@@ -87,8 +97,9 @@ class Claim:
         return usable(rows)
 
     def evaluate(self, runs: pd.DataFrame) -> Verdict:
-        """The claim's verdict on a runs table (rows of other tasks are ignored)."""
-
+        """The claim's verdict on a runs table (rows of other tasks, and of other architectures than
+        `arch`, are ignored)."""
+        runs = of_arch(runs, self.arch)
         sub, note = j.select(runs, self.tasks, None if self.any_profile else self.profile)
         if sub.empty:
             return Verdict(self.id, "no runs", self.rule, self.paper, note="no finished runs of its tasks")
@@ -129,22 +140,37 @@ class Claim:
         return v
 
 
-def _blob_claim(shape: str, fig: str, numbers: tuple[float, ...]) -> Claim:
+def of_arch(runs: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """The rows of `runs` whose network is `arch` (`model.arch`; rows logged before the key existed are
+    MLPs)."""
+    logged = runs["model.arch"] if "model.arch" in runs else pd.Series("mlp", index=runs.index)
+    return runs[logged.fillna("mlp").astype(str) == arch]
+
+
+def _blob_claim(shape: str, fig: str, numbers: tuple[float, ...], arch: str = "mlp") -> Claim:
     drop = numbers[-1] / numbers[0] - 1
+    cnn = arch == "cnn"
     return Claim(
-        id=f"blob-error-falls-{shape}",
+        id=f"blob-error-falls-{shape}" + ("-cnn" if cnn else ""),
         statement=f"With {'rectangular' if shape == 'rect' else 'random-walk'} blobs, the reconstruction error "
-        "falls as the blobs of class +1 grow, i.e. as spatial correlation rises.",
-        source=f"{PAPER}, {fig}",
+        "falls as the blobs of class +1 grow, i.e. as spatial correlation rises"
+        + (
+            ": judged on a convolutional network, the architecture built for spatial structure."
+            if cnn
+            else "."
+        ),
+        source=f"{PAPER}, {fig}" + (" (judged on a CNN; the paper attacks MLPs)" if cnn else ""),
         paper=f"mean error score, Exp1–4: {', '.join(f'{v:.2f}' for v in numbers)} ({drop:+.0%}; units and "
         "blob sizes not stated)",
         tasks=(f"blobs-{shape}", f"blobs-{shape}-shuffled"),
-        profile="study",
+        profile="quick" if cnn else "study",
         metric="ncc_dist_mean",
         direction="falls with data.blob_size (memorised/frac and membership/auc rise)",
         rule=TREND_RULE.format(metric="metric", x="blob size", eff=abs(drop))
-        + " Every metric is shown per n beside the shuffled control (same sizes, no separability).",
+        + " Every metric is shown per n beside the shuffled control (same sizes, no separability)."
+        + (" Only runs with model.arch=cnn count (bench.attack.engine attacks them)." if cnn else ""),
         judge=partial(j.judge_trend, x=None, metrics=BLOB_METRICS, min_effect=abs(drop)),  # task axis
+        arch=arch,
     )
 
 
@@ -287,6 +313,7 @@ CLAIMS: tuple[Claim, ...] = (
         converged_only=False,  # a claim about the classifiers themselves: every run counts
     ),
     _blob_claim("rect", "fig 5", (1273.13, 1233.77, 1160.03, 880.47)),
+    _blob_claim("rect", "fig 5", (1273.13, 1233.77, 1160.03, 880.47), arch="cnn"),
     _blob_claim("walk", "fig 4", (1263.55, 1280.26, 1105.53, 962.66)),
     Claim(
         id="blob-trend-linear",
@@ -322,6 +349,20 @@ CLAIMS: tuple[Claim, ...] = (
         "Iurada et al., ICLR 2026 (arXiv 2509.22214)",
         "model.width",
         1,
+    ),
+    replace(
+        _factor_claim(
+            "channels-vs-dn-cnn",
+            "A convolutional network's training set becomes recoverable as its parameter count p grows past "
+            "d·n: at fixed n, leakage rises with its channels (p / (d n)).",
+            "Iurada et al., ICLR 2026 (arXiv 2509.22214), judged on a CNN",
+            "model/p_over_dn",
+            1,
+        ),
+        tasks=("blobs-rect",),
+        profile="channels",
+        any_profile=False,
+        arch="cnn",
     ),
     replace(
         _factor_claim(

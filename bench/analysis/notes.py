@@ -9,10 +9,21 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from bench.tracking import classifier_keys
-
 # A profile's budget check: the same points re-run with a longer attack (profile "<name>-budget")
 BUDGET_SUFFIX = "-budget"
+
+
+# the param prefixes that decide the trained classifier (not the attack's): runs that agree on them and on
+# task and seed attacked the same model (budget checks, paired comparisons of stores)
+CLASSIFIER_PARAMS = ("data.", "model.", "train.")
+
+
+def classifier_keys(runs: pd.DataFrame) -> list[str]:
+    """The columns of a runs table (`load_runs`) that decide the trained classifier: task, seed and every
+    `CLASSIFIER_PARAMS` parameter present. Rows equal on them attacked the same model."""
+    return [k for k in ("task", "seed") if k in runs] + sorted(
+        c for c in runs if c.startswith(CLASSIFIER_PARAMS)
+    )
 
 
 def attack_counts(rows: pd.DataFrame) -> str:

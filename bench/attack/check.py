@@ -1,10 +1,11 @@
 """The attack's float64 check at its monitor points (used by `bench.attack.reconstruct`).
 
 Every `attack.eval_every` steps the state is re-scored in float64 with the explicit residual (a sum of
-squares), whatever path the steps take: the objective, the fit, the per-layer residual fractions. The check
-keeps each setting's state to return (the latest within `attack.degrade_tol` of its best objective), says
-whether the fast path's fit of the same state is off by more than `attack.fit_check_tol`, and whether a run
-ended worse than its best (`degraded`).
+squares, by the network's own engine: closed form or autograd), whatever path the steps take: the
+objective, the fit, the per-layer residual fractions. The check keeps each setting's state to return (the
+latest within `attack.degrade_tol` of its best objective), says whether the fast path's fit of the same
+state is off by more than `attack.fit_check_tol`, and whether a run ended worse than its best
+(`degraded`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.attack.kkt import Weights, fit_from_terms, lambda_scale, layer_residuals, penalties
-from bench.attack.multiclass import multiclass_layer_residuals, multiclass_penalties
+from bench.attack.engine import layer_terms
+from bench.attack.kkt import fit_from_terms, lambda_scale, penalties
+from bench.attack.multiclass import multiclass_penalties
+from bench.attack.network import Network
 from bench.attack.priors import prior_terms
 from bench.config import AttackConfig
 
@@ -25,7 +28,7 @@ class ExactCheck:
 
     def __init__(
         self,
-        weights: Weights,
+        weights: Network,
         labels: np.ndarray,
         lo: np.ndarray,
         hi: np.ndarray,
@@ -40,7 +43,7 @@ class ExactCheck:
         self.w = weights.to(torch.float64, self.dev)
         self.scale = lambda_scale(self.w, len(labels))
         self.y = torch.tensor(labels, **f64)
-        self.n_out = weights.mats[-1].shape[0]
+        self.n_out = weights.n_out
         self.pairs = cfg.pairs if self.n_out > 1 else "max"
         self.lo, self.hi = torch.as_tensor(lo, **f64), torch.as_tensor(hi, **f64)
         self.shape = shape
@@ -65,10 +68,10 @@ class ExactCheck:
         with torch.no_grad():
             cfg = self.cfg
             if self.n_out == 1:
-                terms = layer_residuals(self.w, x, l * self.scale * self.y, alpha, "explicit")
+                terms = layer_terms(self.w, x, self.y, l * self.scale * self.y, alpha)
                 pen = penalties(x, l, self.lam_min, self.lo, self.hi, cfg.lam_penalty, cfg.box_penalty)
             else:
-                terms = multiclass_layer_residuals(self.w, x, self.y, l * self.scale, alpha, self.pairs)
+                terms = layer_terms(self.w, x, self.y, l * self.scale, alpha, self.pairs)
                 pen = multiclass_penalties(
                     x, l, self.y, self.lam_min, self.lo, self.hi, cfg.lam_penalty, cfg.box_penalty, self.pairs
                 )

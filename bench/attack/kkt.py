@@ -35,10 +35,13 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.attack.network import Homogeneous, Network
+
 
 @dataclass(frozen=True)
-class Weights:
-    """The attacked network's parameters: W_1..W_L and an optional first-layer bias (all detached)."""
+class Weights(Homogeneous):
+    """The attacked MLP's parameters: W_1..W_L and an optional first-layer bias (all detached); the
+    closed form's `bench.attack.network.Network`."""
 
     mats: tuple[torch.Tensor, ...]
     bias: torch.Tensor | None = None
@@ -46,6 +49,14 @@ class Weights:
     @property
     def depth(self) -> int:
         return len(self.mats)
+
+    @property
+    def n_out(self) -> int:
+        return int(self.mats[-1].shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.mats[0].shape[1])
 
     def sq_norm(self) -> torch.Tensor:
         """||theta||^2 over all parameters (scalar), computed once (the weights never change)."""
@@ -72,15 +83,18 @@ class Weights:
         bias = None if self.bias is None else self.bias * factor
         return Weights(tuple(w * factor for w in self.mats), bias)
 
-    def margin_normalized(self, min_margin: float) -> Weights:
-        """Rescaled so the smallest training margin y Phi(x) is 1 (the max-margin problem's normalisation);
-        unchanged when `min_margin` <= 0 (the data is not separated: there is no such point)."""
-        return self.scaled(min_margin ** (-1.0 / self.depth)) if min_margin > 0 else self
-
     def to(self, dtype: torch.dtype, device: torch.device | str | None = None) -> Weights:
         """The same weights in `dtype` (and on `device`, if given)."""
         bias = None if self.bias is None else self.bias.to(device=device, dtype=dtype)
         return Weights(tuple(w.to(device=device, dtype=dtype) for w in self.mats), bias)
+
+    def split(self) -> tuple[None, tuple]:
+        """(structure, tensors) that `join` rebuilds the weights from (see `wrapped_loss`)."""
+        return None, (self.mats, self.bias)
+
+    @classmethod
+    def join(cls, structure: None, tensors: tuple) -> Weights:
+        return cls(tuple(tensors[0]), tensors[1])
 
 
 def forward_signals(
@@ -112,12 +126,21 @@ def forward_signals(
 
 
 class _SurrogateReLU(torch.autograd.Function):
-    """relu(h) whose derivative is the given slope sigmoid(alpha h), as everywhere in the reference code."""
+    """relu(h) whose derivative is the given slope sigmoid(alpha h), as everywhere in the reference code.
+
+    The slope is an input computed from h outside, so a second derivative (the autograd engine's double
+    backward, `bench.attack.engine`) runs through it. Written in torch.func's form (`setup_context`, a
+    generated vmap rule) so that it also works under `torch.func.grad` and `vmap`."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(slope)
+    def forward(h: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return h.clamp(min=0)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
+        ctx.save_for_backward(inputs[1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
@@ -340,19 +363,22 @@ def loss_function(
 def wrapped_loss(
     loss: Callable[..., tuple[torch.Tensor, torch.Tensor]], mixed: bool, compiled: bool
 ) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """`loss(w, x, l, y, **kwargs)` (`attack_loss`, or the multiclass one) with ||theta||^2 and the layers'
-    norms supplied once, under bf16 autocast (`mixed`) and through torch.compile (`compiled`); one wrapped
-    function per (loss, mixed, compiled) and process (see `loss_function`)."""
+    """`loss(w, x, l, y, **kwargs)` (`attack_loss`, the multiclass one, or the autograd engine's) with
+    ||theta||^2 and the layers' norms supplied once, under bf16 autocast (`mixed`) and through torch.compile
+    (`compiled`); one wrapped function per (loss, mixed, compiled) and process (see `loss_function`). The
+    network goes in as its tensors (graph inputs) and its structure (`split`; constants to torch.compile),
+    so one compiled function serves every network of the same structure and shapes."""
 
-    def call(w: Weights, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
+    def call(w: Network, x: torch.Tensor, l: torch.Tensor, y: torch.Tensor, **kwargs):
         kwargs.setdefault("theta_sq", w.sq_norm())  # cached on w; computed in the graph it would be per step
         kwargs.setdefault("layer_sq", w.layer_sq_norms())
         kwargs["method"] = step_method(kwargs.get("method", "auto"), mixed)
-        return inner(w.mats, w.bias, x, l, y, **kwargs)
+        structure, tensors = w.split()
+        return inner(type(w), structure, tensors, x, l, y, **kwargs)
 
-    def inner(mats, bias, x, l, y, **kwargs):
+    def inner(kind, structure, tensors, x, l, y, **kwargs):
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=mixed):
-            return loss(Weights(tuple(mats), bias), x, l, y, **kwargs)
+            return loss(kind.join(structure, tensors), x, l, y, **kwargs)
 
     if compiled:
         inner = torch.compile(inner, dynamic=False)

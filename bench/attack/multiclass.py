@@ -43,11 +43,12 @@ def multiclass_directions(
     differentiated: a selection) or (..., m, C) for `pairs="all"` (u_i[j] = -c_ij for j != y_i,
     u_i[y_i] = sum_{j != y_i} c_ij; the entries c_{i y_i} are ignored).
     """
-    C = phi.shape[-1]
-    onehot = torch.nn.functional.one_hot(y.long(), C).to(phi.dtype)  # (m, C)
+    classes = torch.arange(phi.shape[-1], device=phi.device)
+    # one-hot rows by comparison (torch's one_hot checks its values on the host, which vmap cannot do)
+    onehot = (y.long().unsqueeze(-1) == classes).to(phi.dtype)  # (m, C)
     if pairs == "max":
         other = phi.detach().masked_fill(onehot.bool(), float("-inf")).argmax(-1)
-        diff = onehot - torch.nn.functional.one_hot(other, C).to(phi.dtype)
+        diff = onehot - (other.unsqueeze(-1) == classes).to(phi.dtype)
         return c.unsqueeze(-1) * diff
     if pairs == "all":
         off = c * (1.0 - onehot)

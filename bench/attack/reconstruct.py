@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from bench.attack.check import ExactCheck
-from bench.attack.kkt import Weights, lambda_scale, loss_function
-from bench.attack.multiclass import multiclass_loss_function
+from bench.attack.engine import loss_function_for
+from bench.attack.kkt import Weights, lambda_scale
+from bench.attack.network import Network
 from bench.attack.optim import Optimizer
 from bench.attack.priors import prior_terms
 from bench.attack.schedule import alpha_factor, lr_factor, movement_window, plateau  # noqa: F401
@@ -117,7 +118,7 @@ def candidate_labels(m: int, n_outputs: int = 1) -> np.ndarray:
 
 
 def reconstruct(
-    weights: Weights,
+    weights: Network,
     n_train: int,
     lo: np.ndarray,
     hi: np.ndarray,
@@ -133,20 +134,21 @@ def reconstruct(
 ) -> AttackResult:
     """Run the attack for `cfg.steps` steps.
 
-    weights: the trained (and normalised) network; n_train: assumed training-set size (m = m_factor n);
-    lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
+    weights: the trained (and normalised) network, `bench.attack.kkt.Weights` (an MLP: the closed form)
+    or `bench.attack.engine.ModuleNet` (any homogeneous network: autograd); n_train: assumed
+    training-set size (m = m_factor n); lo, hi: (d,) box of the centred data; settings: P dicts overriding lr / init_scale / lam_min / alpha
     of `cfg` (default: one setting, cfg's own). `on_step(step, loss (P,))` for every step, delivered in
     order at the monitor points (where losses reach the host); `monitor` every `cfg.eval_every` steps
     and at the end (on the current state; reporting only, except that `attack/error` joins the plateau
     rule). device: where to compute (a name as in bench.device); the random starting point is drawn on
     the CPU and moved, so every device starts from the same numbers. `loss_fn`: the fast path's loss
-    (default: `bench.attack.kkt.loss_function` for cfg's dtype and compile); tests pass a corrupted one.
-    `start`: a given starting point (`Start`) instead of the random one; m is then its size. `shape`: the
-    image shape (H, W) of a sample, for the total-variation prior (`bench.attack.priors`).
-    With `attack.restarts` R > 1 every setting runs from R random starts (one population of P R members)
-    and keeps the one whose float64 objective is lowest (an attacker's criterion; `restart` says which);
-    `on_step` then gets, per setting, the lowest loss among its restarts, and `monitor` every member's state
-    (see `restart_view`).
+    (default: the network's engine's, `bench.attack.engine.loss_function_for`, for cfg's dtype and
+    compile); tests pass a corrupted one. `start`: a given starting point (`Start`) instead of the random
+    one; m is then its size. `shape`: the image shape (H, W) of a sample, for the total-variation prior
+    (`bench.attack.priors`). With `attack.restarts` R > 1 every setting runs from R random starts (one
+    population of P R members) and keeps the one whose float64 objective is lowest (an attacker's
+    criterion; `restart` says which); `on_step` then gets, per setting, the lowest loss among its restarts,
+    and `monitor` every member's state (see `restart_view`).
     """
     import time
 
@@ -155,8 +157,8 @@ def reconstruct(
     began = time.perf_counter()
     dev = resolve_device(device)
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    n_out = weights.mats[-1].shape[0]  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
-    exact_loss = loss_function if n_out == 1 else multiclass_loss_function
+    n_out = weights.n_out  # 1: binary (Haim et al.); C: multiclass (Buzaglo et al.)
+    exact_loss = loss_function_for(weights)  # the closed form (an MLP) or the autograd engine
     fast = loss_fn or exact_loss(cfg.dtype == "bfloat16", cfg.compile)
     settings = [dict(s) for s in (settings or [{}])]
     for s in settings:
@@ -170,7 +172,7 @@ def reconstruct(
     P = len(settings)
     m = n_candidates(cfg.m_factor, n_train) if start is None else len(start.x)
     labels = candidate_labels(m, n_out) if start is None else np.asarray(start.y, dtype=float)
-    d = weights.mats[0].shape[1]
+    d = weights.d
     w = weights.to(dtype, dev)
 
     def col(key: str) -> torch.Tensor:
@@ -303,11 +305,11 @@ def reconstruct(
         return loss + prior_terms(x, y, lo_t, cfg, shape), fit
 
     splitting = cfg.split_every > 0 and start is None
-    if splitting and n_out > 1:
+    if splitting and (n_out > 1 or not isinstance(weights, Weights)):
         from bench.errors import BenchInputError
 
         raise BenchInputError(
-            "attack.split_every needs a binary network (one output); fix: --set attack.split_every=0"
+            "attack.split_every needs a binary MLP (one output, the closed form); fix: --set attack.split_every=0"
         )
     split_count = np.zeros(P, dtype=int)
 

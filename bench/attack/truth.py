@@ -22,8 +22,8 @@ Per layer l (the first layer's bias counted with W_1, as everywhere in bench), w
 K_l (r x r) = <J_l(r), J_l(r')>, b_l (r,) = <theta_l, J_l(r)>. For an MLP J_l(r) = g_l(r) a_{l-1}(r)^T (the
 back-propagated signal times the layer's input), so K_l = (g_l g_l^T) * (a_{l-1} a_{l-1}^T [+ 1 with the
 bias]) and b_l = g_l . h_l: the products of the attack's Gram route (`bench.attack.kkt.layer_residuals`),
-never forming a per-sample gradient. Any other network can fill `GramTerms` from per-sample gradients
-(autograd) and share `solve`.
+never forming a per-sample gradient. Any other network (`bench.attack.engine.ModuleNet`: a CNN) fills
+`GramTerms` from per-sample gradients by autograd (`module_gram_terms`) and shares `solve`.
 
 The fit uses the attack's norm (`attack.fit_norm`, `attack.fit_layers`; `bench.attack.kkt.fit_from_terms`):
 "layer" is the mean over the chosen layers of residual_l / ||theta_l||^2, "theta" their summed residual over
@@ -42,7 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bench.attack.engine import ModuleNet
 from bench.attack.kkt import Weights
+from bench.attack.network import Network
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,50 @@ def mlp_gram_terms(
     return GramTerms(torch.stack(K[::-1]), torch.stack(b[::-1]), own, sample, other)
 
 
+def module_gram_terms(
+    net: ModuleNet,
+    x: torch.Tensor,
+    y: np.ndarray,
+    pairs: str = "max",
+    chunk: int = 256,
+    alpha: float | None = None,
+) -> GramTerms:
+    """`GramTerms` of any homogeneous network from its per-row gradients J_r = grad_theta (u_r . Phi(x_r))
+    by autograd (torch.func: vmap over rows of grad), in float64; alpha: None for the exact ReLU
+    derivative, else the attack's surrogate sigmoid(alpha h) (as `mlp_gram_terms`).
+
+    net: the network (any scale); x (n, d): the centred training inputs; y (n,): +-1 or class indices.
+    Memory: the r x p per-row gradients in float64 (p parameters; r rows: n, or n (C - 1) with
+    `pairs="all"`), plus one chunk of `chunk` rows' activations while they are formed; time: about r
+    backward passes (batched) and L products (r x p_l) (p_l x r).
+    """
+    net = net.to(torch.float64)
+    x = torch.as_tensor(x, dtype=torch.float64)
+    with torch.no_grad():
+        phi = net.phi(x)
+    u, sample = output_directions(phi, y, pairs)
+    other = np.full(len(sample), -1) if phi.shape[1] == 1 else _other_class(u)
+    params = net.params()
+
+    def row(p: list[torch.Tensor], xi: torch.Tensor, ui: torch.Tensor) -> torch.Tensor:
+        return (ui * net.phi(xi.unsqueeze(0), alpha, p)[0]).sum()
+
+    per_row = torch.func.vmap(torch.func.grad(row), in_dims=(None, 0, 0))
+    s = torch.as_tensor(sample)
+    parts = [per_row(params, x[s[i : i + chunk]], u[i : i + chunk]) for i in range(0, len(s), chunk)]
+    grads = [torch.cat(g) for g in zip(*parts, strict=True)]  # per parameter: (r, *shape)
+    L = net.depth
+    flat = [g.flatten(1) for g in grads[:L]]
+    if net.bias is not None:  # the bias counts with the first layer
+        flat[0] = torch.cat([flat[0], grads[L].flatten(1)], dim=1)
+    theta = [p.flatten() for p in params[:L]]
+    if net.bias is not None:
+        theta[0] = torch.cat([theta[0], net.bias.flatten()])
+    K = torch.stack([j @ j.T for j in flat])
+    b = torch.stack([j @ t for j, t in zip(flat, theta, strict=True)])
+    return GramTerms(K, b, net.layer_sq_norms().to(torch.float64), sample, other)
+
+
 def _other_class(u: torch.Tensor) -> np.ndarray:
     """The class j of each multiclass row's direction e_y - e_j."""
     return u.argmin(-1).numpy()
@@ -198,7 +244,7 @@ def solve(terms: GramTerms, norm: str = "layer", layers: tuple[int, ...] = ()) -
 
 
 def truth_fit(
-    w: Weights,
+    w: Network,
     x: np.ndarray | torch.Tensor,
     y: np.ndarray,
     norm: str = "layer",
@@ -206,11 +252,16 @@ def truth_fit(
     pairs: str = "max",
     alpha: float | None = None,
 ) -> TruthFit:
-    """The truth's fit of an MLP: `solve(mlp_gram_terms(...))` (see the module docstring; `alpha`: None
-    for the exact ReLU derivative, else the surrogate's slope); seconds include forming the Gram matrices."""
+    """The truth's fit of a network: `solve` of `mlp_gram_terms` (closed-form `Weights`) or of
+    `module_gram_terms` (a `ModuleNet`, by autograd); see the module docstring. `alpha`: None for the
+    exact ReLU derivative, else the surrogate's slope. Seconds include forming the Gram matrices."""
     start = time.perf_counter()
-    with torch.no_grad():
-        terms = mlp_gram_terms(w, torch.as_tensor(np.asarray(x)), y, pairs, alpha)
+    x_t = torch.as_tensor(np.asarray(x))
+    if isinstance(w, Weights):
+        with torch.no_grad():
+            terms = mlp_gram_terms(w, x_t, y, pairs, alpha)
+    else:
+        terms = module_gram_terms(w, x_t, y, pairs, alpha=alpha)
     out = solve(terms, norm, layers)
     return TruthFit(out.fit, out.layers, out.lam, out.support, out.rows, time.perf_counter() - start)
 

@@ -160,6 +160,12 @@ _FACTORS = _QUICK
 _budget = budget_overrides  # a profile's budget check (bench.registry.budget_overrides)
 
 
+# The parameter-count law (Iurada et al. 2026: the training set is recoverable once p >> d n) on a CNN,
+# the axis over its channels: one 3x3 convolution of 8..128 channels and a linear head (no pooling), at
+# the quick scale and blob size 4 (the factors' point); every run logs model/p_over_dn (0.4 .. 6.5 here).
+_CHANNELS = _QUICK | {"data.blob_size": 4, "model.arch": "cnn", "model.pool": "none"}
+_CHANNEL_SERIES = tuple({"model.channels": (c,)} for c in (8, 16, 32, 64, 128))
+
 # issue 20's defence grid (bench.defences) at one blob size: a small MLP. The attack was 250 steps until
 # 2026-12-05: there the undefended model's ncc_dist was 0.62, at 2,000 steps 0.024 (docs/defences.md)
 _DEFENCES = {
@@ -192,6 +198,7 @@ TASKS = tuple(
         profiles={
             "smoke": Profile(_SMOKE, series=(1, 25)),
             "quick": Profile(_QUICK, series=(1, 4, 25, 100), seeds=5),
+            "quick-budget": Profile(_budget(_QUICK), series=(1, 100), seeds=3),
             "paper": Profile(_PAPER, series=(1, 2, 4, 5, 10, 20, 25, 50, 100), seeds=3),
             "paper-budget": Profile(_budget(_PAPER), series=(1, 25, 100), seeds=3),
             "study": Profile(_STUDY, series=_STUDY_SERIES, seeds=5),
@@ -205,6 +212,7 @@ TASKS = tuple(
                 seeds=3,
             ),
             "factors": Profile(_FACTORS, series=(4,), seeds=5),
+            "channels": Profile(_CHANNELS, series=_CHANNEL_SERIES, seeds=3),
             "defences": Profile(_DEFENCES, series=defence_series(), seeds=3),
         },
     )
