@@ -137,24 +137,10 @@ class TrainConfig:
         require(self.stationary_tol > 0, "train.stationary_tol", self.stationary_tol, "a positive number")
         require(self.extra_epochs >= 0, "train.extra_epochs", self.extra_epochs, "an integer >= 0")
         eps, clip = self.dp_epsilon, self.dp_clip
-        require(
-            eps > 0,
-            "train.dp_epsilon",
-            eps,
-            "a privacy budget > 0; fix: --set train.dp_epsilon=1 (inf: no noise)",
-        )
-        require(
-            clip > 0,
-            "train.dp_clip",
-            clip,
-            "a clipping norm > 0; fix: --set train.dp_clip=1 (inf: no clipping)",
-        )
-        require(
-            0 < self.dp_delta < 1,
-            "train.dp_delta",
-            self.dp_delta,
-            "in (0, 1/n); fix: --set train.dp_delta=1e-5",
-        )
+        fix = "; fix: --set train.dp_"
+        require(eps > 0, "train.dp_epsilon", eps, f"a privacy budget > 0{fix}epsilon=1 (inf: no noise)")
+        require(clip > 0, "train.dp_clip", clip, f"a clipping norm > 0{fix}clip=1 (inf: no clipping)")
+        require(0 < self.dp_delta < 1, "train.dp_delta", self.dp_delta, f"in (0, 1/n){fix}delta=1e-5")
         require(
             self.dp_epochs >= 1,
             "train.dp_epochs",
