@@ -557,3 +557,36 @@ def test_each_architecture_is_judged_by_its_own_claim() -> None:
     assert (
         get_claim("blob-error-falls-rect-cnn").commands()[0].endswith("--profile quick --set model.arch=cnn")
     )
+
+
+def test_every_claims_command_names_a_profile_its_task_has() -> None:
+    """The command a claim prints (`Claim.commands`, in the report and at the end of `bench run`) runs: its
+    profile exists on every task it names (weight-decay-raises-mnist once named a profile mnist-parity lacked)."""
+    from bench.analysis.claims import CLAIMS
+    from bench.tasks import all_tasks
+
+    tasks = all_tasks()
+    for claim in CLAIMS:
+        for command in claim.commands():
+            words = command.split()
+            task, profile = words[2], words[words.index("--profile") + 1]
+            assert profile in tasks[task].profiles, f"{claim.id}: {command}"
+
+
+def test_weight_decay_on_mnist_is_judged_on_its_sweep_with_its_budget_check() -> None:
+    """weight-decay-raises-mnist: mnist-parity's factors profile runs weight decay 0 and 1e-3 (the claim's
+    axis); its runs, not the other profiles' (paper, kkt), count."""
+    from bench.analysis.claims import get_claim
+    from bench.experiment import resolve_config
+    from bench.tasks import get_task
+
+    claim, task = get_claim("weight-decay-raises-mnist"), get_task("mnist-parity")
+    assert claim.profile == "factors" and not claim.any_profile
+    decays = [
+        resolve_config(task, "factors", {}, v, 0).train.weight_decay for v in task.profiles["factors"].series
+    ]
+    assert decays == [0.0, 1e-3]
+    longer = resolve_config(task, "factors-budget", {}, task.profiles["factors"].series[1], 0).attack.steps
+    assert (
+        longer == 2 * resolve_config(task, "factors", {}, task.profiles["factors"].series[1], 0).attack.steps
+    )

@@ -452,6 +452,7 @@ def _on_mnist(claims: tuple[Claim, ...]) -> tuple[Claim, ...]:
             id="weight-decay-raises-mnist",
             statement=wd.statement[:-1] + ", on real MNIST (even vs odd digits).",
             tasks=("mnist-parity",),
+            any_profile=False,  # its factors profile is the weight-decay sweep (and factors-budget its check)
         ),
     )
 
