@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/budget_pairs.py STORE [STORE ...] [--metric ncc_dist_mean]
 Each store is a directory holding mlflow.db. Child runs that attacked the same classifier (task, seed,
-series value and every data.*, model.* and train.* parameter: bench.tracking.classifier_keys) are
+series value and every data.*, model.* and train.* parameter: bench.analysis.notes.classifier_keys) are
 paired: the shortest attack (`attack.steps`) with each longer one, as a budget check re-runs points of a
 profile. One row per pair:
 - the metric at both budgets and its change (longer − shorter);
@@ -29,7 +29,8 @@ from mlflow.tracking import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from replay_plateau import replay  # noqa: E402
 
-from bench.tracking import classifier_keys, load_runs, series_order  # noqa: E402
+from bench.analysis.notes import classifier_keys  # noqa: E402
+from bench.tracking import load_runs, series_order  # noqa: E402
 
 
 def pairs(runs: pd.DataFrame) -> list[tuple[dict, dict]]:

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from bench.analysis.notes import CLASSIFIER_PARAMS
 from bench.analysis.trends import mean_ci
-from bench.tracking import CLASSIFIER_PARAMS, load_runs, series_order
+from bench.tracking import load_runs, series_order
 
 FIGURES = {
     "ncc_dist_mean": "ncc_dist",
