@@ -261,6 +261,12 @@ def test_report_notes_state_the_truth_and_say_how_to_read_the_verdict() -> None:
     assert "went below it in 1 of 3 runs" in quiet
     assert "outside the regime" not in quiet and "not the data" not in quiet
     assert truth_counts(rows.drop(columns=["truth/kkt_fit"])) == ""
+    # eval.truth_clarke: kinks explain the excess (the kkt recipe at the paper's scale: 8-9% against 0.6-0.8%)
+    kinks = truth_counts(rows.assign(**{"truth/kkt_fit_clarke_layer1": [0.006, 0.008, 0.007]}))
+    assert "Clarke form (a sample on a first-layer kink takes any slope), first layer median 0.007" in kinks
+    assert "outside the regime" not in kinks and "the rest is samples on a unit's kink" in kinks
+    far = truth_counts(rows.assign(**{"truth/kkt_fit_clarke_layer1": [0.07, 0.08, 0.09]}))
+    assert "outside the regime" in far and "unit's kink" not in far
 
 
 def test_clarke_truth_relaxes_only_kink_pairs_and_never_fits_worse() -> None:
