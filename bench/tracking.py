@@ -366,16 +366,13 @@ def probe_tracking_uri(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     _reachable.add(uri)
 
 
-def is_remote(uri: str) -> bool:
-    """Whether a tracking URI leaves this machine's files (a server or a database, not sqlite/file)."""
-    return not uri.lower().startswith(("sqlite:", "file:")) and "://" in uri
-
-
 def warn_raw_data(uri: str, source: str) -> None:
-    """Say once per process (on stderr) that raw arrays of a non-synthetic task go to a remote store."""
+    """Say once per process (on stderr) that raw arrays of a non-synthetic task go to a remote store (a
+    server or a database: not sqlite/file)."""
     import sys
 
-    if source.startswith("synthetic") or not is_remote(uri) or uri in _warned:
+    remote = not uri.lower().startswith(("sqlite:", "file:")) and "://" in uri
+    if source.startswith("synthetic") or not remote or uri in _warned:
         return
     _warned.add(uri)
     print(
