@@ -120,8 +120,8 @@ def armed() -> Iterator[None]:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """A block a signal must not break into (creating an MLflow run: interrupted there, the run would
-    exist but never be marked). A signal during it is held; `raise_pending` raises it afterwards."""
+    """A block a signal must not break into (creating an MLflow run or marking its end: interrupted
+    there, the run would be left RUNNING). A signal during it is held; `raise_pending` raises it later."""
     was = _state["armed"]
     _state["armed"] = False
     try:

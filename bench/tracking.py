@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench import signals
 from bench.errors import BenchInputError
 
 if TYPE_CHECKING:
@@ -125,34 +126,39 @@ class Tracker:
 
         `resume_id`: reopen that existing run (status RUNNING again, tags updated) instead of creating one.
         The provenance tags (`bench.provenance`, with the host and pid of this process) are added; a tag
-        given in `tags` takes precedence.
+        given in `tags` takes precedence. A signal while the run is made or marked is held till it is marked
+        (`bench.signals.deferred`); one held while it is marked FINISHED is raised by the next run or job.
         """
-        from bench import signals
         from bench.provenance import provenance_tags
 
         all_tags = provenance_tags() | {k: str(v) for k, v in tags.items()}
         if parent_id:
             all_tags["mlflow.parentRunId"] = parent_id
-        with signals.deferred():  # SIGTERM here would leave a run made but never marked
-            if resume_id:
-                self.client.update_run(resume_id, status="RUNNING")
-                log = RunLog(self.client, resume_id, self.client.get_run(resume_id).data.params)
-                log.tags(all_tags)
-            else:
-                run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
-                log = RunLog(self.client, run.info.run_id)
+        log: RunLog | None = None
         try:
+            signals.raise_pending()  # held while the last run was marked FINISHED: make no other
+            with signals.deferred():
+                if resume_id:
+                    self.client.update_run(resume_id, status="RUNNING")
+                    log = RunLog(self.client, resume_id, self.client.get_run(resume_id).data.params)
+                    log.tags(all_tags)
+                else:
+                    run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+                    log = RunLog(self.client, run.info.run_id)
             signals.raise_pending()
             yield log
-        except BaseException as err:
-            with suppress(Exception):  # an interrupted batch may already be in the store: keep the rest
+            with signals.deferred():  # a signal stays pending, the run kept FINISHED (a failed send: FAILED)
                 log.flush()
-            self.client.set_terminated(
-                log.run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-            )
+                self.client.set_terminated(log.run_id, "FINISHED")
+        except BaseException as err:
+            if log is None:  # no run was made: nothing to mark
+                raise
+            with signals.deferred():
+                with suppress(Exception):  # an interrupted batch may already be in the store: keep the rest
+                    log.flush()
+                status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+                self.client.set_terminated(log.run_id, status)
             raise
-        log.flush()
-        self.client.set_terminated(log.run_id, "FINISHED")
 
     def find_run(self, experiment_id: str, tags: dict[str, Any]) -> str | None:
         """The newest run of the experiment carrying all these tags, or None."""
@@ -366,16 +372,13 @@ def probe_tracking_uri(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     _reachable.add(uri)
 
 
-def is_remote(uri: str) -> bool:
-    """Whether a tracking URI leaves this machine's files (a server or a database, not sqlite/file)."""
-    return not uri.lower().startswith(("sqlite:", "file:")) and "://" in uri
-
-
 def warn_raw_data(uri: str, source: str) -> None:
-    """Say once per process (on stderr) that raw arrays of a non-synthetic task go to a remote store."""
+    """Say once per process (on stderr) that raw arrays of a non-synthetic task go to a remote store (a
+    server or a database: not sqlite/file)."""
     import sys
 
-    if source.startswith("synthetic") or not is_remote(uri) or uri in _warned:
+    remote = not uri.lower().startswith(("sqlite:", "file:")) and "://" in uri
+    if source.startswith("synthetic") or not remote or uri in _warned:
         return
     _warned.add(uri)
     print(

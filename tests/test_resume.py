@@ -276,6 +276,60 @@ def test_a_signal_while_a_run_is_made_is_held_until_the_run_can_be_marked_killed
     assert run.info.status == "KILLED"  # not left RUNNING
 
 
+@pytest.mark.parametrize("call", ["log_batch", "set_terminated"])
+def test_a_signal_while_a_finished_run_is_marked_keeps_it_finished_and_stops_the_next(
+    call: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM as the last curves are sent (`log_batch`) or the status written (`set_terminated`): the run,
+    whose work is done, ends FINISHED with its curves, not left RUNNING; the next run is not made."""
+    from bench import signals
+    from bench.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment("marked")
+    real = getattr(tracker.client, call)
+
+    def signal_then_call(*args, **kwargs):
+        if kwargs.get("metrics") or "FINISHED" in args:  # the run's end, not its params
+            signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracker.client, call, signal_then_call)
+    with signals.handled():
+        try:
+            with tracker.run(exp, "done", {}) as log:
+                log.metric("train/loss", 0.5, 3)
+        except signals.Interrupted:
+            pass  # (what came before: the run was left RUNNING, asserted against below)
+        (run,) = tracker.client.search_runs([exp])
+        assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 0.5}, run.info.status
+        with pytest.raises(signals.Interrupted) as stopped, tracker.run(exp, "next", {}):
+            pytest.fail("no run may start after the signal")
+    assert stopped.value.signum == signal.SIGTERM
+    assert len(tracker.client.search_runs([exp])) == 1
+
+
+def test_a_signal_while_a_failed_run_is_marked_leaves_it_failed(
+    tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import signals
+    from bench.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment("failed")
+    real = tracker.client.set_terminated
+
+    def signal_then_mark(run_id: str, status: str) -> None:
+        signal.raise_signal(signal.SIGTERM)
+        real(run_id, status)
+
+    monkeypatch.setattr(tracker.client, "set_terminated", signal_then_mark)
+    with signals.handled(), pytest.raises(ValueError, match="bad"), tracker.run(exp, "r", {}):
+        raise ValueError("bad")
+    (run,) = tracker.client.search_runs([exp])
+    assert run.info.status == "FAILED"
+
+
 def test_summarise_marks_killed_the_runs_whose_process_is_gone(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     exp = client.create_experiment("blobs-rect")
