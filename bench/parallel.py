@@ -307,6 +307,7 @@ def run_parallel(
         ]
         pending = set(futures)
         while pending:
+            signals.raise_pending()  # a signal that landed in a finaliser (bench.signals._unraisable)
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             while queue is not None and bars is not None:
                 try:

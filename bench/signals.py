@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -81,6 +82,19 @@ def install(armed: bool = True) -> None:
     _state.update(signum=None, armed=armed, count=0, pending=False)
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+    if sys.unraisablehook is not _unraisable:
+        _state["hook"] = sys.unraisablehook
+        sys.unraisablehook = _unraisable
+
+
+def _unraisable(info: Any) -> None:
+    """`sys.unraisablehook`: an `Interrupted` raised where Python cannot pass it on (the signal arrived
+    while a finaliser such as a weakref callback ran) is held, not printed as "Exception ignored", and
+    `raise_pending` raises it at the next checkpoint; anything else goes to the hook that was there."""
+    if isinstance(info.exc_value, Interrupted):
+        _state["pending"] = True
+        return
+    _state.get("hook", sys.__unraisablehook__)(info)
 
 
 @contextmanager
@@ -94,6 +108,7 @@ def handled() -> Iterator[None]:
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = _state.pop("hook", sys.unraisablehook)
         _state.update(signum=None, armed=True, count=0, pending=False)
 
 

@@ -344,3 +344,25 @@ def test_summarise_marks_killed_the_runs_whose_process_is_gone(tracking_uri: str
     status = [client.get_run(r.info.run_id).info.status for r in (gone, alive, elsewhere)]
     assert status == ["KILLED", "RUNNING", "RUNNING"]
     assert client.get_run(gone.info.run_id).data.tags["bench.ended_by"].startswith("its process was gone")
+
+
+def test_a_signal_that_lands_in_a_finaliser_is_held_and_raised_at_the_next_checkpoint(capsys) -> None:
+    """Python cannot pass an exception out of a finaliser (a weakref callback, __del__): a SIGTERM handled
+    there printed "Exception ignored ... Traceback" and was lost. It is held instead, silently, and
+    `raise_pending` raises it."""
+    import gc
+
+    from bench import signals
+
+    class Finalised:
+        def __del__(self) -> None:
+            signals._handler(signal.SIGTERM, None)  # the handler, run as the signal would run it here
+
+    with signals.handled():
+        obj = Finalised()
+        del obj
+        gc.collect()
+        assert "Exception ignored" not in capsys.readouterr().err
+        with pytest.raises(signals.Interrupted) as err:
+            signals.raise_pending()
+        assert err.value.signum == signal.SIGTERM
