@@ -98,13 +98,15 @@ class Weights(Homogeneous):
 
 
 def forward_signals(
-    w: Weights, x: torch.Tensor, alpha: torch.Tensor | float
+    w: Weights, x: torch.Tensor, alpha: torch.Tensor | float, exact_relu: bool = False
 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
     """Forward pass with the modified backward signals.
 
     Returns phi (..., m); acts [a_0 = x, a_1, ..., a_{L-1}] (..., m, H_l); pre [h_1, ..., h_{L-1}]
     (pre-activations of the hidden layers, bias included); signals [g_1, ..., g_{L-1}] with
-    g_l = dPhi/dh_l computed with sigmoid(alpha h) in place of the ReLU derivative.
+    g_l = dPhi/dh_l computed with sigmoid(alpha h) in place of the ReLU derivative. The activations'
+    values are the exact ReLU's either way; their own derivative is the surrogate slope (Haim et al.'s
+    modified ReLU) unless `exact_relu` (then torch.relu's, for second derivatives: bench.attack.splitting).
     """
     acts, pre, slopes = [x], [], []
     h = x @ w.mats[0].T
@@ -113,7 +115,7 @@ def forward_signals(
     for mat in w.mats[1:]:
         pre.append(h)
         slopes.append(torch.sigmoid(alpha * h))
-        acts.append(_SurrogateReLU.apply(h, slopes[-1]))
+        acts.append(torch.relu(h) if exact_relu else _SurrogateReLU.apply(h, slopes[-1]))
         h = acts[-1] @ mat.T
     phi = h.squeeze(-1)
     g = w.mats[-1].squeeze(0) * slopes[-1]

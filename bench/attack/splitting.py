@@ -22,27 +22,17 @@ from __future__ import annotations
 
 import torch
 
-from bench.attack.kkt import Weights, gradient_sums
+from bench.attack.kkt import Weights, forward_signals, gradient_sums
 from bench.attack.truth import layer_weights
 
 
 def _psi(w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: torch.Tensor, resid: list, wl: torch.Tensor):
     """Psi_c(X) = sum_l w_l <R_l, G_l(X, c)> summed over the population (..., m, d) -> scalar, as the fit's
     forward computes G: activations by the exact ReLU, signals through the surrogate slope sigmoid(alpha h).
-    Written out rather than through `gradient_sums`, whose activations carry the surrogate's derivative
-    (Haim et al.'s modified ReLU): their second derivatives would not be the fit's."""
-    acts, slopes = [x], []
-    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
-    for mat in w.mats[1:]:
-        slopes.append(torch.sigmoid(alpha * h))
-        acts.append(torch.relu(h))
-        h = acts[-1] @ mat.T
-    g = w.mats[-1].squeeze(0) * slopes[-1]
-    signals = [g]
-    for mat, slope in zip(reversed(w.mats[1:-1]), reversed(slopes[:-1]), strict=True):
-        g = (g @ mat) * slope
-        signals.append(g)
-    signals.reverse()
+    The activations keep torch.relu's own derivative (`forward_signals(exact_relu=True)`), not the
+    surrogate's (Haim et al.'s modified ReLU, as in `gradient_sums`): their second derivatives would not
+    be the fit's."""
+    _, acts, _, signals = forward_signals(w, x, alpha, exact_relu=True)
     cc = c.unsqueeze(-1)
     total = wl[-1] * (resid[w.depth - 1].squeeze(0) * (cc * acts[-1]).sum(-2)).sum()
     for i, (sig, a) in enumerate(zip(signals, acts[:-1], strict=True)):

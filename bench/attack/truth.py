@@ -121,12 +121,7 @@ def mlp_gram_terms(
     """
     w = w.to(torch.float64)
     x = torch.as_tensor(x, dtype=torch.float64)
-    acts, pre = [x], []
-    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
-    for mat in w.mats[1:]:
-        pre.append(h)
-        acts.append(torch.relu(h))
-        h = acts[-1] @ mat.T
+    acts, pre, h = _exact_forward(w, x)
     u, sample = output_directions(h, y, pairs)
     other = np.full(len(sample), -1) if h.shape[1] == 1 else _other_class(u)
     s = torch.as_tensor(sample)
@@ -416,6 +411,20 @@ def _kink_slopes(
     return out
 
 
+def _exact_forward(
+    w: Weights, x: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """An MLP's forward with the exact ReLU: acts [x, a_1, ..., a_{L-1}], pre-activations [h_1, ...,
+    h_{L-1}] (bias included), and the outputs Phi (n, C)."""
+    acts, pre = [x], []
+    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
+    for mat in w.mats[1:]:
+        pre.append(h)
+        acts.append(torch.relu(h))
+        h = acts[-1] @ mat.T
+    return acts, pre, h
+
+
 def _timed(fit: TruthFit, start: float) -> TruthFit:
     return TruthFit(fit.fit, fit.layers, fit.lam, fit.support, fit.rows, time.perf_counter() - start)
 
@@ -423,12 +432,7 @@ def _timed(fit: TruthFit, start: float) -> TruthFit:
 def _upstream(w: Weights, x: torch.Tensor, y: np.ndarray, pairs: str) -> tuple[torch.Tensor, np.ndarray]:
     """Each row's back-propagated signal at the first hidden layer's output, before that layer's own ReLU
     derivative: (r, H_1), and the rows' samples (exact derivatives above the first layer)."""
-    acts, pre = [x], []
-    h = x @ w.mats[0].T + (w.bias if w.bias is not None else 0.0)
-    for mat in w.mats[1:]:
-        pre.append(h)
-        acts.append(torch.relu(h))
-        h = acts[-1] @ mat.T
+    _, pre, h = _exact_forward(w, x)
     u, sample = output_directions(h, y, pairs)
     s = torch.as_tensor(sample)
     g = u
