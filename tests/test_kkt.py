@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.attack.kkt import Weights, flops_per_step, gradient_sums, kkt_fit, lambda_scale
+from bench.attack.kkt import Weights, flops_per_step, gradient_sums, kkt_fit, lambda_scale, layer_residuals
 from bench.attack.reference import per_sample_gradient_sums, reference_fit
 
 
@@ -75,6 +75,21 @@ def test_population_dimension_is_independent_settings() -> None:
     batched = kkt_fit(w, x, c, alpha.view(3, 1, 1))
     single = torch.stack([kkt_fit(w, x[p], c[p], float(alpha[p])) for p in range(3)])
     torch.testing.assert_close(batched, single, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_the_gram_route_takes_the_layer_norms_it_is_given_bit_for_bit(bias: bool) -> None:
+    """The steps pass ||theta_l||^2 in (`Weights.layer_sq_norms`, computed once) instead of summing
+    ||W_l||^2 at every step: the same float32 values, bit for bit, with and without it (the Gram route)."""
+    w64 = _weights(3, bias, d=30, width=40)
+    w = w64.to(torch.float32)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 30, generator=g)
+    c = torch.randn(2, 4, generator=g)
+    fresh = layer_residuals(w, x, c, 20.0, "gram")
+    given = layer_residuals(w, x, c, 20.0, "gram", layer_sq=w.layer_sq_norms())
+    assert torch.equal(fresh, given)
+    assert not torch.equal(fresh, layer_residuals(w, x, c, 20.0, "gram", layer_sq=2 * w.layer_sq_norms()))
 
 
 def test_a_layer_that_satisfies_the_kkt_condition_adds_nothing_to_the_residual() -> None:

@@ -203,7 +203,12 @@ def gradient_sums(
 
 
 def layer_residuals(
-    w: Weights, x: torch.Tensor, c: torch.Tensor, alpha: torch.Tensor | float, method: str = "auto"
+    w: Weights,
+    x: torch.Tensor,
+    c: torch.Tensor,
+    alpha: torch.Tensor | float,
+    method: str = "auto",
+    layer_sq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """||theta_l - G_l||^2 of every layer l = 1..L (the first layer's bias counted with W_1): (..., L).
 
@@ -214,7 +219,9 @@ def layer_residuals(
     rounding error is relative to ||theta||^2, and where candidates nearly coincide it is amplified
     (in bfloat16 the optimiser finds and follows it: the logged fit turned negative after ~8,000 steps at the
     paper's scale); "auto": the cheaper of the two per layer. The attack checks whichever it uses against
-    the float64 explicit form (`bench.attack.reconstruct`, `attack.fit_check_tol`).
+    the float64 explicit form (`bench.attack.reconstruct`, `attack.fit_check_tol`). `layer_sq`: the (L,)
+    ||theta_l||^2 (`Weights.layer_sq_norms`, the same sums), which the Gram route adds; computed here when
+    None (at the quick blob scale, 784-1000-1 and m = 40, a fresh ||W_1||^2 was a quarter of the step).
     """
     phi, acts, pre, signals = forward_signals(w, x, alpha)
     m = x.shape[-2]
@@ -230,7 +237,10 @@ def layer_residuals(
                 k_prev = k_prev + 1.0
             gram = _Gram.apply(g) * k_prev  # (S_l * K_{l-1}), m x m
             quad = (c * (gram @ c.unsqueeze(-1)).squeeze(-1)).sum(-1)
-            own = (mat * mat).sum() + ((w.bias * w.bias).sum() if has_bias else 0.0)
+            if layer_sq is not None:
+                own = layer_sq[layer]
+            else:
+                own = (mat * mat).sum() + ((w.bias * w.bias).sum() if has_bias else 0.0)
             terms.append(own - 2.0 * cross + quad)
         else:
             cg = c.unsqueeze(-1) * g
@@ -268,7 +278,8 @@ def kkt_fit(
     already known; `layer_sq`: the (L,) ||theta_l||^2 if already known. `layers`: the layers (1-based)
     the fit is made of (empty: all; under "theta" the sum is divided by their share of ||theta||^2).
     """
-    return fit_from_terms(layer_residuals(w, x, c, alpha, method), w, norm, theta_sq, layer_sq, layers)
+    terms = layer_residuals(w, x, c, alpha, method, layer_sq)
+    return fit_from_terms(terms, w, norm, theta_sq, layer_sq, layers)
 
 
 def fit_from_terms(
@@ -474,27 +485,3 @@ def _exact_phi(
     for mat in mats[1:]:
         h = torch.relu(h) @ mat.T
     return h.squeeze(-1)
-
-
-# --- Multiclass networks (Buzaglo et al. 2023, arXiv 2307.01827) ---------------------------------------
-#
-# A homogeneous ReLU MLP with C outputs, Phi(x) = W_L relu(... relu(W_1 x + b_1)) in R^C (W_L is C x H),
-# trained to near-zero cross-entropy, converges in direction to a KKT point of
-# min ||theta||^2 s.t. Phi_{y_i}(x_i) - Phi_j(x_i) >= 1 for all j != y_i, so that
-#
-#     theta = sum_i sum_{j != y_i} lambda_ij grad_theta (Phi_{y_i}(x_i) - Phi_j(x_i)),   lambda_ij >= 0.
-#
-# Buzaglo et al. keep one multiplier per sample, on the most violated (largest) other output:
-# theta ~ sum_i lambda_i grad_theta (Phi_{y_i}(x_i) - max_{j != y_i} Phi_j(x_i)). Both are one form:
-# theta ~ sum_i grad_theta (u_i . Phi(x_i)) with a direction u_i in R^C ("max": u_i = lambda_i (e_y - e_j*);
-# "all": u_i[y] = sum_j lambda_ij, u_i[j] = -lambda_ij). The gradient of u . Phi is linear in u, so in closed
-# form per layer: G_L = U^T A_{L-1} (C x H), and the back-propagated signal starts at g_{L-1} = (U W_L) *
-# sigmoid(alpha h_{L-1}) (i.e. lambda (W_L[y] - W_L[j]) through the surrogate ReLU derivative) and runs down
-# as in the binary case, G_l = g_l^T a_{l-1}. The residual is formed explicitly and never expanded
-# (||W_l - G_l||^2 summed as a square: no cancellation in low precision).
-#
-# The binary attack is this one at C = 2 under an exact map (tests/test_multiclass.py): the binary
-# network (W_1, ..., W_{L-1}, w) and the C = 2 network (W_1, ..., W_{L-1}, [-w/sqrt2; +w/sqrt2]) have the
-# same ||theta||^2, and with labels y = +1 <-> class 1, multipliers lambda_C2 = lambda_binary / sqrt2, the two
-# residuals are equal (hidden layers: the C = 2 signal is y sqrt2 w, times lambda / sqrt2; last layer:
-# 2 ||w/sqrt2 - G/sqrt2||^2 = ||w - G||^2). The C = 2 network's margin Phi_1 - Phi_0 is sqrt2 times Phi.

@@ -15,6 +15,29 @@ import torch
 
 from bench.attack.kkt import Weights, _SurrogateReLU, box_term, fit_from_terms, penalties, wrapped_loss
 
+# Multiclass networks (Buzaglo et al. 2023, arXiv 2307.01827).
+#
+# A homogeneous ReLU MLP with C outputs, Phi(x) = W_L relu(... relu(W_1 x + b_1)) in R^C (W_L is C x H),
+# trained to near-zero cross-entropy, converges in direction to a KKT point of
+# min ||theta||^2 s.t. Phi_{y_i}(x_i) - Phi_j(x_i) >= 1 for all j != y_i, so that
+#
+#     theta = sum_i sum_{j != y_i} lambda_ij grad_theta (Phi_{y_i}(x_i) - Phi_j(x_i)),   lambda_ij >= 0.
+#
+# Buzaglo et al. keep one multiplier per sample, on the most violated (largest) other output:
+# theta ~ sum_i lambda_i grad_theta (Phi_{y_i}(x_i) - max_{j != y_i} Phi_j(x_i)). Both are one form:
+# theta ~ sum_i grad_theta (u_i . Phi(x_i)) with a direction u_i in R^C ("max": u_i = lambda_i (e_y - e_j*);
+# "all": u_i[y] = sum_j lambda_ij, u_i[j] = -lambda_ij). The gradient of u . Phi is linear in u, so in closed
+# form per layer: G_L = U^T A_{L-1} (C x H), and the back-propagated signal starts at g_{L-1} = (U W_L) *
+# sigmoid(alpha h_{L-1}) (i.e. lambda (W_L[y] - W_L[j]) through the surrogate ReLU derivative) and runs down
+# as in the binary case, G_l = g_l^T a_{l-1}. The residual is formed explicitly and never expanded
+# (||W_l - G_l||^2 summed as a square: no cancellation in low precision).
+#
+# The binary attack is this one at C = 2 under an exact map (tests/test_multiclass.py): the binary
+# network (W_1, ..., W_{L-1}, w) and the C = 2 network (W_1, ..., W_{L-1}, [-w/sqrt2; +w/sqrt2]) have the
+# same ||theta||^2, and with labels y = +1 <-> class 1, multipliers lambda_C2 = lambda_binary / sqrt2, the two
+# residuals are equal (hidden layers: the C = 2 signal is y sqrt2 w, times lambda / sqrt2; last layer:
+# 2 ||w/sqrt2 - G/sqrt2||^2 = ||w - G||^2). The C = 2 network's margin Phi_1 - Phi_0 is sqrt2 times Phi.
+
 
 def multiclass_forward(
     w: Weights, x: torch.Tensor, alpha: torch.Tensor | float
