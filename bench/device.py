@@ -12,8 +12,10 @@ are moved to the device, so a CPU run and a GPU run start from the same numbers.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from bench.errors import BenchInputError
@@ -84,9 +86,11 @@ def configure(device: str | torch.device | None = "auto", threads: int = 0) -> t
     and two runs side by side at 2 BLAS threads each took ~65 ms for a 20 x 40 correlation that takes
     0.7 ms at one); returns both.
 
-    Recorded for the process: `current_device()` and the provenance tags read them."""
+    Recorded for the process: `current_device()` and the provenance tags read them. Also keeps freed
+    memory for reuse (`keep_freed_memory`)."""
     import torch
 
+    keep_freed_memory()
     dev = resolve_device(device)
     n = resolve_threads(threads)
     if torch.get_num_threads() != n:
@@ -98,6 +102,24 @@ def configure(device: str | torch.device | None = "auto", threads: int = 0) -> t
         _state["blas"] = n
     _state["device"], _state["threads"] = dev, n
     return dev, n
+
+
+def keep_freed_memory() -> None:
+    """Under glibc (Linux), serve allocations below 256 MiB from the heap and keep what is freed there
+    (mallopt M_MMAP_THRESHOLD, M_TRIM_THRESHOLD) instead of mapping fresh pages and returning them each
+    time: a training epoch allocates its gradients anew (set_to_none), and a fresh 6 MB float64 gradient
+    page-faults its way in. Quick blob training (784-1000-1, n = 20, float64): 2.29-2.61 s -> 2.08-2.36 s
+    (medians of 4, 4 A/B pairs, this 2-core machine). Values are unchanged; only where memory comes from.
+    Once per process; elsewhere a no-op."""
+    if _state.get("malloc") or not sys.platform.startswith("linux"):
+        return
+    _state["malloc"] = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
+        pass
 
 
 def current_device() -> torch.device:
