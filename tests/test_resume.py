@@ -276,6 +276,37 @@ def test_a_signal_while_a_run_is_made_is_held_until_the_run_can_be_marked_killed
     assert run.info.status == "KILLED"  # not left RUNNING
 
 
+@pytest.mark.parametrize("held", [True, False])
+def test_a_signal_between_a_runs_creation_and_its_place_on_the_stack_ends_it_killed(
+    held: bool, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM after `Tracker.run` made the run and yielded it, before the worker's ExitStack holds its
+    end (`bench.work.enter_run`): the run ends KILLED. `held=False` is a plain `enter_context`, as before:
+    the same signal leaves the run RUNNING, which is what the test must be able to see."""
+    from contextlib import ExitStack
+
+    from bench import signals
+    from bench.tracking import Tracker
+    from bench.work import enter_run
+
+    tracker = Tracker(tracking_uri)
+    exp = tracker.experiment(f"window-{held}")
+    push = ExitStack._push_cm_exit
+
+    def sigterm_then_push(self, cm, exit):  # the instant between __enter__ and the exit's registration
+        signals._handler(signal.SIGTERM, None)  # the handler, run as the signal would run it here
+        return push(self, cm, exit)
+
+    monkeypatch.setattr(ExitStack, "_push_cm_exit", sigterm_then_push)
+    with signals.handled(), pytest.raises(signals.Interrupted) as stopped, ExitStack() as stack:
+        run = tracker.run(exp, "r", {})
+        enter_run(stack, run) if held else stack.enter_context(run)
+        pytest.fail("the block must not go on after the signal")
+    assert stopped.value.signum == signal.SIGTERM
+    (made,) = tracker.client.search_runs([exp])
+    assert made.info.status == ("KILLED" if held else "RUNNING")
+
+
 @pytest.mark.parametrize("call", ["log_batch", "set_terminated"])
 def test_a_signal_while_a_finished_run_is_marked_keeps_it_finished_and_stops_the_next(
     call: str, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
