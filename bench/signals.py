@@ -13,9 +13,11 @@ default): enough for this. A run killed without warning stays RUNNING until `ben
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -151,3 +153,30 @@ def raise_pending() -> None:
     if _state["armed"] and _state["pending"]:
         _state["pending"] = False
         raise Interrupted(_state["signum"])
+
+
+class HeldCalls:
+    """`target` (the MLflow client) whose method calls, in the main thread, run with a signal held
+    (`deferred`) and raise it right after (`raise_pending`): an interruption lands between two calls to
+    the store, never inside SQLAlchemy's session handling. (A SIGTERM that landed in a worker's
+    `log_batch` commit was followed by "database is locked" for 20 s in every process writing to the
+    same SQLite store: its runs could not be marked KILLED.) Other attributes pass through."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():  # signals reach the main one
+                return attr(*args, **kwargs)
+            with deferred():
+                out = attr(*args, **kwargs)
+            raise_pending()
+            return out
+
+        return call

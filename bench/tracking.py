@@ -5,16 +5,13 @@ Default store: embedded SQLite at `mlruns/mlflow.db` (relative to the working di
 Any MLflow tracking URI works too (another SQLite file, a tracking server `http://host:5000`), given by
 `--tracking-uri` or, failing that, the environment variable MLFLOW_TRACKING_URI.
 
-Layout: one experiment per task (or `--experiment`); one parent run per invocation; one child run per
-(series point, seed, setting), tagged `bench.task`, `bench.series_value`, `bench.seed`. Curves are sent
-while the run works, so a run that raises is marked FAILED with its partial curves kept. Every run also
-carries the provenance tags of `bench.provenance` (version, git commit, torch, python, device, threads,
-CPU/GPU model).
+Layout: one experiment per task (or `--experiment`); one parent run per invocation; one child run per (series
+point, seed, setting), tagged `bench.task`, `bench.series_value`, `bench.seed`, and with the provenance tags
+of `bench.provenance`. Curves are sent while the run works: a run that raises is FAILED with them kept.
 
-Safety: a tracking server (http/https) is probed once with a short timeout before anything is logged, so
-an unreachable one fails at once (BenchInputError, exit 2) instead of after MLflow's minutes of retries.
-The embedded store's folder is created readable by its owner only (0700): its artifacts are
-reconstructions of training data.
+Safety: a tracking server (http/https) is probed once with a short timeout before anything is logged, so an
+unreachable one fails at once (exit 2), not after minutes of retries. The embedded store's folder is made
+readable by its owner only (0700): its artifacts are reconstructions of training data.
 """
 
 from __future__ import annotations
@@ -89,7 +86,7 @@ class Tracker:
                     f"cannot create the folder of tracking store '{self.uri}': {e}"
                 ) from None
         probe_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = signals.HeldCalls(MlflowClient(tracking_uri=self.uri))
 
     def experiment(self, name: str) -> str:
         """The id of experiment `name`, created (with artifacts beside a SQLite store) if absent."""
@@ -127,7 +124,7 @@ class Tracker:
         `resume_id`: reopen that existing run (status RUNNING again, tags updated) instead of creating one.
         The provenance tags (`bench.provenance`, with the host and pid of this process) are added; a tag
         given in `tags` takes precedence. A signal while the run is made or marked is held till it is marked
-        (`bench.signals.deferred`); one held while it is marked FINISHED is raised by the next run or job.
+        (`bench.signals.deferred`); one held while it is marked FINISHED is raised at the next store call.
         """
         from bench.provenance import provenance_tags
 
@@ -272,9 +269,12 @@ class RunLog:
         each point (a SQLite commit is ~20-100 ms; a quick run has 11 monitor points)."""
         if not self._metrics or (every_s > 0 and time.monotonic() - self._sent < every_s):
             return
-        self.client.log_batch(self.run_id, metrics=self._metrics)
-        self._metrics = []
-        self._sent = time.monotonic()
+        batch, self._metrics, self._sent = self._metrics, [], time.monotonic()  # not resent
+        try:
+            self.client.log_batch(self.run_id, metrics=batch)
+        except Exception:
+            self._metrics[:0] = batch  # not sent: kept for the next flush
+            raise
 
     def params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param
