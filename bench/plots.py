@@ -70,10 +70,9 @@ def reconstruction_grid(
     h = 2.45 * n_rows + head + 0.3
     # One image of all the pairs (an axes per image cost ~7 ms each to make and draw: 0.5 s of a quick
     # blob run's 8 s went to this figure); blank (NaN, drawn white) between images and rows.
-    mosaic, origins = pair_mosaic(
-        [(_as_image(train[i], shape), _as_image(recon[i], shape)) for i in order], per_row
-    )
-    ih, iw = _as_image(train[order[0]], shape).shape
+    pairs = [(_as_image(train[i], shape), _as_image(recon[i], shape)) for i in order]
+    mosaic, origins = pair_mosaic(pairs, per_row)
+    ih, iw = pairs[0][0].shape
     fig = plt.figure(figsize=(w, h))
     ax = fig.add_axes((0.5 / w, 0.35 / h, 1 - 0.6 / w, 1 - (head + 0.35) / h))
     ax.set_axis_off()

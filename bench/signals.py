@@ -18,8 +18,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -155,10 +155,28 @@ def raise_pending() -> None:
         raise Interrupted(_state["signum"])
 
 
+def held(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """fn(*args, **kwargs) with a signal held (`deferred`) and raised right after it (`raise_pending`), in
+    the main thread (the only one signals reach; elsewhere a plain call)."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn(*args, **kwargs)
+    with deferred():
+        out = fn(*args, **kwargs)
+    raise_pending()
+    return out
+
+
+def enter_context(stack: ExitStack, cm: AbstractContextManager[Any]) -> Any:
+    """`stack.enter_context(cm)` (a `Tracker.run`) under `held`: a signal landing between the run's creation
+    and the stack's holding its end (after `cm` yields, before `enter_context` registers its exit) would
+    leave the run RUNNING. A signal that came before raises here, and no run is made."""
+    raise_pending()
+    return held(stack.enter_context, cm)
+
+
 class HeldCalls:
-    """`target` (the MLflow client) whose method calls, in the main thread, run with a signal held
-    (`deferred`) and raise it right after (`raise_pending`): an interruption lands between two calls to
-    the store, never inside SQLAlchemy's session handling. (A SIGTERM that landed in a worker's
+    """`target` (the MLflow client) whose method calls run under `held`: an interruption lands between two
+    calls to the store, never inside SQLAlchemy's session handling. (A SIGTERM that landed in a worker's
     `log_batch` commit was followed by "database is locked" for 20 s in every process writing to the
     same SQLite store: its runs could not be marked KILLED.) Other attributes pass through."""
 
@@ -169,14 +187,6 @@ class HeldCalls:
         attr = getattr(self._target, name)
         if not callable(attr):
             return attr
-
-        @functools.wraps(attr)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread() is not threading.main_thread():  # signals reach the main one
-                return attr(*args, **kwargs)
-            with deferred():
-                out = attr(*args, **kwargs)
-            raise_pending()
-            return out
-
+        call = functools.partial(held, attr)
+        setattr(self, name, call)  # made once per method: the next lookup finds it without __getattr__
         return call

@@ -151,7 +151,7 @@ class Tracker:
             if log is None:  # no run was made: nothing to mark
                 raise
             with signals.deferred():
-                with suppress(Exception):  # an interrupted batch may already be in the store: keep the rest
+                with suppress(Exception):  # a send the store refused: the run is marked all the same
                     log.flush()
                 status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
                 self.client.set_terminated(log.run_id, status)

@@ -6,13 +6,14 @@ outcome is logged (`bench run` and `bench tune` alike). Imports neither runner n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench import signals
 from bench.config import RunConfig, to_dict
 from bench.defences import KEYS as DEFENCE_KEYS
 from bench.experiment import ExperimentResult, Hooks, run_experiment
@@ -163,20 +164,6 @@ def _lookup(cfg: RunConfig, key: str | None) -> Any:
     return node
 
 
-def enter_run(stack: ExitStack, run: AbstractContextManager[Any]) -> Any:
-    """`stack.enter_context(run)` (a `Tracker.run`) with a signal held from the run's creation until the
-    stack holds its end: one landing between the two (after `Tracker.run` yields, before `enter_context`
-    registers its exit) would leave the run RUNNING. A signal that came before raises here, and no run
-    is made."""
-    from bench import signals
-
-    signals.raise_pending()
-    with signals.deferred():
-        log = stack.enter_context(run)
-    signals.raise_pending()
-    return log
-
-
 def _run_child(
     tracker: Any,
     exp_id: str,
@@ -220,12 +207,14 @@ def _run_child(
             name += _swept_suffix(task, swept_from_tags(extra_tags))
             # a pool's members are logged, but the pooled set is the point's result (`bench.kind` child)
             kind = {"bench.kind": "pool_member"} if pooled else {}
-            log = enter_run(stack, tracker.run(exp_id, name, tags | {"bench.setting": p} | kind, parent_id))
+            log = signals.enter_context(
+                stack, tracker.run(exp_id, name, tags | {"bench.setting": p} | kind, parent_id)
+            )
             log.params(to_dict(cfg) | {f"setting.{k}": v for k, v in (settings or [{}])[p].items()})
             logs.append(log)
         if pooled:
             name = f"{task.name} {_point(series_value, _run_key(task))}seed={cfg.seed} pooled"
-            pool_log = enter_run(
+            pool_log = signals.enter_context(
                 stack, tracker.run(exp_id, name, tags | {"bench.setting": "pooled"}, parent_id)
             )
             pool_log.params(to_dict(cfg))

@@ -284,13 +284,12 @@ def test_a_signal_between_a_runs_creation_and_its_place_on_the_stack_ends_it_kil
     held: bool, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SIGTERM after `Tracker.run` made the run and yielded it, before the worker's ExitStack holds its
-    end (`bench.work.enter_run`): the run ends KILLED. `held=False` is a plain `enter_context`, as before:
+    end (`bench.signals.enter_context`): the run ends KILLED. `held=False` is a plain `enter_context`, as before:
     the same signal leaves the run RUNNING, which is what the test must be able to see."""
     from contextlib import ExitStack
 
     from bench import signals
     from bench.tracking import Tracker
-    from bench.work import enter_run
 
     tracker = Tracker(tracking_uri)
     exp = tracker.experiment(f"window-{held}")
@@ -303,7 +302,7 @@ def test_a_signal_between_a_runs_creation_and_its_place_on_the_stack_ends_it_kil
     monkeypatch.setattr(ExitStack, "_push_cm_exit", sigterm_then_push)
     with signals.handled(), pytest.raises(signals.Interrupted) as stopped, ExitStack() as stack:
         run = tracker.run(exp, "r", {})
-        enter_run(stack, run) if held else stack.enter_context(run)
+        signals.enter_context(stack, run) if held else stack.enter_context(run)
         pytest.fail("the block must not go on after the signal")
     assert stopped.value.signum == signal.SIGTERM
     (made,) = tracker.client.search_runs([exp])

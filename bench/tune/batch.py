@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import signals
 from bench.experiment import Hooks, attack_and_evaluate
 from bench.tune.common import Surplus, TrialHost, TrialSetup
 
@@ -78,7 +79,10 @@ def _attack_batch(
     settings = [{k.removeprefix("attack."): v for k, v in s.params.items()} for s in setups]
     outcomes: list[tuple[Any, float | None, str]] = []
     with contextlib.ExitStack() as runs:
-        logs = [runs.enter_context(runner.child_run(t, s)) for t, s in zip(trials, setups, strict=True)]
+        # a signal between a run's creation and the stack's holding it would leave it RUNNING
+        logs = [
+            signals.enter_context(runs, runner.child_run(t, s)) for t, s in zip(trials, setups, strict=True)
+        ]
 
         def on_step(step: int, losses: np.ndarray) -> None:
             last_loss[:] = losses
